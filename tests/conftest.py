@@ -1,0 +1,42 @@
+"""Shared fixtures: the device option, the real-data folder, and small analytic problems."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+
+def pytest_addoption(parser):
+    parser.addoption("--device", default="cpu", help="torch device for the core tests (cpu, cuda)")
+
+
+@pytest.fixture(scope="session")
+def device(request) -> torch.device:
+    dev = torch.device(request.config.getoption("--device"))
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        pytest.skip("--device cuda given but no CUDA device is available")
+    return dev
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"real test data folder {SHARED_DATA} is absent (it sits beside the repo as "
+                    "../shared/data in the project's workspace)")
+    return SHARED_DATA
+
+
+def smooth_covariance(H: int, W: int, length: float = 3.0, nugget: float = 1e-3,
+                      periodic: bool = False) -> np.ndarray:
+    """Squared-exponential covariance on an H x W index grid (optionally periodic in W)."""
+    yy, xx = np.meshgrid(np.arange(H), np.arange(W), indexing="ij")
+    dy = yy.ravel()[:, None] - yy.ravel()[None, :]
+    dx = np.abs(xx.ravel()[:, None] - xx.ravel()[None, :])
+    if periodic:
+        dx = np.minimum(dx, W - dx)
+    return np.exp(-(dy**2 + dx**2) / (2 * length**2)) + nugget * np.eye(H * W)

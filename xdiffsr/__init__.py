@@ -1,0 +1,56 @@
+"""xdiffsr: zero-shot multimodal atmospheric super-resolution with diffusion priors, for xarray.
+
+``import xdiffsr`` registers the ``Dataset.diffsr`` accessor::
+
+    ens = times_ds.diffsr.super_resolve(obs=[igra_df, coarse_ds], weights=[1.0, 0.5], model=model)
+"""
+
+from __future__ import annotations
+
+from . import accessor as _accessor  # noqa: F401  (registers Dataset.diffsr)
+from .errors import (
+    ArgumentError,
+    CoordinateError,
+    FormatError,
+    ModelError,
+    ObservationError,
+    UnitsError,
+    XDiffSRError,
+    XDiffSRWarning,
+)
+from .observations import GridObservations, Observations, PointObservations
+from .prior import DiffusionModel, GaussianPrior, Prior
+from .reconstruct import super_resolve
+
+__version__ = "0.1.0.dev0"
+
+
+def load_model(name_or_path, *, device="cpu") -> DiffusionModel:
+    """Load a diffusion model from a safetensors file written by :meth:`DiffusionModel.save`."""
+    from pathlib import Path
+
+    path = Path(name_or_path)
+    if not path.exists():
+        raise ModelError(f"no model file {str(name_or_path)!r}; give the path of a .safetensors "
+                         "model written by DiffusionModel.save.")
+    return DiffusionModel.load(path, device=device)
+
+
+__all__ = [
+    "ArgumentError",
+    "CoordinateError",
+    "DiffusionModel",
+    "FormatError",
+    "GaussianPrior",
+    "GridObservations",
+    "ModelError",
+    "ObservationError",
+    "Observations",
+    "PointObservations",
+    "Prior",
+    "UnitsError",
+    "XDiffSRError",
+    "XDiffSRWarning",
+    "load_model",
+    "super_resolve",
+]

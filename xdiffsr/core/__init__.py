@@ -1,0 +1,1 @@
+"""Pure-torch diffusion core: networks, preconditioning, schedules, samplers, likelihoods, operators."""

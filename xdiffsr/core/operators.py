@@ -1,0 +1,170 @@
+"""Differentiable observation operators ``M`` mapping a model state to observation space.
+
+A state is a tensor ``x`` of shape ``(B, C, H, W)`` (members, channels/variables, lat, lon) in the
+model's normalised space. An operator returns ``(B, n)`` predicted observations. Linear (affine)
+operators also expose :meth:`adjoint`, which moment-matching guidance (MMPS) needs.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable, Sequence
+
+import torch
+from torch import nn
+
+from ..errors import ArgumentError
+
+
+class _SparseMatMul(torch.autograd.Function):
+    """``Y = A @ X`` with a precomputed transpose for the backward pass (no sparse autograd)."""
+
+    @staticmethod
+    def forward(ctx, A: torch.Tensor, AT: torch.Tensor, X: torch.Tensor) -> torch.Tensor:
+        ctx.AT = AT
+        return A @ X
+
+    @staticmethod
+    def backward(ctx, G: torch.Tensor):
+        return None, None, ctx.AT @ G
+
+
+def _to_csr(matrix, dtype: torch.dtype) -> torch.Tensor:
+    """Convert a scipy.sparse matrix, dense array or torch tensor to a torch CSR tensor."""
+    with warnings.catch_warnings():  # torch flags CSR as beta on every construction
+        warnings.filterwarnings("ignore", message=".*[Ss]parse.*", category=UserWarning)
+        return _to_csr_quiet(matrix, dtype)
+
+
+def _to_csr_quiet(matrix, dtype: torch.dtype) -> torch.Tensor:
+    if isinstance(matrix, torch.Tensor):
+        t = matrix if matrix.layout != torch.strided else matrix.to_sparse_coo()
+        return t.to(dtype).to_sparse_csr()
+    if hasattr(matrix, "tocsr"):  # scipy.sparse
+        m = matrix.tocsr()
+        m.sort_indices()
+        return torch.sparse_csr_tensor(
+            torch.as_tensor(m.indptr, dtype=torch.int64),
+            torch.as_tensor(m.indices, dtype=torch.int64),
+            torch.as_tensor(m.data, dtype=dtype),
+            size=m.shape,
+        )
+    return torch.as_tensor(matrix, dtype=dtype).to_sparse_csr()
+
+
+class SparseOperator(nn.Module):
+    """Affine operator ``M(x) = A vec(x) + b`` with a sparse matrix ``A``.
+
+    Parameters
+    ----------
+    matrix : scipy.sparse matrix, array or torch tensor
+        Shape ``(n, C*H*W)``; columns index the state flattened in C order over (C, H, W).
+    state_shape : tuple of int
+        ``(C, H, W)`` of the state the operator acts on.
+    offset : array-like, optional
+        ``b``, shape ``(n,)``; zero by default.
+
+    Notes
+    -----
+    The matrix and its transpose are stored as CSR buffers, so ``.to(device)`` moves them and the
+    backward pass is a second sparse product (no autograd through sparse tensors).
+    """
+
+    def __init__(self, matrix, state_shape: Sequence[int], *, offset=None, dtype=torch.float32):
+        super().__init__()
+        A = _to_csr(matrix, dtype)
+        self.state_shape = tuple(int(s) for s in state_shape)
+        n_state = 1
+        for s in self.state_shape:
+            n_state *= s
+        if A.shape[1] != n_state:
+            raise ArgumentError(
+                f"matrix has {A.shape[1]} columns but state_shape={self.state_shape} has {n_state} "
+                "elements; build the matrix over the state flattened in (C, H, W) order."
+            )
+        self.register_buffer("A", A, persistent=False)
+        self.register_buffer("AT", _to_csr(A.to_sparse_coo().t().coalesce(), dtype),
+                             persistent=False)
+        b = torch.zeros(A.shape[0], dtype=dtype) if offset is None else torch.as_tensor(offset)
+        self.register_buffer("offset", b.to(dtype).reshape(-1), persistent=False)
+
+    @property
+    def n_obs(self) -> int:
+        """Number of observations ``n``."""
+        return int(self.A.shape[0])
+
+    def linear(self, x: torch.Tensor) -> torch.Tensor:
+        """``A vec(x)`` for ``x`` of shape ``(B, C, H, W)``; returns ``(B, n)``."""
+        X = x.reshape(x.shape[0], -1).T.to(self.A.dtype)
+        return _SparseMatMul.apply(self.A, self.AT, X).T
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``A vec(x) + b``; ``x`` of shape ``(B, C, H, W)``, returns ``(B, n)``."""
+        return self.linear(x) + self.offset
+
+    def adjoint(self, v: torch.Tensor) -> torch.Tensor:
+        """``A^T v`` for ``v`` of shape ``(B, n)``; returns ``(B, C, H, W)``."""
+        out = _SparseMatMul.apply(self.AT, self.A, v.T.to(self.A.dtype)).T
+        return out.reshape(v.shape[0], *self.state_shape)
+
+    def extra_repr(self) -> str:
+        return f"n_obs={self.n_obs}, state_shape={self.state_shape}, nnz={self.A.values().numel()}"
+
+
+class CallableOperator(nn.Module):
+    """Wrap any differentiable callable ``f(x: (B,C,H,W)) -> (B, n)`` as an operator.
+
+    Its :meth:`adjoint` is a vector-Jacobian product at ``x = 0``, exact only for linear ``f``:
+    moment-matching guidance with a nonlinear operator is therefore an approximation.
+    """
+
+    def __init__(self, fn: Callable[[torch.Tensor], torch.Tensor], state_shape: Sequence[int]):
+        super().__init__()
+        self.fn = fn
+        self.state_shape = tuple(int(s) for s in state_shape)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fn(x)
+
+    def linear(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fn(x) - self.fn(torch.zeros_like(x))
+
+    def adjoint(self, v: torch.Tensor) -> torch.Tensor:
+        with torch.enable_grad():
+            z = torch.zeros(v.shape[0], *self.state_shape, dtype=v.dtype, device=v.device)
+            z.requires_grad_(True)
+            (g,) = torch.autograd.grad(self.fn(z), z, v)
+        return g
+
+
+class StackedOperator(nn.Module):
+    """Concatenation ``[M_1(x); M_2(x); ...]`` of several operators along the observation axis."""
+
+    def __init__(self, operators: Sequence[nn.Module]):
+        super().__init__()
+        self.ops = nn.ModuleList(operators)
+        self.sizes: list[int] = []
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        outs = [op(x) for op in self.ops]
+        self.sizes = [o.shape[1] for o in outs]
+        return torch.cat(outs, dim=1)
+
+    def linear(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.cat([op.linear(x) for op in self.ops], dim=1)
+
+    def adjoint(self, v: torch.Tensor) -> torch.Tensor:
+        parts = torch.split(v, self.sizes, dim=1)
+        return sum(op.adjoint(p) for op, p in zip(self.ops, parts))
+
+
+def as_operator(op, state_shape: Sequence[int]) -> nn.Module:
+    """Return ``op`` as an operator module: modules pass through, callables are wrapped."""
+    if isinstance(op, nn.Module) and hasattr(op, "adjoint"):
+        return op
+    if callable(op):
+        return CallableOperator(op, state_shape)
+    raise ArgumentError(
+        f"operator={op!r} is neither a SparseOperator nor a callable; pass a sparse matrix through "
+        "SparseOperator(matrix, state_shape) or a differentiable function of a (B, C, H, W) tensor."
+    )
