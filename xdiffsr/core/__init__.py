@@ -1,1 +1,31 @@
-"""Pure-torch diffusion core: networks, preconditioning, schedules, samplers, likelihoods, operators."""
+"""Pure-torch diffusion core: networks, preconditioning, schedules, samplers, likelihoods, operators.
+
+Nothing here imports xarray; tensors are (B, C, H, W) = (members, variables, lat, lon).
+"""
+
+from .gaussian import GaussianDenoiser, gaussian_posterior
+from .likelihood import GaussianLikelihood, MMPSGuidance, ScoreGuidance, conjugate_gradient
+from .operators import CallableOperator, SparseOperator, StackedOperator
+from .precond import EDMLoss, EDMPrecond, edm_coefficients
+from .sampler import heun_sampler
+from .schedule import karras_sigmas
+from .unet import SongUNet, UNetConfig
+
+__all__ = [
+    "CallableOperator",
+    "EDMLoss",
+    "EDMPrecond",
+    "GaussianDenoiser",
+    "GaussianLikelihood",
+    "MMPSGuidance",
+    "ScoreGuidance",
+    "SongUNet",
+    "SparseOperator",
+    "StackedOperator",
+    "UNetConfig",
+    "conjugate_gradient",
+    "edm_coefficients",
+    "gaussian_posterior",
+    "heun_sampler",
+    "karras_sigmas",
+]

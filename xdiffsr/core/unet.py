@@ -1,0 +1,634 @@
+"""SongUNet (DDPM++) backbone for latitude-longitude grids.
+
+A re-implementation of the DDPM++ U-Net of Song et al. (2021) in the form used by EDM
+(Karras et al. 2022), adapted to global atmospheric fields:
+
+* non-square grids ``img_resolution=(H, W)`` (latitude, longitude);
+* every spatial convolution pads **circularly along longitude** (the last dim) and with
+  **zeros along latitude**, so the network is equivariant to longitude shifts that are
+  multiples of ``2**(levels-1)`` grid points and never wraps the poles onto each other;
+* self-attention through :func:`torch.nn.functional.scaled_dot_product_attention`;
+* no data-dependent Python control flow or host synchronisation in ``forward``, so the
+  network can be compiled, captured in CUDA graphs and run under bf16 autocast;
+* optional activation checkpointing (``checkpoint=True``).
+
+The module is pure torch (no xarray).
+
+References
+----------
+.. [1] Y. Song, J. Sohl-Dickstein, D. P. Kingma, A. Kumar, S. Ermon, B. Poole, "Score-based
+   generative modeling through stochastic differential equations", ICLR 2021.
+.. [2] T. Karras, M. Aittala, T. Aila, S. Laine, "Elucidating the design space of
+   diffusion-based generative models", NeurIPS 2022 (code: github.com/NVlabs/edm).
+.. [3] A. Chakraborty et al., "Multimodal atmospheric super-resolution with deep generative
+   models", 2025.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.checkpoint import checkpoint as _checkpoint
+
+from xdiffsr.errors import ArgumentError
+
+__all__ = [
+    "FourierEmbedding",
+    "GroupNorm",
+    "LatLonConv2d",
+    "Linear",
+    "PositionalEmbedding",
+    "SongUNet",
+    "UNetBlock",
+    "UNetConfig",
+]
+
+_EMBEDDING_TYPES = ("positional", "fourier")
+
+
+# --------------------------------------------------------------------------------------------
+# Configuration
+# --------------------------------------------------------------------------------------------
+
+
+def _as_int_tuple(value: Any, name: str) -> tuple[int, ...]:
+    """Return ``value`` as a tuple of Python ints or raise :class:`ArgumentError`."""
+    if isinstance(value, int | str | bytes) or not isinstance(value, Sequence):
+        raise ArgumentError(f"{name} must be a sequence of integers, got {value!r}.")
+    out = tuple(value)
+    if not all(isinstance(v, int) and not isinstance(v, bool) for v in out):
+        raise ArgumentError(f"{name} must contain integers only, got {value!r}.")
+    return out
+
+
+def _check_positive_int(value: Any, name: str) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise ArgumentError(f"{name} must be a positive integer, got {value!r}.")
+
+
+@dataclasses.dataclass(frozen=True)
+class UNetConfig:
+    """Hyperparameters of :class:`SongUNet` (frozen, JSON-serialisable).
+
+    Parameters
+    ----------
+    in_channels, out_channels : int
+        Number of input and output channels (model variables).
+    img_resolution : int or tuple of int
+        Grid size ``(H, W)`` = (latitudes, longitudes); an int means ``(n, n)``. Both must be
+        divisible by ``2**(len(channel_mult) - 1)``.
+    model_channels : int, default 64
+        Base channel count; level ``i`` has ``model_channels * channel_mult[i]`` channels.
+    channel_mult : tuple of int, default (1, 2, 4, 8, 16)
+        Per-level channel multipliers; their number is the number of resolution levels.
+    channel_mult_emb : int, default 4
+        Noise-embedding width is ``model_channels * channel_mult_emb``.
+    channel_mult_noise : int, default 1
+        Width of the Fourier/positional features is ``model_channels * channel_mult_noise``
+        (1 for DDPM++, 2 for NCSN++).
+    num_blocks : int, default 4
+        Residual blocks per level in the encoder (the decoder has ``num_blocks + 1``).
+    attn_levels : tuple of int, default (2, 3, 4)
+        Indices of the levels (0 = finest) whose blocks use self-attention.
+    dropout : float, default 0.1
+        Dropout probability inside residual blocks (training mode only).
+    embedding_type : {"positional", "fourier"}, default "positional"
+        Noise-level embedding: transformer sinusoids (DDPM++) or random Fourier features.
+    attn_head_channels : int or None, default None
+        Channels per attention head; ``None`` uses one head per attention layer (as DDPM++).
+        Must divide the channel count of every level that has attention.
+    eps : float, default 1e-6
+        Epsilon of the group normalisations.
+
+    References
+    ----------
+    .. [1] T. Karras et al., "Elucidating the design space of diffusion-based generative
+       models", NeurIPS 2022, Appendix F.2 (DDPM++ configuration).
+    """
+
+    in_channels: int
+    out_channels: int
+    img_resolution: tuple[int, int]
+    model_channels: int = 64
+    channel_mult: tuple[int, ...] = (1, 2, 4, 8, 16)
+    channel_mult_emb: int = 4
+    channel_mult_noise: int = 1
+    num_blocks: int = 4
+    attn_levels: tuple[int, ...] = (2, 3, 4)
+    dropout: float = 0.1
+    embedding_type: str = "positional"
+    attn_head_channels: int | None = None
+    eps: float = 1e-6
+
+    def __post_init__(self) -> None:
+        res = self.img_resolution
+        if isinstance(res, int) and not isinstance(res, bool):
+            res = (res, res)
+        res = _as_int_tuple(res, "img_resolution")
+        if len(res) != 2:
+            raise ArgumentError(f"img_resolution must be (H, W), got {self.img_resolution!r}.")
+        object.__setattr__(self, "img_resolution", res)
+        object.__setattr__(self, "channel_mult", _as_int_tuple(self.channel_mult, "channel_mult"))
+        object.__setattr__(self, "attn_levels", _as_int_tuple(self.attn_levels, "attn_levels"))
+        for name in ("in_channels", "out_channels", "model_channels", "channel_mult_emb",
+                     "channel_mult_noise", "num_blocks"):
+            _check_positive_int(getattr(self, name), name)
+        self._check_levels()
+        if not isinstance(self.dropout, int | float) or not 0.0 <= self.dropout < 1.0:
+            raise ArgumentError(f"dropout must be a float in [0, 1), got {self.dropout!r}.")
+        object.__setattr__(self, "dropout", float(self.dropout))
+        if self.embedding_type not in _EMBEDDING_TYPES:
+            raise ArgumentError(
+                f"embedding_type must be one of {_EMBEDDING_TYPES}, got {self.embedding_type!r}."
+            )
+        noise_channels = self.model_channels * self.channel_mult_noise
+        if noise_channels < 4 or noise_channels % 2:
+            raise ArgumentError(
+                "model_channels * channel_mult_noise must be even and >= 4 (noise embedding), "
+                f"got {noise_channels}; increase model_channels."
+            )
+        self._check_heads()
+        if not isinstance(self.eps, int | float) or not self.eps > 0:
+            raise ArgumentError(f"eps must be a positive float, got {self.eps!r}.")
+        object.__setattr__(self, "eps", float(self.eps))
+
+    def _check_levels(self) -> None:
+        if not self.channel_mult or any(m < 1 for m in self.channel_mult):
+            raise ArgumentError(
+                f"channel_mult must be a non-empty tuple of positive ints, got {self.channel_mult}."
+            )
+        n = len(self.channel_mult)
+        bad = [lev for lev in self.attn_levels if not 0 <= lev < n]
+        if bad:
+            raise ArgumentError(
+                f"attn_levels {self.attn_levels} contains {bad}, outside the {n} levels "
+                f"0..{n - 1} defined by channel_mult={self.channel_mult}."
+            )
+        factor = 2 ** (n - 1)
+        h, w = self.img_resolution
+        if h < 1 or w < 1 or h % factor or w % factor:
+            raise ArgumentError(
+                f"img_resolution={self.img_resolution} must have H and W divisible by "
+                f"2**(levels-1) = {factor} for {n} levels; pad or crop the grid to a multiple of "
+                f"{factor}, or use fewer levels (shorter channel_mult)."
+            )
+
+    def _check_heads(self) -> None:
+        hc = self.attn_head_channels
+        if hc is None:
+            return
+        _check_positive_int(hc, "attn_head_channels")
+        for lev in set(self.attn_levels) | {len(self.channel_mult) - 1}:
+            ch = self.model_channels * self.channel_mult[lev]
+            if ch % hc:
+                raise ArgumentError(
+                    f"attn_head_channels={hc} must divide the {ch} channels of attention level "
+                    f"{lev}; choose a divisor of {ch} or None (one head)."
+                )
+
+    @property
+    def num_levels(self) -> int:
+        """Number of resolution levels, ``len(channel_mult)``."""
+        return len(self.channel_mult)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return a JSON-serialisable dict (tuples become lists) accepted by :meth:`from_dict`."""
+        out = dataclasses.asdict(self)
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in out.items()}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> UNetConfig:
+        """Build a config from :meth:`to_dict` output (lists are accepted for tuples).
+
+        Raises
+        ------
+        ArgumentError
+            If ``data`` has unknown keys or lacks required ones.
+        """
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - names)
+        if unknown:
+            raise ArgumentError(
+                f"UNetConfig.from_dict got unknown keys {unknown}; valid keys are {sorted(names)}."
+            )
+        missing = sorted({"in_channels", "out_channels", "img_resolution"} - set(data))
+        if missing:
+            raise ArgumentError(f"UNetConfig.from_dict is missing required keys {missing}.")
+        kwargs = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items()}
+        return cls(**kwargs)
+
+    @classmethod
+    def paper(cls, *, in_channels: int = 13, img_resolution: tuple[int, int] = (128, 256)
+              ) -> UNetConfig:
+        """Configuration of the prior network of Chakraborty et al. (2025).
+
+        Base channels 64, multipliers (1, 2, 4, 8, 16), 4 blocks per level, attention at the
+        three coarsest levels, dropout 0.1, 13 channels on a 128 x 256 grid (about 400 M
+        parameters).
+        """
+        return cls(in_channels=in_channels, out_channels=in_channels,
+                   img_resolution=img_resolution, model_channels=64,
+                   channel_mult=(1, 2, 4, 8, 16), num_blocks=4, attn_levels=(2, 3, 4),
+                   dropout=0.1)
+
+    @classmethod
+    def tiny(cls, in_channels: int = 1, img_resolution: int | tuple[int, int] = (16, 32)
+             ) -> UNetConfig:
+        """A ~76k-parameter configuration (3 levels, attention at the coarsest) for tests."""
+        return cls(in_channels=in_channels, out_channels=in_channels,
+                   img_resolution=img_resolution, model_channels=8, channel_mult=(1, 2, 2),
+                   channel_mult_emb=2, num_blocks=1, attn_levels=(2,), dropout=0.0)
+
+
+# --------------------------------------------------------------------------------------------
+# Layers
+# --------------------------------------------------------------------------------------------
+
+
+def _xavier_uniform(shape: Sequence[int], fan_in: int, fan_out: int, gain: float) -> torch.Tensor:
+    """Xavier-uniform initial values (Glorot & Bengio 2010) scaled by ``gain``."""
+    bound = gain * math.sqrt(6.0 / (fan_in + fan_out))
+    return (torch.rand(*shape) * 2.0 - 1.0) * bound
+
+
+class Linear(nn.Module):
+    """Fully connected layer with Xavier-uniform init scaled by ``init_weight``.
+
+    Maps ``(B, in_features)`` to ``(B, out_features)``.
+    """
+
+    def __init__(self, in_features: int, out_features: int, *, init_weight: float = 1.0) -> None:
+        super().__init__()
+        shape = (out_features, in_features)
+        self.weight = nn.Parameter(_xavier_uniform(shape, in_features, out_features, init_weight))
+        self.bias = nn.Parameter(torch.zeros(out_features))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.linear(x, self.weight, self.bias)
+
+
+class LatLonConv2d(nn.Module):
+    """Convolution on a lat-lon grid: circular padding in longitude, zeros in latitude.
+
+    Optionally resamples first: ``down`` is 2x2 average pooling (EDM's ``[1, 1]`` filter) and
+    ``up`` is nearest-neighbour doubling. ``kernel=0`` means resampling only (no weights).
+
+    Parameters
+    ----------
+    in_channels, out_channels : int
+        Channels of the input ``(B, in_channels, H, W)`` and output ``(B, out_channels, H', W')``
+        with ``H' = H/2, 2H or H`` for down, up or neither (same for W).
+    kernel : int
+        Odd kernel size (1, 3, ...) or 0.
+    down, up : bool
+        Resample before the convolution.
+    init_weight : float
+        Scale of the Xavier-uniform initial weights (biases start at zero).
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, kernel: int, *, down: bool = False,
+                 up: bool = False, init_weight: float = 1.0) -> None:
+        super().__init__()
+        if kernel and kernel % 2 == 0:
+            raise ArgumentError(f"kernel must be odd or 0, got {kernel}.")
+        if up and down:
+            raise ArgumentError("LatLonConv2d cannot both upsample and downsample.")
+        self.in_channels, self.out_channels, self.kernel = in_channels, out_channels, kernel
+        self.up, self.down = up, down
+        if kernel:
+            shape = (out_channels, in_channels, kernel, kernel)
+            fan_in, fan_out = in_channels * kernel**2, out_channels * kernel**2
+            self.weight = nn.Parameter(_xavier_uniform(shape, fan_in, fan_out, init_weight))
+            self.bias = nn.Parameter(torch.zeros(out_channels))
+        else:
+            self.register_parameter("weight", None)
+            self.register_parameter("bias", None)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.down:
+            x = F.avg_pool2d(x, 2)
+        if self.up:
+            x = F.interpolate(x, scale_factor=2.0, mode="nearest")
+        if self.weight is None:
+            return x
+        p = self.kernel // 2
+        if p:
+            x = F.pad(x, (p, p, 0, 0), mode="circular")  # wrap longitude (last dim)
+        return F.conv2d(x, self.weight, self.bias, padding=(p, 0))  # zeros in latitude
+
+
+def _num_groups(num_channels: int, max_groups: int = 32, min_per_group: int = 4) -> int:
+    """Largest divisor of ``num_channels`` not above ``min(max_groups, C // min_per_group)``."""
+    g = max(1, min(max_groups, num_channels // min_per_group))
+    while num_channels % g:
+        g -= 1
+    return g
+
+
+class GroupNorm(nn.Module):
+    """Group normalisation with up to 32 groups of at least 4 channels (as EDM).
+
+    Maps ``(B, C, H, W)`` to the same shape; under autocast it runs in fp32.
+    """
+
+    def __init__(self, num_channels: int, *, eps: float = 1e-6) -> None:
+        super().__init__()
+        self.num_groups = _num_groups(num_channels)
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(num_channels))
+        self.bias = nn.Parameter(torch.zeros(num_channels))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.group_norm(x, self.num_groups, self.weight, self.bias, self.eps)
+
+
+class PositionalEmbedding(nn.Module):
+    """Transformer sinusoidal embedding of the noise level (DDPM++), ``(B,) -> (B, C)``.
+
+    Features are ``[sin(x f_j), cos(x f_j)]`` with ``f_j = (1/max_positions)**(j/(C/2-1))``,
+    ``j = 0..C/2-1`` (endpoint included), i.e. EDM's embedding after its sin/cos swap.
+
+    References
+    ----------
+    .. [1] A. Vaswani et al., "Attention is all you need", NeurIPS 2017, Sec. 3.5.
+    """
+
+    def __init__(self, num_channels: int, *, max_positions: int = 10000) -> None:
+        super().__init__()
+        self.num_channels, self.max_positions = num_channels, max_positions
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        half = self.num_channels // 2
+        dtype = torch.promote_types(x.dtype, torch.float32)
+        j = torch.arange(half, dtype=dtype, device=x.device) / (half - 1)
+        freqs = (1.0 / self.max_positions) ** j
+        arg = x.to(dtype)[:, None] * freqs[None, :]
+        return torch.cat([arg.sin(), arg.cos()], dim=1)
+
+
+class FourierEmbedding(nn.Module):
+    """Random Fourier features of the noise level (NCSN++), ``(B,) -> (B, C)``.
+
+    Features are ``[cos(2 pi x f_j), sin(2 pi x f_j)]`` with fixed ``f_j ~ N(0, scale**2)``.
+
+    References
+    ----------
+    .. [1] M. Tancik et al., "Fourier features let networks learn high frequency functions in
+       low dimensional domains", NeurIPS 2020.
+    """
+
+    def __init__(self, num_channels: int, *, scale: float = 16.0) -> None:
+        super().__init__()
+        self.register_buffer("freqs", torch.randn(num_channels // 2) * scale)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        dtype = torch.promote_types(x.dtype, torch.float32)
+        arg = x.to(dtype)[:, None] * (2.0 * math.pi * self.freqs.to(dtype))
+        return torch.cat([arg.cos(), arg.sin()], dim=1)
+
+
+class UNetBlock(nn.Module):
+    """DDPM++ residual block with optional resampling and self-attention.
+
+    ``x -> conv0(silu(norm0 x)) + affine(emb) -> silu(norm1) -> dropout -> conv1``, plus a
+    (resampled, 1x1-projected) skip, scaled by ``sqrt(1/2)``; then, with attention,
+    ``x -> (x + proj(attn(norm2 x))) * sqrt(1/2)``.
+
+    Parameters
+    ----------
+    in_channels, out_channels, emb_channels : int
+        Channels of ``x`` (B, in_channels, H, W), of the output and of ``emb`` (B, emb_channels).
+    down, up : bool
+        Halve or double H and W.
+    attention : bool
+        Add a self-attention layer over the H*W positions.
+    num_heads : int
+        Attention heads (must divide ``out_channels``).
+    dropout : float
+        Dropout probability before ``conv1`` (training mode only).
+    eps : float
+        Group-norm epsilon.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, emb_channels: int, *,
+                 down: bool = False, up: bool = False, attention: bool = False,
+                 num_heads: int = 1, dropout: float = 0.0, eps: float = 1e-6) -> None:
+        super().__init__()
+        self.in_channels, self.out_channels = in_channels, out_channels
+        self.dropout = dropout
+        self.skip_scale = math.sqrt(0.5)
+        self.num_heads = num_heads if attention else 0
+        self.norm0 = GroupNorm(in_channels, eps=eps)
+        self.conv0 = LatLonConv2d(in_channels, out_channels, 3, down=down, up=up)
+        self.affine = Linear(emb_channels, out_channels)
+        self.norm1 = GroupNorm(out_channels, eps=eps)
+        self.conv1 = LatLonConv2d(out_channels, out_channels, 3, init_weight=1e-5)
+        self.skip = None
+        if out_channels != in_channels or up or down:
+            self.skip = LatLonConv2d(in_channels, out_channels, 1, down=down, up=up)
+        if self.num_heads:
+            self.norm2 = GroupNorm(out_channels, eps=eps)
+            self.qkv = LatLonConv2d(out_channels, 3 * out_channels, 1, init_weight=math.sqrt(0.2))
+            self.proj = LatLonConv2d(out_channels, out_channels, 1, init_weight=1e-5)
+
+    def forward(self, x: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
+        orig = x
+        x = self.conv0(F.silu(self.norm0(x)))
+        params = self.affine(emb)[:, :, None, None].to(x.dtype)
+        x = F.silu(self.norm1(x + params))
+        x = self.conv1(F.dropout(x, p=self.dropout, training=self.training))
+        x = (x + (self.skip(orig) if self.skip is not None else orig)) * self.skip_scale
+        if self.num_heads:
+            x = (self.proj(self.attend(self.norm2(x))) + x) * self.skip_scale
+        return x
+
+    def attend(self, x: torch.Tensor) -> torch.Tensor:
+        """Multi-head self-attention over the ``H*W`` positions of ``x`` (B, C, H, W).
+
+        The ``qkv`` channels are laid out as ``(head, channel, {q, k, v})`` (the layout of
+        EDM's ``UNetBlock``); scores are scaled by ``1/sqrt(C/heads)``.
+        """
+        b, c, h, w = x.shape
+        heads = self.num_heads
+        qkv = self.qkv(x).reshape(b, heads, c // heads, 3, h * w)
+        q, k, v = (t.transpose(-1, -2) for t in qkv.unbind(3))  # (B, heads, HW, C/heads)
+        a = F.scaled_dot_product_attention(q, k, v)
+        return a.transpose(-1, -2).reshape(b, c, h, w)
+
+
+# --------------------------------------------------------------------------------------------
+# Network
+# --------------------------------------------------------------------------------------------
+
+
+class SongUNet(nn.Module):
+    """DDPM++ U-Net ``F(x, c_noise)`` on a latitude-longitude grid.
+
+    Encoder: a 3x3 input convolution, then per level ``l`` (a downsampling block for ``l > 0``
+    and) ``num_blocks`` residual blocks; decoder: two blocks at the coarsest level (the first
+    with attention), then per level (an upsampling block for all but the coarsest and)
+    ``num_blocks + 1`` blocks fed with concatenated encoder skips; output ``conv(silu(norm x))``.
+    Attention is used in encoder blocks of ``attn_levels`` and in the last decoder block of
+    each such level. All hyperparameters are keyword-only; see :class:`UNetConfig` for their
+    meaning and defaults.
+
+    Parameters
+    ----------
+    in_channels, out_channels, img_resolution, model_channels, channel_mult, channel_mult_emb,
+    channel_mult_noise, num_blocks, attn_levels, dropout, embedding_type, attn_head_channels, eps
+        Architecture, as documented (with the same defaults) in :class:`UNetConfig`.
+        ``img_resolution`` is ``(H, W)``, both divisible by ``2**(len(channel_mult)-1)``.
+    checkpoint : bool, default False
+        Recompute each block in the backward pass (activation checkpointing) to save memory
+        while gradients are enabled. Not part of the architecture (not in :attr:`config`).
+
+    Attributes
+    ----------
+    config : UNetConfig
+        The architecture, for saving and :meth:`from_config`.
+
+    References
+    ----------
+    .. [1] Y. Song et al., "Score-based generative modeling through stochastic differential
+       equations", ICLR 2021 (DDPM++).
+    .. [2] T. Karras et al., "Elucidating the design space of diffusion-based generative
+       models", NeurIPS 2022, Appendix F.2 and github.com/NVlabs/edm.
+
+    Examples
+    --------
+    >>> net = SongUNet.from_config(UNetConfig.tiny(2, (16, 32)))
+    >>> net(torch.zeros(3, 2, 16, 32), torch.zeros(3)).shape
+    torch.Size([3, 2, 16, 32])
+    """
+
+    def __init__(
+        self,
+        *,
+        in_channels: int,
+        out_channels: int,
+        img_resolution: int | tuple[int, int],
+        model_channels: int = 64,
+        channel_mult: Sequence[int] = (1, 2, 4, 8, 16),
+        channel_mult_emb: int = 4,
+        channel_mult_noise: int = 1,
+        num_blocks: int = 4,
+        attn_levels: Sequence[int] = (2, 3, 4),
+        dropout: float = 0.1,
+        embedding_type: str = "positional",
+        attn_head_channels: int | None = None,
+        eps: float = 1e-6,
+        checkpoint: bool = False,
+    ) -> None:
+        args = locals()
+        cfg = UNetConfig.from_dict({f.name: args[f.name] for f in dataclasses.fields(UNetConfig)})
+        super().__init__()
+        self.config = cfg
+        self.checkpoint = bool(checkpoint)
+        emb_ch = cfg.model_channels * cfg.channel_mult_emb
+        noise_ch = cfg.model_channels * cfg.channel_mult_noise
+        embed = PositionalEmbedding if cfg.embedding_type == "positional" else FourierEmbedding
+        self.map_noise = embed(noise_ch)
+        self.map_layer0 = Linear(noise_ch, emb_ch)
+        self.map_layer1 = Linear(emb_ch, emb_ch)
+        self._build(cfg, emb_ch)
+
+    @classmethod
+    def from_config(cls, config: UNetConfig, *, checkpoint: bool = False) -> SongUNet:
+        """Build the network described by ``config`` (freshly initialised weights)."""
+        if not isinstance(config, UNetConfig):
+            raise ArgumentError(f"config must be a UNetConfig, got {type(config).__name__}.")
+        return cls(**config.to_dict(), checkpoint=checkpoint)
+
+    def _heads(self, cfg: UNetConfig, channels: int) -> int:
+        return 1 if cfg.attn_head_channels is None else channels // cfg.attn_head_channels
+
+    def _build(self, cfg: UNetConfig, emb_ch: int) -> None:
+        kw = {"emb_channels": emb_ch, "dropout": cfg.dropout, "eps": cfg.eps}
+        h0, w0 = cfg.img_resolution
+        last = cfg.num_levels - 1
+        self.enc_in = LatLonConv2d(cfg.in_channels, cfg.model_channels, 3)
+        self.enc = nn.ModuleDict()
+        skips, cout = [cfg.model_channels], cfg.model_channels
+        for lev, mult in enumerate(cfg.channel_mult):
+            tag = f"{h0 >> lev}x{w0 >> lev}"
+            if lev > 0:
+                self.enc[f"{tag}_down"] = UNetBlock(cout, cout, down=True, **kw)
+                skips.append(cout)
+            for i in range(cfg.num_blocks):
+                cin, cout = cout, cfg.model_channels * mult
+                attn = lev in cfg.attn_levels
+                self.enc[f"{tag}_block{i}"] = UNetBlock(
+                    cin, cout, attention=attn, num_heads=self._heads(cfg, cout), **kw)
+                skips.append(cout)
+        self.dec = nn.ModuleDict()
+        concat = []
+        for lev in range(last, -1, -1):
+            tag = f"{h0 >> lev}x{w0 >> lev}"
+            if lev == last:
+                self.dec[f"{tag}_in0"] = UNetBlock(
+                    cout, cout, attention=True, num_heads=self._heads(cfg, cout), **kw)
+                self.dec[f"{tag}_in1"] = UNetBlock(cout, cout, **kw)
+            else:
+                self.dec[f"{tag}_up"] = UNetBlock(cout, cout, up=True, **kw)
+            concat += [False] * (2 if lev == last else 1)
+            for i in range(cfg.num_blocks + 1):
+                cin, cout = cout + skips.pop(), cfg.model_channels * cfg.channel_mult[lev]
+                attn = i == cfg.num_blocks and lev in cfg.attn_levels
+                self.dec[f"{tag}_block{i}"] = UNetBlock(
+                    cin, cout, attention=attn, num_heads=self._heads(cfg, cout), **kw)
+                concat.append(True)
+        self._dec_concat = tuple(concat)
+        self.out_norm = GroupNorm(cout, eps=cfg.eps)
+        self.out_conv = LatLonConv2d(cout, cfg.out_channels, 3, init_weight=1e-5)
+
+    def _block(self, block: UNetBlock, x: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
+        if self.checkpoint and torch.is_grad_enabled():
+            return _checkpoint(block, x, emb, use_reentrant=False)
+        return block(x, emb)
+
+    def embed_noise(self, noise_labels: torch.Tensor, batch: int) -> torch.Tensor:
+        """Noise-level embedding ``(B, emb_channels)`` from labels of shape ``()``/(1,)/(B,)."""
+        emb = self.map_noise(noise_labels.reshape(-1).expand(batch))
+        emb = emb.to(self.map_layer0.weight.dtype)  # features in >= fp32, then the net's dtype
+        emb = F.silu(self.map_layer0(emb))
+        return F.silu(self.map_layer1(emb))
+
+    def forward(self, x: torch.Tensor, noise_labels: torch.Tensor) -> torch.Tensor:
+        """Evaluate the network.
+
+        Parameters
+        ----------
+        x : torch.Tensor
+            Input of shape (B, in_channels, H, W).
+        noise_labels : torch.Tensor
+            Noise conditioning ``c_noise`` of shape (B,), (1,) or () (broadcast over the batch).
+
+        Returns
+        -------
+        torch.Tensor
+            Output of shape (B, out_channels, H, W), in the compute dtype (bf16 under autocast).
+        """
+        cfg = self.config
+        expected = (cfg.in_channels, *cfg.img_resolution)
+        if x.ndim != 4 or tuple(x.shape[1:]) != expected:
+            raise ArgumentError(
+                f"x must have shape (B, {expected[0]}, {expected[1]}, {expected[2]}) for this "
+                f"network, got {tuple(x.shape)}; regrid the input to img_resolution."
+            )
+        emb = self.embed_noise(noise_labels, x.shape[0])
+        x = self.enc_in(x)
+        skips = [x]
+        for block in self.enc.values():
+            x = self._block(block, x, emb)
+            skips.append(x)
+        for block, cat in zip(self.dec.values(), self._dec_concat):
+            if cat:
+                x = torch.cat([x, skips.pop()], dim=1)
+            x = self._block(block, x, emb)
+        return self.out_conv(F.silu(self.out_norm(x)))
