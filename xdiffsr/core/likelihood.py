@@ -132,28 +132,34 @@ class ScoreGuidance(nn.Module):
 
 
 def conjugate_gradient(matvec: Callable[[torch.Tensor], torch.Tensor], b: torch.Tensor, *,
-                       iters: int = 10, tol: float = 1e-6) -> torch.Tensor:
-    """Solve ``A u = b`` for symmetric positive ``A`` by batched conjugate gradients.
+                       iters: int = 10, tol: float = 1e-6,
+                       diag: torch.Tensor | None = None) -> torch.Tensor:
+    """Solve ``A u = b`` for symmetric positive ``A`` by batched (Jacobi-preconditioned) CG.
 
     ``b`` has shape (B, n); each row is solved independently with the same number of iterations
-    (no host synchronisation: converged rows simply stop moving).
+    (no host synchronisation: converged rows simply stop moving). ``diag`` (B, n) or (n,), an
+    estimate of ``diag(A)``, preconditions systems whose rows have very different scales (mixed
+    units across observation sources).
     """
+    inv_d = torch.ones_like(b) if diag is None else 1.0 / diag.expand_as(b)
     u = torch.zeros_like(b)
     r = b.clone()
-    p = r.clone()
-    rr = (r * r).sum(dim=1, keepdim=True)
-    floor = tol**2 * rr
+    z = r * inv_d
+    p = z.clone()
+    rz = (r * z).sum(dim=1, keepdim=True)
+    floor = tol**2 * rz
     for _ in range(iters):
         Ap = matvec(p)
         pAp = (p * Ap).sum(dim=1, keepdim=True)
-        active = rr > floor
-        alpha = torch.where(active, rr / pAp.clamp_min(1e-30), torch.zeros_like(rr))
+        active = rz > floor
+        alpha = torch.where(active, rz / pAp.clamp_min(1e-30), torch.zeros_like(rz))
         u = u + alpha * p
         r = r - alpha * Ap
-        rr_new = (r * r).sum(dim=1, keepdim=True)
-        beta = torch.where(active, rr_new / rr.clamp_min(1e-30), torch.zeros_like(rr))
-        p = r + beta * p
-        rr = rr_new
+        z = r * inv_d
+        rz_new = (r * z).sum(dim=1, keepdim=True)
+        beta = torch.where(active, rz_new / rz.clamp_min(1e-30), torch.zeros_like(rz))
+        p = z + beta * p
+        rz = rz_new
     return u
 
 
@@ -190,6 +196,10 @@ class MMPSGuidance(nn.Module):
         self.operator = StackedOperator([lik.operator for lik in keep])
         self.cg_iters = int(cg_iters)
         self.lambda_g = float(lambda_g)
+        norms = [getattr(lik.operator, "row_norms_sq", None) for lik in keep]
+        self._row_norms = torch.cat([
+            n() if n is not None else torch.ones_like(lik.y) for n, lik in zip(norms, keep)
+        ]) if keep else torch.zeros(0)
 
     def forward(self, x: torch.Tensor, sigma) -> torch.Tensor:
         sigma = _as_sigma(sigma, x)
@@ -210,6 +220,9 @@ class MMPSGuidance(nn.Module):
             def matvec(v: torch.Tensor) -> torch.Tensor:  # (Sigma_y + sigma^2 M J M^T) v
                 return var_y * v + s2 * self.operator.linear(vjp(v))
 
-            u = conjugate_gradient(matvec, r, iters=self.cg_iters)
+            # Jacobi preconditioner: Sigma_y + sigma^2/(1+sigma^2) |m_i|^2, the diagonal for a
+            # unit-variance white prior (J = I / (1 + sigma^2)); sources in mixed units need it.
+            diag = var_y + s2 / (1 + s2) * self._row_norms
+            u = conjugate_gradient(matvec, r, iters=self.cg_iters, diag=diag)
             step = vjp(u)
         return D.detach() + self.lambda_g * s2.reshape(-1, 1, 1, 1) * step

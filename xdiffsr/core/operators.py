@@ -93,6 +93,12 @@ class SparseOperator(nn.Module):
         """Number of observations ``n``."""
         return int(self.A.shape[0])
 
+    def row_norms_sq(self) -> torch.Tensor:
+        """``|a_i|^2`` for every row of ``A``, shape (n,)."""
+        sq = torch.sparse_csr_tensor(self.A.crow_indices(), self.A.col_indices(),
+                                     self.A.values().square(), size=self.A.shape)
+        return (sq @ torch.ones(sq.shape[1], 1, dtype=sq.dtype, device=sq.device))[:, 0]
+
     def linear(self, x: torch.Tensor) -> torch.Tensor:
         """``A vec(x)`` for ``x`` of shape ``(B, C, H, W)``; returns ``(B, n)``."""
         X = x.reshape(x.shape[0], -1).T.to(self.A.dtype)
