@@ -36,9 +36,16 @@ from xdiffsr.regrid import point_weights, regrid_weights
 
 CONFIGS = {
     "tiny": lambda: UNetConfig.tiny(13, (16, 32)),
-    "small": lambda: UNetConfig(in_channels=13, out_channels=13, img_resolution=(32, 64),
-                                model_channels=32, channel_mult=(1, 2, 2, 4), num_blocks=2,
-                                attn_levels=(3,), dropout=0.0),
+    "small": lambda: UNetConfig(
+        in_channels=13,
+        out_channels=13,
+        img_resolution=(32, 64),
+        model_channels=32,
+        channel_mult=(1, 2, 2, 4),
+        num_blocks=2,
+        attn_levels=(3,),
+        dropout=0.0,
+    ),
     "paper": lambda: UNetConfig.paper(),
 }
 
@@ -52,7 +59,9 @@ def build_likelihoods(C: int, H: int, W: int, n_points: int, device) -> list[Gau
     plat, plon = rng.uniform(-85, 85, n_points), rng.uniform(0, 360, n_points)
     P = point_weights(lat, lon, plat, plon, method="bilinear").tocoo()
     chan = rng.integers(0, C, n_points)
-    A_pts = sp.csr_matrix((P.data, (P.row, P.col + chan[P.row] * H * W)), shape=(n_points, C * H * W))
+    A_pts = sp.csr_matrix(
+        (P.data, (P.row, P.col + chan[P.row] * H * W)), shape=(n_points, C * H * W)
+    )
     clat = -90 + (np.arange(16) + 0.5) * 180 / 16
     clon = np.arange(32) * 360 / 32
     R = regrid_weights(lat, lon, clat, clon, method="conservative")
@@ -104,10 +113,12 @@ def run(args) -> None:
     evals = 2 * args.steps - 1
     # a guided evaluation is a forward and a backward with respect to the input (~3 forwards)
     flops_member = 3 * flops_fwd * evals
-    print(f"config={args.config} params={n_params / 1e6:.1f}M grid={H}x{W} channels={C} "
-          f"device={torch.cuda.get_device_name() if device.type == 'cuda' else 'cpu'} "
-          f"torch={torch.__version__} forward={flops_fwd / 1e9:.1f} GFLOP steps={args.steps} "
-          f"evals={evals} obs={sum(lik.n_obs for lik in liks)}")
+    print(
+        f"config={args.config} params={n_params / 1e6:.1f}M grid={H}x{W} channels={C} "
+        f"device={torch.cuda.get_device_name() if device.type == 'cuda' else 'cpu'} "
+        f"torch={torch.__version__} forward={flops_fwd / 1e9:.1f} GFLOP steps={args.steps} "
+        f"evals={evals} obs={sum(lik.n_obs for lik in liks)}"
+    )
     sigmas = karras_sigmas(args.steps)
     print("\n| precision | batch | s/member | speed-up vs fp32 b1 | peak GiB | TFLOP/s |")
     print("|---|---:|---:|---:|---:|---:|")
@@ -135,8 +146,11 @@ def run(args) -> None:
             per = dt / b
             baseline = baseline or per
             peak = torch.cuda.max_memory_allocated() / 2**30 if device.type == "cuda" else math.nan
-            print(f"| {precision} | {b} | {per:.3f} | {baseline / per:.2f}x | {peak:.1f} | "
-                  f"{flops_member / per / 1e12:.1f} |", flush=True)
+            print(
+                f"| {precision} | {b} | {per:.3f} | {baseline / per:.2f}x | {peak:.1f} | "
+                f"{flops_member / per / 1e12:.1f} |",
+                flush=True,
+            )
 
 
 def main() -> None:

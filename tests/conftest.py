@@ -11,6 +11,12 @@ import torch
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 
+def pytest_configure(config):
+    # The test problems are tiny: one thread avoids oversubscribing the 2-core machines (with two
+    # threads and any other load, torch's spinning workers made the suite several times slower).
+    torch.set_num_threads(1)
+
+
 def pytest_addoption(parser):
     parser.addoption("--device", default="cpu", help="torch device for the core tests (cpu, cuda)")
 
@@ -26,13 +32,16 @@ def device(request) -> torch.device:
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
-        pytest.skip(f"real test data folder {SHARED_DATA} is absent (it sits beside the repo as "
-                    "../shared/data in the project's workspace)")
+        pytest.skip(
+            f"real test data folder {SHARED_DATA} is absent (it sits beside the repo as "
+            "../shared/data in the project's workspace)"
+        )
     return SHARED_DATA
 
 
-def smooth_covariance(H: int, W: int, length: float = 3.0, nugget: float = 1e-3,
-                      periodic: bool = False) -> np.ndarray:
+def smooth_covariance(
+    H: int, W: int, length: float = 3.0, nugget: float = 1e-3, periodic: bool = False
+) -> np.ndarray:
     """Squared-exponential covariance on an H x W index grid (optionally periodic in W)."""
     yy, xx = np.meshgrid(np.arange(H), np.arange(W), indexing="ij")
     dy = yy.ravel()[:, None] - yy.ravel()[None, :]

@@ -1,4 +1,4 @@
-"""The xarray layer: ``Dataset.diffsr.super_resolve`` with a Gaussian prior whose posterior is exact.
+"""The xarray layer: ``Dataset.diffsr.super_resolve`` with a Gaussian prior (exact posterior).
 
 The model grid is 8 x 16 (22.5 degrees, global), variables t850 [K] and z500 [m2 s-2]; N = 256.
 """
@@ -26,15 +26,26 @@ MEAN = {"t850": 270.0, "z500": 54000.0}
 
 
 def _mean_ds() -> xr.Dataset:
-    coords = {"lat": ("lat", LAT, {"standard_name": "latitude", "units": "degrees_north"}),
-              "lon": ("lon", LON, {"standard_name": "longitude", "units": "degrees_east"})}
+    coords = {
+        "lat": ("lat", LAT, {"standard_name": "latitude", "units": "degrees_north"}),
+        "lon": ("lon", LON, {"standard_name": "longitude", "units": "degrees_east"}),
+    }
     base = np.cos(np.deg2rad(LAT))[:, None] * np.ones((1, 16))
-    return xr.Dataset({
-        "t850": (("lat", "lon"), MEAN["t850"] + 10 * base, {"units": "K",
-                                                           "standard_name": "air_temperature"}),
-        "z500": (("lat", "lon"), MEAN["z500"] + 500 * base, {"units": "m2 s-2",
-                                                            "standard_name": "geopotential"}),
-    }, coords=coords)
+    return xr.Dataset(
+        {
+            "t850": (
+                ("lat", "lon"),
+                MEAN["t850"] + 10 * base,
+                {"units": "K", "standard_name": "air_temperature"},
+            ),
+            "z500": (
+                ("lat", "lon"),
+                MEAN["z500"] + 500 * base,
+                {"units": "m2 s-2", "standard_name": "geopotential"},
+            ),
+        },
+        coords=coords,
+    )
 
 
 def _covariance() -> np.ndarray:
@@ -66,8 +77,18 @@ def _points(truth, n=25, seed=1, times=TIMES):
         idx = g.choice(128, n, replace=False)
         i, j = np.unravel_index(idx, (8, 16))
         val = truth[0, i, j] + g.normal(0, 0.5, n)
-        rows.append(pd.DataFrame({"time": t, "lat": LAT[i], "lon": LON[j], "variable": "t850",
-                                  "value": val, "error": 0.5}))
+        rows.append(
+            pd.DataFrame(
+                {
+                    "time": t,
+                    "lat": LAT[i],
+                    "lon": LON[j],
+                    "variable": "t850",
+                    "value": val,
+                    "error": 0.5,
+                }
+            )
+        )
     return pd.concat(rows, ignore_index=True)
 
 
@@ -80,7 +101,7 @@ def _coarse_matrix():
         for J in range(8):
             for i in (2 * I, 2 * I + 1):
                 for j in (2 * J, 2 * J + 1):
-                    A[I * 8 + J, i * 16 + j] = w_lat[i] / (2 * w_lat[2 * I: 2 * I + 2].sum())
+                    A[I * 8 + J, i * 16 + j] = w_lat[i] / (2 * w_lat[2 * I : 2 * I + 2].sum())
     return A
 
 
@@ -93,11 +114,20 @@ def _coarse(truth, times=TIMES, var="z500", noise=20.0):
     lon_c = 11.25 + 45 * np.arange(8)  # coarse cells cover model cells (2J, 2J+1) exactly
     return xr.Dataset(
         {var: (("time", "latitude", "longitude"), vals, {"units": "m2 s-2" if c else "K"})},
-        coords={"time": times,
-                "latitude": ("latitude", lat_c, {"standard_name": "latitude",
-                                                 "units": "degrees_north"}),
-                "longitude": ("longitude", lon_c, {"standard_name": "longitude",
-                                                   "units": "degrees_east"})})
+        coords={
+            "time": times,
+            "latitude": (
+                "latitude",
+                lat_c,
+                {"standard_name": "latitude", "units": "degrees_north"},
+            ),
+            "longitude": (
+                "longitude",
+                lon_c,
+                {"standard_name": "longitude", "units": "degrees_east"},
+            ),
+        },
+    )
 
 
 def _target(times=TIMES):
@@ -150,10 +180,17 @@ def test_posterior_matches_exact_with_points_and_coarse_grid(prior, truth, guida
     pts = _points(truth, times=TIMES[:1])
     coarse = _coarse(truth, times=TIMES[:1])
     out = _target(TIMES[:1]).diffsr.super_resolve(
-        obs=[xdiffsr.PointObservations(pts), xdiffsr.GridObservations(coarse, sigma_y=20.0**2,
-                                                                       gamma=0.05)],
-        model=prior, members=512 if guidance == "mmps" else 256, steps=18, guidance=guidance,
-        seed=3, cg_iters=20)
+        obs=[
+            xdiffsr.PointObservations(pts),
+            xdiffsr.GridObservations(coarse, sigma_y=20.0**2, gamma=0.05),
+        ],
+        model=prior,
+        members=512 if guidance == "mmps" else 256,
+        steps=18,
+        guidance=guidance,
+        seed=3,
+        cg_iters=20,
+    )
     mean, var = _exact_posterior(prior, pts, coarse["z500"].values[0], 0.25, 400.0)
     ens = np.stack([out[v].isel(time=0).values for v in ("t850", "z500")], axis=1)  # (M, 2, 8, 16)
     mu = np.stack([_mean_ds()[v].values for v in ("t850", "z500")])
@@ -204,8 +241,13 @@ def test_target_grid_orientation_is_followed(prior, truth):
     ref = _target().diffsr.super_resolve(obs, model=prior, members=2, steps=4)
     lon180 = np.where(LON >= 180, LON - 360, LON)
     order = np.argsort(lon180)
-    tgt = xr.Dataset(coords={"time": TIMES, "latitude": ("latitude", LAT[::-1]),
-                             "longitude": ("longitude", lon180[order])})
+    tgt = xr.Dataset(
+        coords={
+            "time": TIMES,
+            "latitude": ("latitude", LAT[::-1]),
+            "longitude": ("longitude", lon180[order]),
+        }
+    )
     tgt["latitude"].attrs.update(standard_name="latitude", units="degrees_north")
     tgt["longitude"].attrs.update(standard_name="longitude", units="degrees_east")
     out = tgt.diffsr.super_resolve(obs, model=prior, members=2, steps=4)
@@ -243,8 +285,9 @@ def test_bad_input_errors(prior, truth):
     unknown = pts.assign(variable="q700")
     with pytest.raises(xdiffsr.ObservationError, match="q700"):
         _target().diffsr.super_resolve([unknown], **kw)
-    no_grid = xr.Dataset({"z500": (("time", "y", "x"), np.zeros((3, 4, 8)))},
-                         coords={"time": TIMES})
+    no_grid = xr.Dataset(
+        {"z500": (("time", "y", "x"), np.zeros((3, 4, 8)))}, coords={"time": TIMES}
+    )
     with pytest.raises(xdiffsr.CoordinateError, match="latitude"):
         _target().diffsr.super_resolve([no_grid], **kw)
     with pytest.raises(xdiffsr.ArgumentError, match="time"):
@@ -290,10 +333,13 @@ def test_gaussian_prior_fit_recovers_covariance():
     L = np.linalg.cholesky(_covariance() + 1e-6 * np.eye(256))
     mu = np.stack([_mean_ds()[v].values for v in ("t850", "z500")]).ravel()
     X = (mu[:, None] + L @ g.normal(size=(256, 3000))).T.reshape(3000, 2, 8, 16)
-    ds = xr.Dataset({"t850": (("time", "lat", "lon"), X[:, 0], {"units": "K"}),
-                     "z500": (("time", "lat", "lon"), X[:, 1], {"units": "m2 s-2"})},
-                    coords={"time": pd.date_range("2000", periods=3000, freq="6h"),
-                            **_mean_ds().coords})
+    ds = xr.Dataset(
+        {
+            "t850": (("time", "lat", "lon"), X[:, 0], {"units": "K"}),
+            "z500": (("time", "lat", "lon"), X[:, 1], {"units": "m2 s-2"}),
+        },
+        coords={"time": pd.date_range("2000", periods=3000, freq="6h"), **_mean_ds().coords},
+    )
     fitted = xdiffsr.GaussianPrior.fit(ds)
     np.testing.assert_allclose(fitted.scale, [5.0, 400.0], rtol=0.05)
     low = xdiffsr.GaussianPrior.fit(ds, rank=40)

@@ -41,11 +41,16 @@ def test_karras_sigmas_endpoints_and_order():
         karras_sigmas(0)
 
 
-def test_sparse_operator_matches_dense_and_adjoint(device):
+@pytest.mark.parametrize("dense_below", [0, 2**21], ids=["sparse", "dense"])
+def test_sparse_operator_matches_dense_and_adjoint(device, dense_below):
     rng = np.random.default_rng(0)
     A = sp.random(40, 2 * N, density=0.05, random_state=1, format="csr")
     b = rng.normal(size=40)
-    op = SparseOperator(A, (2, H, W), offset=b).to(device)
+    op = SparseOperator(A, (2, H, W), offset=b, dense_below=dense_below).to(device)
+    assert (op.A.layout == torch.strided) == (dense_below > 0)
+    np.testing.assert_allclose(
+        op.row_norms_sq().cpu().numpy(), np.asarray(A.multiply(A).sum(axis=1)).ravel(), rtol=1e-5
+    )
     x = torch.randn(3, 2, H, W, device=device)
     y = op(x)
     ref = x.reshape(3, -1).cpu().double().numpy() @ A.T.toarray() + b
@@ -83,8 +88,11 @@ def gaussian_problem():
     """256-dimensional Gaussian prior, 62 point observations with error std 0.1."""
     K = smooth_covariance(H, W)
     lam, U = np.linalg.eigh(K)
-    prior = GaussianDenoiser(torch.full((1, H, W), 0.5), torch.tensor(U, dtype=torch.float32),
-                             torch.tensor(lam, dtype=torch.float32))
+    prior = GaussianDenoiser(
+        torch.full((1, H, W), 0.5),
+        torch.tensor(U, dtype=torch.float32),
+        torch.tensor(lam, dtype=torch.float32),
+    )
     rng = np.random.default_rng(1)
     idx = rng.choice(N, 62, replace=False)
     A = sp.csr_matrix((np.ones(62), (np.arange(62), idx)), shape=(62, N))
@@ -103,7 +111,8 @@ def test_gaussian_denoiser_is_exact(gaussian_problem):
         D = p["prior"](x, torch.tensor([sigma, sigma]))
         K = p["K"]
         ref = 0.5 + (x.reshape(2, -1).double().numpy() - 0.5) @ np.linalg.solve(
-            K + sigma**2 * np.eye(N), K)
+            K + sigma**2 * np.eye(N), K
+        )
         np.testing.assert_allclose(D.reshape(2, -1).numpy(), ref, atol=2e-4)
 
 
@@ -120,8 +129,14 @@ def test_gaussian_posterior_matches_dense_formula(gaussian_problem):
 
 def test_gaussian_posterior_samples_have_posterior_moments(gaussian_problem):
     p = gaussian_problem
-    _, _, samples = gaussian_posterior(p["prior"], [p["op"]], [p["y"]], [torch.full((62,), p["R"])],
-                                       members=4000, generator=torch.Generator().manual_seed(0))
+    _, _, samples = gaussian_posterior(
+        p["prior"],
+        [p["op"]],
+        [p["y"]],
+        [torch.full((62,), p["R"])],
+        members=4000,
+        generator=torch.Generator().manual_seed(0),
+    )
     m = samples.mean(0)
     assert ((m - p["mean"]).norm() / (p["mean"] - 0.5).norm()).item() < 0.03
     ratio = (samples.var(0).mean() / p["var"].mean()).sqrt().item()
@@ -184,8 +199,9 @@ def test_sda_weights_add_log_likelihoods(gaussian_problem):
     l2 = GaussianLikelihood(p["y"] + 1.0, p["op"], sigma_y=0.3, gamma=0.2)
     l1w = GaussianLikelihood(p["y"], p["op"], sigma_y=p["R"], gamma=0.5, weight=0.3)
     l2w = GaussianLikelihood(p["y"] + 1.0, p["op"], sigma_y=0.3, gamma=0.2, weight=2.0)
-    torch.testing.assert_close(step([l1w, l2w]), 0.3 * step([l1]) + 2.0 * step([l2]),
-                               rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(
+        step([l1w, l2w]), 0.3 * step([l1]) + 2.0 * step([l2]), rtol=1e-4, atol=1e-5
+    )
 
 
 def test_sampler_reproducible_and_callback(gaussian_problem):
@@ -195,8 +211,14 @@ def test_sampler_reproducible_and_callback(gaussian_problem):
 
     def run(seed):
         g = torch.Generator().manual_seed(seed)
-        return heun_sampler(p["prior"], torch.randn(4, 1, H, W, generator=g), sig, S_churn=10,
-                            generator=g, callback=lambda d: seen.append(d["i"]))
+        return heun_sampler(
+            p["prior"],
+            torch.randn(4, 1, H, W, generator=g),
+            sig,
+            S_churn=10,
+            generator=g,
+            callback=lambda d: seen.append(d["i"]),
+        )
 
     a, b, c = run(1), run(1), run(2)
     assert torch.equal(a, b) and not torch.allclose(a, c)
@@ -233,8 +255,13 @@ def test_guided_sampling_on_device(gaussian_problem, device):
     gen = torch.Generator(device=device).manual_seed(0)
     sig = karras_sigmas(18)
     for guided in (ScoreGuidance(prior, [lik], clip=1.0), MMPSGuidance(prior, [lik])):
-        x = heun_sampler(guided, torch.randn(512, 1, H, W, generator=gen, device=device), sig,
-                         S_churn=5.0, generator=gen)
+        x = heun_sampler(
+            guided,
+            torch.randn(512, 1, H, W, generator=gen, device=device),
+            sig,
+            S_churn=5.0,
+            generator=gen,
+        )
         assert x.device.type == device.type and torch.isfinite(x).all()
     err = ((x.mean(0).cpu() - p["mean"]).norm() / (p["mean"] - 0.5).norm()).item()
     assert err < 0.05  # the last run is MMPS

@@ -31,8 +31,10 @@ def load_model(name_or_path, *, device="cpu") -> DiffusionModel:
 
     path = Path(name_or_path)
     if not path.exists():
-        raise ModelError(f"no model file {str(name_or_path)!r}; give the path of a .safetensors "
-                         "model written by DiffusionModel.save.")
+        raise ModelError(
+            f"no model file {str(name_or_path)!r}; give the path of a .safetensors "
+            "model written by DiffusionModel.save."
+        )
     return DiffusionModel.load(path, device=device)
 
 

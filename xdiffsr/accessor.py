@@ -15,9 +15,20 @@ class DiffSRAccessor:
     def __init__(self, ds: xr.Dataset):
         self._ds = ds
 
-    def super_resolve(self, obs: Sequence[Any], weights: Sequence[float] | None = None, *,
-                      model, members: int = 8, steps: int = 18, seed: int = 0, device=None,
-                      guidance: str = "sda", chunks=None, **sampler_options) -> xr.Dataset:
+    def super_resolve(
+        self,
+        obs: Sequence[Any],
+        weights: Sequence[float] | None = None,
+        *,
+        model,
+        members: int = 8,
+        steps: int = 18,
+        seed: int = 0,
+        device=None,
+        guidance: str = "sda",
+        chunks=None,
+        **sampler_options,
+    ) -> xr.Dataset:
         """Draw posterior ensemble members of the high-resolution state given every source.
 
         Each member is a sample of the stochastic Heun sampler of Chakraborty et al. (2025),
@@ -71,6 +82,16 @@ class DiffSRAccessor:
         """
         from .reconstruct import super_resolve
 
-        return super_resolve(self._ds, obs, weights, model=model, members=members, steps=steps,
-                             seed=seed, device=device, guidance=guidance, chunks=chunks,
-                             **sampler_options)
+        return super_resolve(
+            self._ds,
+            obs,
+            weights,
+            model=model,
+            members=members,
+            steps=steps,
+            seed=seed,
+            device=device,
+            guidance=guidance,
+            chunks=chunks,
+            **sampler_options,
+        )

@@ -1,6 +1,7 @@
 """Exceptions and warnings raised by xdiffsr.
 
-Every error a user can trigger with bad input is a subclass of :class:`XDiffSRError`, and its message
+Every error a user can trigger with bad input is a subclass of :class:`XDiffSRError`, and its
+message
 names the argument, the offending value and the fix. Most also derive from the matching builtin
 (``ValueError``, ``KeyError``) so that generic handlers keep working.
 """

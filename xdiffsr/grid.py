@@ -143,7 +143,10 @@ def grid_of(obj: xr.Dataset | xr.DataArray, *, argname: str = "ds") -> Grid:
     CoordinateError
         If latitude or longitude is missing, not 1-D, or not regularly spaced.
     """
-    lat, lon = find_coord(obj, "latitude", argname=argname), find_coord(obj, "longitude", argname=argname)
+    lat, lon = (
+        find_coord(obj, "latitude", argname=argname),
+        find_coord(obj, "longitude", argname=argname),
+    )
     for c, key in ((lat, "latitude"), (lon, "longitude")):
         if c.ndim != 1:
             raise CoordinateError(
@@ -155,35 +158,74 @@ def grid_of(obj: xr.Dataset | xr.DataArray, *, argname: str = "ds") -> Grid:
             d = np.diff(v if key == "latitude" else np.unwrap(v, period=360.0))
             if not np.allclose(d, d[0], rtol=1e-3, atol=1e-6):
                 raise CoordinateError(
-                    f"{argname}: {key} {c.name!r} is not regularly spaced (steps from {d.min():g} to "
+                    f"{argname}: {key} {c.name!r} is not regularly spaced (steps "
+                    f"from {d.min():g} to "
                     f"{d.max():g} degrees). Interpolate to a regular grid first."
                 )
-    return Grid(np.asarray(lat.values, np.float64), np.asarray(lon.values, np.float64),
-                str(lat.name), str(lon.name))
+    return Grid(
+        np.asarray(lat.values, np.float64),
+        np.asarray(lon.values, np.float64),
+        str(lat.name),
+        str(lon.name),
+    )
 
 
 # ---------------------------------------------------------------------------------------------
 # units
 
 _ALIASES = {
-    "k": "K", "kelvin": "K", "degk": "K", "deg_k": "K",
-    "degc": "degC", "deg_c": "degC", "celsius": "degC", "degree_celsius": "degC", "c": "degC",
-    "degrees_celsius": "degC", "°c": "degC",
-    "pa": "Pa", "hpa": "hPa", "mbar": "hPa", "mb": "hPa", "millibar": "hPa", "kpa": "kPa",
-    "m/s": "m s-1", "m s-1": "m s-1", "m s**-1": "m s-1", "m.s-1": "m s-1", "m s^-1": "m s-1",
-    "ms-1": "m s-1", "kt": "knot", "knots": "knot", "knot": "knot",
-    "m2 s-2": "m2 s-2", "m**2 s**-2": "m2 s-2", "m^2/s^2": "m2 s-2", "m2/s2": "m2 s-2",
-    "m^2 s^-2": "m2 s-2", "m2.s-2": "m2 s-2",
-    "m": "m", "gpm": "gpm", "1": "1", "%": "%", "percent": "%",
+    "k": "K",
+    "kelvin": "K",
+    "degk": "K",
+    "deg_k": "K",
+    "degc": "degC",
+    "deg_c": "degC",
+    "celsius": "degC",
+    "degree_celsius": "degC",
+    "c": "degC",
+    "degrees_celsius": "degC",
+    "°c": "degC",
+    "pa": "Pa",
+    "hpa": "hPa",
+    "mbar": "hPa",
+    "mb": "hPa",
+    "millibar": "hPa",
+    "kpa": "kPa",
+    "m/s": "m s-1",
+    "m s-1": "m s-1",
+    "m s**-1": "m s-1",
+    "m.s-1": "m s-1",
+    "m s^-1": "m s-1",
+    "ms-1": "m s-1",
+    "kt": "knot",
+    "knots": "knot",
+    "knot": "knot",
+    "m2 s-2": "m2 s-2",
+    "m**2 s**-2": "m2 s-2",
+    "m^2/s^2": "m2 s-2",
+    "m2/s2": "m2 s-2",
+    "m^2 s^-2": "m2 s-2",
+    "m2.s-2": "m2 s-2",
+    "m": "m",
+    "gpm": "gpm",
+    "1": "1",
+    "%": "%",
+    "percent": "%",
 }
 # (dimension, scale, offset) with value_SI = value * scale + offset
 _TO_SI = {
-    "K": ("temperature", 1.0, 0.0), "degC": ("temperature", 1.0, 273.15),
-    "Pa": ("pressure", 1.0, 0.0), "hPa": ("pressure", 100.0, 0.0), "kPa": ("pressure", 1000.0, 0.0),
-    "m s-1": ("speed", 1.0, 0.0), "knot": ("speed", 0.514444, 0.0),
+    "K": ("temperature", 1.0, 0.0),
+    "degC": ("temperature", 1.0, 273.15),
+    "Pa": ("pressure", 1.0, 0.0),
+    "hPa": ("pressure", 100.0, 0.0),
+    "kPa": ("pressure", 1000.0, 0.0),
+    "m s-1": ("speed", 1.0, 0.0),
+    "knot": ("speed", 0.514444, 0.0),
     "m2 s-2": ("geopotential", 1.0, 0.0),
-    "m": ("length", 1.0, 0.0), "gpm": ("length", 1.0, 0.0),
-    "1": ("dimensionless", 1.0, 0.0), "%": ("dimensionless", 0.01, 0.0),
+    "m": ("length", 1.0, 0.0),
+    "gpm": ("length", 1.0, 0.0),
+    "1": ("dimensionless", 1.0, 0.0),
+    "%": ("dimensionless", 0.01, 0.0),
 }
 
 

@@ -1,7 +1,8 @@
 """Observation sources: point observations (tidy DataFrames, IGRA soundings) and gridded fields.
 
 Each source turns, for one target time, into an :class:`ObsBlock`: a sparse matrix acting on the
-model state in physical units (flattened in (variable, lat, lon) C order), the observed values, their
+model state in physical units (flattened in (variable, lat, lon) C order), the observed values,
+their
 error variances and the index of the model variable each observation belongs to.
 """
 
@@ -163,13 +164,16 @@ class PointObservations(Observations):
     def __post_init__(self):
         df = self.data
         if not isinstance(df, pd.DataFrame):
-            raise ArgumentError(f"PointObservations needs a pandas DataFrame, got {type(df).__name__}.")
+            raise ArgumentError(
+                f"PointObservations needs a pandas DataFrame, got {type(df).__name__}."
+            )
         missing = {"time", "lat", "lon", "variable", "value"} - set(df.columns)
         if missing:
             raise ObservationError(
                 f"point observations lack columns {sorted(missing)} (have {list(df.columns)}); "
                 "give a tidy DataFrame with time, lat, lon, variable, value[, error], or the "
-                "output of xdiffsr.io.igra.read_igra.")
+                "output of xdiffsr.io.igra.read_igra."
+            )
         df = df.copy()
         df["time"] = to_datetime64(df["time"])
         bad = ~np.isfinite(df["value"].to_numpy(float))
@@ -177,8 +181,12 @@ class PointObservations(Observations):
         if "error" in df:
             bad |= ~(df["error"].to_numpy(float) > 0)
         if bad.any():
-            warnings.warn(f"dropped {int(bad.sum())} of {len(df)} point observations with NaN "
-                          "value, position or error.", XDiffSRWarning, stacklevel=4)
+            warnings.warn(
+                f"dropped {int(bad.sum())} of {len(df)} point observations with NaN "
+                "value, position or error.",
+                XDiffSRWarning,
+                stacklevel=4,
+            )
             df = df.loc[~bad]
         self.data = df.sort_values("time", kind="stable").reset_index(drop=True)
         self._tol = _tolerance(self.tolerance, "3h")
@@ -205,33 +213,46 @@ class PointObservations(Observations):
         if unknown:
             raise ObservationError(
                 f"observation variables {unknown} are not in the model (model variables: "
-                f"{list(prior.variables)}); drop or rename them.")
+                f"{list(prior.variables)}); drop or rename them."
+            )
         method = self.method or "bilinear"
         lat, lon = prior.grid.lat, prior.grid.lon
         H, W = prior.grid.shape
         blocks, ys, vars_, idx = [], [], [], []
         for name, g in df.groupby("variable", sort=False):
             c = prior.variables.index(name)
-            P = point_weights(lat, lon, g["lat"].to_numpy(float), g["lon"].to_numpy(float),
-                              method=method)
-            blocks.append(sp.csr_matrix((P.data, P.indices + c * H * W, P.indptr),
-                                        shape=(P.shape[0], len(prior.variables) * H * W)))
+            P = point_weights(
+                lat, lon, g["lat"].to_numpy(float), g["lon"].to_numpy(float), method=method
+            )
+            blocks.append(
+                sp.csr_matrix(
+                    (P.data, P.indices + c * H * W, P.indptr),
+                    shape=(P.shape[0], len(prior.variables) * H * W),
+                )
+            )
             val = g["value"].to_numpy(float)
             if "units" in g:
-                val = convert_units(val, g["units"].iloc[0], prior.units[name], name=f"{name} values")
+                val = convert_units(
+                    val, g["units"].iloc[0], prior.units[name], name=f"{name} values"
+                )
             ys.append(val)
             if self.sigma_y is None and "error" in g:
                 vars_.append(g["error"].to_numpy(float) ** 2)
             else:
                 vars_.append(self.variance_for(name, len(g)))
             idx.append(np.full(len(g), c))
-        return ObsBlock(sp.vstack(blocks).tocsr(), np.concatenate(ys), np.concatenate(vars_),
-                        np.concatenate(idx))
+        return ObsBlock(
+            sp.vstack(blocks).tocsr(),
+            np.concatenate(ys),
+            np.concatenate(vars_),
+            np.concatenate(idx),
+        )
 
 
 @dataclass
 class GridObservations(Observations):
-    """Gridded observations (a coarse analysis, a coarse model's forecast) on a regular lat/lon grid.
+    """Gridded observations (a coarse analysis, a coarse model's forecast) on a regular lat/lon
+    grid.
 
     The operator is the regridding from the model grid to the dataset's grid (conservative by
     default), applied per variable. Dataset variables must be model variables. A dataset without
@@ -245,7 +266,9 @@ class GridObservations(Observations):
         if isinstance(ds, xr.DataArray):
             ds = ds.to_dataset()
         if not isinstance(ds, xr.Dataset):
-            raise ArgumentError(f"GridObservations needs an xarray Dataset, got {type(ds).__name__}.")
+            raise ArgumentError(
+                f"GridObservations needs an xarray Dataset, got {type(ds).__name__}."
+            )
         self.data = ds
         self._grid = grid_of(ds, argname="obs dataset")
         self._time = find_time(ds, argname="obs dataset")
@@ -266,8 +289,9 @@ class GridObservations(Observations):
         if key not in self._cache:
             from .regrid import regrid_weights
 
-            self._cache[key] = regrid_weights(prior.grid.lat, prior.grid.lon, self._grid.lat,
-                                              self._grid.lon, method=key[1]).tocsr()
+            self._cache[key] = regrid_weights(
+                prior.grid.lat, prior.grid.lon, self._grid.lat, self._grid.lon, method=key[1]
+            ).tocsr()
         return self._cache[key]
 
     def at_time(self, t, prior) -> ObsBlock | None:
@@ -276,7 +300,8 @@ class GridObservations(Observations):
         if unknown:
             raise ObservationError(
                 f"obs dataset variables {unknown} are not in the model (model variables: "
-                f"{list(prior.variables)}); select the model variables, e.g. ds[[...]].")
+                f"{list(prior.variables)}); select the model variables, e.g. ds[[...]]."
+            )
         if self._time is not None:
             times = ds[self._time].values
             if times.size == 0:
@@ -290,22 +315,36 @@ class GridObservations(Observations):
         blocks, ys, vars_, idx = [], [], [], []
         for name in map(str, ds.data_vars):
             da = ds[name].transpose(self._grid.lat_name, self._grid.lon_name)
-            val = convert_units(np.asarray(da.values, dtype=np.float64).ravel(),
-                                da.attrs.get("units", prior.units[name] or None),
-                                prior.units[name] or None, name=f"obs dataset variable {name!r}")
+            val = convert_units(
+                np.asarray(da.values, dtype=np.float64).ravel(),
+                da.attrs.get("units", prior.units[name] or None),
+                prior.units[name] or None,
+                name=f"obs dataset variable {name!r}",
+            )
             ok = np.isfinite(val)
             if not ok.all():
-                warnings.warn(f"dropped {int((~ok).sum())} NaN values of {name!r} at {t}.",
-                              XDiffSRWarning, stacklevel=4)
+                warnings.warn(
+                    f"dropped {int((~ok).sum())} NaN values of {name!r} at {t}.",
+                    XDiffSRWarning,
+                    stacklevel=4,
+                )
             c = prior.variables.index(name)
             Rv = R[ok]
-            blocks.append(sp.csr_matrix((Rv.data, Rv.indices + c * n_model, Rv.indptr),
-                                        shape=(Rv.shape[0], len(prior.variables) * n_model)))
+            blocks.append(
+                sp.csr_matrix(
+                    (Rv.data, Rv.indices + c * n_model, Rv.indptr),
+                    shape=(Rv.shape[0], len(prior.variables) * n_model),
+                )
+            )
             ys.append(val[ok])
             vars_.append(self.variance_for(name, int(ok.sum())))
             idx.append(np.full(int(ok.sum()), c))
-        return ObsBlock(sp.vstack(blocks).tocsr(), np.concatenate(ys), np.concatenate(vars_),
-                        np.concatenate(idx))
+        return ObsBlock(
+            sp.vstack(blocks).tocsr(),
+            np.concatenate(ys),
+            np.concatenate(vars_),
+            np.concatenate(idx),
+        )
 
 
 def _is_sounding_frame(df: pd.DataFrame) -> bool:
@@ -334,8 +373,5 @@ def as_source(obj, prior=None) -> Observations:
         return GridObservations(obj)
     raise ArgumentError(
         f"obs entries must be DataFrames, xarray Datasets or xdiffsr.Observations, got "
-        f"{type(obj).__name__}.")
-
-
-def stack_sources(names: Sequence[str]) -> str:
-    return "; ".join(names)
+        f"{type(obj).__name__}."
+    )

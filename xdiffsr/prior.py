@@ -45,8 +45,15 @@ class Prior:
     sigma_min: float = 0.002
     sigma_max: float = 80.0
 
-    def __init__(self, variables: Sequence[str], units: Mapping[str, str], grid: Grid,
-                 center, scale, attrs: Mapping[str, Mapping[str, Any]] | None = None):
+    def __init__(
+        self,
+        variables: Sequence[str],
+        units: Mapping[str, str],
+        grid: Grid,
+        center,
+        scale,
+        attrs: Mapping[str, Mapping[str, Any]] | None = None,
+    ):
         self.variables = tuple(str(v) for v in variables)
         if len(set(self.variables)) != len(self.variables):
             raise ArgumentError(f"variables {self.variables} contain duplicates.")
@@ -88,8 +95,10 @@ class Prior:
 
     def __repr__(self) -> str:
         H, W = self.grid.shape
-        return (f"<{type(self).__name__} {self.name!r}: {len(self.variables)} variables "
-                f"{list(self.variables)} on {H}x{W} lat/lon>")
+        return (
+            f"<{type(self).__name__} {self.name!r}: {len(self.variables)} variables "
+            f"{list(self.variables)} on {H}x{W} lat/lon>"
+        )
 
 
 def _stack_dataset(ds: xr.Dataset, variables: Sequence[str], grid: Grid) -> np.ndarray:
@@ -105,7 +114,8 @@ def _stack_dataset(ds: xr.Dataset, variables: Sequence[str], grid: Grid) -> np.n
 class GaussianPrior(Prior):
     """Gaussian prior ``N(mean, covariance)`` whose denoiser is exact.
 
-    ``D(x; sigma) = mu + Sigma (Sigma + sigma^2 I)^{-1} (x - mu)`` in normalised units. It runs through
+    ``D(x; sigma) = mu + Sigma (Sigma + sigma^2 I)^{-1} (x - mu)`` in normalised units. It runs
+    through
     the same sampler as a diffusion model, which makes it the analytic reference of the sampler and
     the classical optimal-interpolation baseline.
 
@@ -130,7 +140,8 @@ class GaussianPrior(Prior):
         mu = _stack_dataset(mean, variables, grid).astype(np.float64)
         if mu.ndim != 3:
             raise ArgumentError(
-                f"mean must hold 2-D (lat, lon) fields, got shape {mu.shape}; select one time.")
+                f"mean must hold 2-D (lat, lon) fields, got shape {mu.shape}; select one time."
+            )
         N = mu.size
         if isinstance(covariance, tuple):
             U, lam = (np.asarray(a, dtype=np.float64) for a in covariance)
@@ -140,15 +151,22 @@ class GaussianPrior(Prior):
             if cov.shape != (N, N):
                 raise ArgumentError(
                     f"covariance must have shape (N, N) with N = variables*lat*lon = {N}, got "
-                    f"{cov.shape}. Flatten in (variable, lat, lon) C order.")
+                    f"{cov.shape}. Flatten in (variable, lat, lon) C order."
+                )
             if not np.allclose(cov, cov.T, rtol=1e-6, atol=1e-12 * np.abs(cov).max()):
                 raise ArgumentError("covariance is not symmetric.")
             diag = np.diag(cov)
         C = len(variables)
         center = mu.reshape(C, -1).mean(axis=1)
         scale = np.sqrt(np.maximum(diag.reshape(C, -1).mean(axis=1), 1e-300))
-        super().__init__(variables, {v: mean[v].attrs.get("units", "") for v in variables}, grid,
-                         center, scale, {v: dict(mean[v].attrs) for v in variables})
+        super().__init__(
+            variables,
+            {v: mean[v].attrs.get("units", "") for v in variables},
+            grid,
+            center,
+            scale,
+            {v: dict(mean[v].attrs) for v in variables},
+        )
         s = np.repeat(self.scale, N // C)
         if isinstance(covariance, tuple):
             U = U / s[:, None]
@@ -158,15 +176,24 @@ class GaussianPrior(Prior):
         else:
             lam, U = np.linalg.eigh(cov / np.outer(s, s))
         if lam.min() < -1e-6 * max(lam.max(), 1e-30):
-            raise ArgumentError(f"covariance is not positive semi-definite (eigenvalue {lam.min():g}).")
+            raise ArgumentError(
+                f"covariance is not positive semi-definite (eigenvalue {lam.min():g})."
+            )
         self._mean_n = self.normalise(mu)
         self._U, self._lam = U, np.clip(lam, 0, None)
         self.floor = float(floor)
         self.name = name
 
     @classmethod
-    def fit(cls, ds: xr.Dataset, *, rank: int | None = None, dim: str = "time",
-            floor: float | None = None, name: str = "gaussian-fit") -> GaussianPrior:
+    def fit(
+        cls,
+        ds: xr.Dataset,
+        *,
+        rank: int | None = None,
+        dim: str = "time",
+        floor: float | None = None,
+        name: str = "gaussian-fit",
+    ) -> GaussianPrior:
         """Fit mean and covariance to samples of ``ds`` along ``dim``.
 
         With ``rank`` the covariance is the leading ``rank`` principal components (by SVD of the
@@ -176,7 +203,9 @@ class GaussianPrior(Prior):
         grid = grid_of(ds, argname="ds")
         variables = [str(v) for v in ds.data_vars if dim in ds[v].dims]
         if not variables or ds.sizes.get(dim, 0) < 2:
-            raise ArgumentError(f"ds needs variables with a '{dim}' dimension of length >= 2 to fit.")
+            raise ArgumentError(
+                f"ds needs variables with a '{dim}' dimension of length >= 2 to fit."
+            )
         X = _stack_dataset(ds[variables], variables, grid).astype(np.float64)  # (T, C, H, W)
         T = X.shape[0]
         mu = X.mean(axis=0)
@@ -197,8 +226,15 @@ class GaussianPrior(Prior):
         if floor is None:
             floor = float(max((An**2).sum() - lam.sum(), 0.0) / max(An.shape[1] - r, 1))
         obj = cls.__new__(cls)
-        Prior.__init__(obj, variables, {v: ds[v].attrs.get("units", "") for v in variables}, grid,
-                       mu.reshape(C, -1).mean(axis=1), scale, {v: dict(ds[v].attrs) for v in variables})
+        Prior.__init__(
+            obj,
+            variables,
+            {v: ds[v].attrs.get("units", "") for v in variables},
+            grid,
+            mu.reshape(C, -1).mean(axis=1),
+            scale,
+            {v: dict(ds[v].attrs) for v in variables},
+        )
         obj._mean_n, obj._U, obj._lam = obj.normalise(mu), Vt[:r].T, lam
         obj.floor, obj.name = float(floor), name
         return obj
@@ -225,8 +261,19 @@ class DiffusionModel(Prior):
         Free-form JSON-serialisable description (training data, steps, ...).
     """
 
-    def __init__(self, precond: nn.Module, variables, units, grid: Grid, center, scale, *,
-                 attrs=None, name: str = "model", metadata: Mapping[str, Any] | None = None):
+    def __init__(
+        self,
+        precond: nn.Module,
+        variables,
+        units,
+        grid: Grid,
+        center,
+        scale,
+        *,
+        attrs=None,
+        name: str = "model",
+        metadata: Mapping[str, Any] | None = None,
+    ):
         super().__init__(variables, units, grid, center, scale, attrs)
         self.precond = precond.eval()
         self.name = name
@@ -243,11 +290,19 @@ class DiffusionModel(Prior):
     def _header(self) -> dict[str, Any]:
         cfg = self.precond.net.config.to_dict() if hasattr(self.precond.net, "config") else None
         return {
-            "name": self.name, "variables": list(self.variables), "units": self.units,
-            "attrs": self.attrs, "lat": self.grid.lat.tolist(), "lon": self.grid.lon.tolist(),
-            "center": self.center.tolist(), "scale": self.scale.tolist(), "unet_config": cfg,
-            "sigma_data": float(self.precond.sigma_data), "sigma_min": self.sigma_min,
-            "sigma_max": self.sigma_max, "metadata": self.metadata,
+            "name": self.name,
+            "variables": list(self.variables),
+            "units": self.units,
+            "attrs": self.attrs,
+            "lat": self.grid.lat.tolist(),
+            "lon": self.grid.lon.tolist(),
+            "center": self.center.tolist(),
+            "scale": self.scale.tolist(),
+            "unet_config": cfg,
+            "sigma_data": float(self.precond.sigma_data),
+            "sigma_min": self.sigma_min,
+            "sigma_max": self.sigma_max,
+            "metadata": self.metadata,
         }
 
     def save(self, path: str | Path) -> Path:
@@ -256,8 +311,15 @@ class DiffusionModel(Prior):
 
         path = Path(path)
         state = {k: v.detach().cpu().contiguous() for k, v in self.precond.state_dict().items()}
-        save_file(state, str(path), metadata={"format": FORMAT, "version": FORMAT_VERSION,
-                                              "xdiffsr": json.dumps(self._header())})
+        save_file(
+            state,
+            str(path),
+            metadata={
+                "format": FORMAT,
+                "version": FORMAT_VERSION,
+                "xdiffsr": json.dumps(self._header()),
+            },
+        )
         return path
 
     @classmethod
@@ -271,21 +333,34 @@ class DiffusionModel(Prior):
         try:
             with safe_open(str(path), framework="pt", device=str(device)) as f:
                 meta = f.metadata() or {}
-                state = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118
+                state = {k: f.get_tensor(k) for k in f.keys()}
         except (SafetensorError, OSError, ValueError) as err:
             raise ModelError(f"cannot read model file {str(path)!r}: {err}") from err
         if meta.get("format") != FORMAT or "xdiffsr" not in meta:
-            raise ModelError(f"{str(path)!r} is a safetensors file but not an xdiffsr model "
-                             f"(metadata keys: {sorted(meta)}).")
+            raise ModelError(
+                f"{str(path)!r} is a safetensors file but not an xdiffsr model "
+                f"(metadata keys: {sorted(meta)})."
+            )
         h = json.loads(meta["xdiffsr"])
         net = SongUNet.from_config(UNetConfig.from_dict(h["unet_config"]))
-        precond = EDMPrecond(net, sigma_data=h["sigma_data"], sigma_min=h["sigma_min"],
-                             sigma_max=h["sigma_max"])
+        precond = EDMPrecond(
+            net, sigma_data=h["sigma_data"], sigma_min=h["sigma_min"], sigma_max=h["sigma_max"]
+        )
         try:
             precond.load_state_dict(state)
         except RuntimeError as err:
-            raise ModelError(f"weights in {str(path)!r} do not match its architecture: {err}") from err
+            raise ModelError(
+                f"weights in {str(path)!r} do not match its architecture: {err}"
+            ) from err
         grid = Grid(np.asarray(h["lat"]), np.asarray(h["lon"]))
-        return cls(precond.to(device), h["variables"], h["units"], grid, h["center"], h["scale"],
-                   attrs=h.get("attrs"), name=h.get("name", Path(path).stem),
-                   metadata=h.get("metadata"))
+        return cls(
+            precond.to(device),
+            h["variables"],
+            h["units"],
+            grid,
+            h["center"],
+            h["scale"],
+            attrs=h.get("attrs"),
+            name=h.get("name", Path(path).stem),
+            metadata=h.get("metadata"),
+        )

@@ -44,17 +44,41 @@ def _likelihoods(blocks: list[tuple[Any, float, float]], prior: Prior, device) -
         offset = block.matrix @ c
         op = SparseOperator(A, (C, H, W), offset=offset).to(device)
         gam = gamma * prior.scale[block.var_index] ** 2  # Gamma in units of the prior variance
-        out.append(GaussianLikelihood(torch.as_tensor(block.y - 0.0, dtype=torch.float32), op,
-                                      sigma_y=block.variance, gamma=gam, weight=weight).to(device))
+        out.append(
+            GaussianLikelihood(
+                torch.as_tensor(block.y - 0.0, dtype=torch.float32),
+                op,
+                sigma_y=block.variance,
+                gamma=gam,
+                weight=weight,
+            ).to(device)
+        )
     return out
 
 
-def sample_time(prior: Prior, sources: Sequence[Observations], weights: Sequence[float],
-                time: np.datetime64, *, members: int, steps: int, seed: int, device,
-                guidance: str, lambda_g: float, clip: float | None, cg_iters: int,
-                S_churn: float, S_tmin: float, S_tmax: float, S_noise: float,
-                corrector_guidance: bool, sigma_min: float | None, sigma_max: float | None,
-                callback: Callable | None = None) -> tuple[np.ndarray, list[int]]:
+def sample_time(
+    prior: Prior,
+    sources: Sequence[Observations],
+    weights: Sequence[float],
+    time: np.datetime64,
+    *,
+    members: int,
+    steps: int,
+    seed: int,
+    device,
+    guidance: str,
+    lambda_g: float,
+    clip: float | None,
+    cg_iters: int,
+    S_churn: float,
+    S_tmin: float,
+    S_tmax: float,
+    S_noise: float,
+    corrector_guidance: bool,
+    sigma_min: float | None,
+    sigma_max: float | None,
+    callback: Callable | None = None,
+) -> tuple[np.ndarray, list[int]]:
     """Posterior members at one time, shape (members, C, H, W) in physical units, and the number
     of observations each source contributed."""
     blocks, counts = [], []
@@ -70,13 +94,23 @@ def sample_time(prior: Prior, sources: Sequence[Observations], weights: Sequence
     elif guidance == "mmps" and liks:
         den = MMPSGuidance(den, liks, cg_iters=cg_iters, lambda_g=lambda_g)
     gen = torch.Generator(device=device).manual_seed(member_seed(seed, time))
-    sigmas = karras_sigmas(steps, sigma_min=sigma_min or prior.sigma_min,
-                           sigma_max=sigma_max or prior.sigma_max)
+    sigmas = karras_sigmas(
+        steps, sigma_min=sigma_min or prior.sigma_min, sigma_max=sigma_max or prior.sigma_max
+    )
     latents = torch.randn((members, *prior.state_shape), generator=gen, device=device)
     with torch.no_grad():
-        x = heun_sampler(den, latents, sigmas, S_churn=S_churn, S_tmin=S_tmin, S_tmax=S_tmax,
-                         S_noise=S_noise, corrector_guidance=corrector_guidance, generator=gen,
-                         callback=callback)
+        x = heun_sampler(
+            den,
+            latents,
+            sigmas,
+            S_churn=S_churn,
+            S_tmin=S_tmin,
+            S_tmax=S_tmax,
+            S_noise=S_noise,
+            corrector_guidance=corrector_guidance,
+            generator=gen,
+            callback=callback,
+        )
     return prior.denormalise(x.double().cpu().numpy()), counts
 
 
@@ -85,8 +119,9 @@ def _check_weights(weights, n: int, sources: Sequence[Observations]) -> list[flo
         return [1.0 if s.weight is None else float(s.weight) for s in sources]
     w = list(np.atleast_1d(np.asarray(weights, dtype=float)))
     if len(w) != n:
-        raise ArgumentError(f"weights has {len(w)} values for {n} obs sources; give one weight "
-                            "per entry of obs.")
+        raise ArgumentError(
+            f"weights has {len(w)} values for {n} obs sources; give one weight per entry of obs."
+        )
     if any(not np.isfinite(x) or x < 0 for x in w):
         raise ArgumentError(f"weights={weights!r} must be finite and >= 0.")
     return w
@@ -106,7 +141,8 @@ def _output_grid(ds: xr.Dataset, prior: Prior) -> tuple[Grid, tuple[np.ndarray, 
         raise CoordinateError(
             f"ds has a {target.shape[0]}x{target.shape[1]} lat/lon grid that is not the model's "
             f"{prior.grid.shape[0]}x{prior.grid.shape[1]} grid; pass a Dataset with only a time "
-            "coordinate (the result is on the model grid) or regrid the result afterwards.")
+            "coordinate (the result is on the model grid) or regrid the result afterwards."
+        )
     return target, perm
 
 
@@ -141,7 +177,8 @@ def super_resolve(
     if not isinstance(model, Prior):
         raise ArgumentError(
             f"model={model!r} is not an xdiffsr prior; pass xdiffsr.load_model(...) or an "
-            "xdiffsr.GaussianPrior.")
+            "xdiffsr.GaussianPrior."
+        )
     if guidance not in GUIDANCES:
         raise ArgumentError(f"guidance={guidance!r}; choose one of {GUIDANCES}.")
     for name, val in (("members", members), ("steps", steps)):
@@ -153,28 +190,48 @@ def super_resolve(
     w = _check_weights(weights, len(sources), sources)
     tname = find_time(ds, argname="ds")
     if tname is None:
-        raise ArgumentError("ds has no datetime time coordinate; it supplies the times to "
-                            "reconstruct (e.g. xr.Dataset(coords={'time': times})).")
+        raise ArgumentError(
+            "ds has no datetime time coordinate; it supplies the times to "
+            "reconstruct (e.g. xr.Dataset(coords={'time': times}))."
+        )
     times = to_datetime64(ds[tname].values)
     grid, (ilat, ilon) = _output_grid(ds, model)
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    settings = dict(members=int(members), steps=int(steps), seed=int(seed), guidance=guidance,
-                    lambda_g=float(lambda_g), clip=clip, cg_iters=int(cg_iters),
-                    S_churn=float(S_churn), S_tmin=float(S_tmin), S_tmax=float(S_tmax),
-                    S_noise=float(S_noise), corrector_guidance=bool(corrector_guidance),
-                    sigma_min=sigma_min, sigma_max=sigma_max)
+    settings = dict(
+        members=int(members),
+        steps=int(steps),
+        seed=int(seed),
+        guidance=guidance,
+        lambda_g=float(lambda_g),
+        clip=clip,
+        cg_iters=int(cg_iters),
+        S_churn=float(S_churn),
+        S_tmin=float(S_tmin),
+        S_tmax=float(S_tmax),
+        S_noise=float(S_noise),
+        corrector_guidance=bool(corrector_guidance),
+        sigma_min=sigma_min,
+        sigma_max=sigma_max,
+    )
 
     def run(times_chunk, srcs) -> np.ndarray:
         out = np.empty((len(times_chunk), members, *model.state_shape), dtype=np.float32)
         for k, t in enumerate(times_chunk):
             x, counts = sample_time(model, srcs, w, t, device=device, **settings)
             if sum(counts) == 0 and sources:
-                warnings.warn(f"no observations at {t}: members are prior samples.",
-                              XDiffSRWarning, stacklevel=2)
+                warnings.warn(
+                    f"no observations at {t}: members are prior samples.",
+                    XDiffSRWarning,
+                    stacklevel=2,
+                )
             for s, n in zip(srcs, counts):
                 if n == 0 and len(sources) > 1:
-                    warnings.warn(f"source {s.describe()} has no observation at {t}; that time "
-                                  "runs with the other sources.", XDiffSRWarning, stacklevel=2)
+                    warnings.warn(
+                        f"source {s.describe()} has no observation at {t}; that time "
+                        "runs with the other sources.",
+                        XDiffSRWarning,
+                        stacklevel=2,
+                    )
             out[k] = x[:, :, ilat][:, :, :, ilon]
         return out
 
@@ -202,7 +259,7 @@ def _lazy(run, times, sources, n_chunk, shape):
 
     parts = []
     for i0 in range(0, len(times), n_chunk):
-        tc = times[i0:i0 + n_chunk]
+        tc = times[i0 : i0 + n_chunk]
         srcs = [s.window(tc[0], tc[-1]) for s in sources]
         part = dask.delayed(run, pure=True)(tc, srcs)
         parts.append(da.from_delayed(part, (len(tc), *shape[1:]), dtype=np.float32))
@@ -214,28 +271,39 @@ def _to_dataset(data, times, tname, grid: Grid, prior: Prior, sources, weights, 
     coords = {
         tname: (tname, times),
         "member": ("member", np.arange(data.shape[1])),
-        lat_name: (lat_name, grid.lat, {"standard_name": "latitude", "units": "degrees_north",
-                                        "axis": "Y"}),
-        lon_name: (lon_name, grid.lon, {"standard_name": "longitude", "units": "degrees_east",
-                                        "axis": "X"}),
+        lat_name: (
+            lat_name,
+            grid.lat,
+            {"standard_name": "latitude", "units": "degrees_north", "axis": "Y"},
+        ),
+        lon_name: (
+            lon_name,
+            grid.lon,
+            {"standard_name": "longitude", "units": "degrees_east", "axis": "X"},
+        ),
     }
     data_vars = {}
     for c, v in enumerate(prior.variables):
-        attrs = {k: val for k, val in prior.attrs.get(v, {}).items()
-                 if k in ("standard_name", "long_name", "units")}
+        attrs = {
+            k: val
+            for k, val in prior.attrs.get(v, {}).items()
+            if k in ("standard_name", "long_name", "units")
+        }
         attrs["units"] = prior.units[v] or attrs.get("units", "")
         data_vars[v] = ((tname, "member", lat_name, lon_name), data[:, :, c], attrs)
     ds = xr.Dataset(data_vars, coords=coords)
     ds[tname].attrs.update({"standard_name": "time", "axis": "T"})
     ds["member"].attrs.update({"long_name": "ensemble member", "standard_name": "realization"})
-    ds.attrs.update({
-        "title": "xdiffsr posterior ensemble",
-        "Conventions": "CF-1.8",
-        "model": prior.describe(),
-        "sampler": json.dumps({k: v for k, v in settings.items()}, default=str),
-        "sources": json.dumps([s.describe() for s in sources]),
-        "weights": json.dumps([float(x) for x in weights]),
-        **grid.describe(),
-        "history": f"{pd.Timestamp.now('UTC'):%Y-%m-%dT%H:%M:%SZ} xdiffsr.super_resolve",
-    })
+    ds.attrs.update(
+        {
+            "title": "xdiffsr posterior ensemble",
+            "Conventions": "CF-1.8",
+            "model": prior.describe(),
+            "sampler": json.dumps({k: v for k, v in settings.items()}, default=str),
+            "sources": json.dumps([s.describe() for s in sources]),
+            "weights": json.dumps([float(x) for x in weights]),
+            **grid.describe(),
+            "history": f"{pd.Timestamp.now('UTC'):%Y-%m-%dT%H:%M:%SZ} xdiffsr.super_resolve",
+        }
+    )
     return ds

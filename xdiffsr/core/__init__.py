@@ -1,4 +1,5 @@
-"""Pure-torch diffusion core: networks, preconditioning, schedules, samplers, likelihoods, operators.
+"""Pure-torch diffusion core: networks, preconditioning, schedules, samplers, likelihoods and
+operators.
 
 Nothing here imports xarray; tensors are (B, C, H, W) = (members, variables, lat, lon).
 """

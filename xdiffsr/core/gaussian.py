@@ -1,7 +1,8 @@
 """Exact denoiser and exact posterior of a Gaussian prior (the analytic reference of the sampler).
 
 The prior is ``x ~ N(mu, Sigma)`` over the flattened state with ``Sigma = U diag(lam) U^T + eta P``,
-where ``U`` (N, r) has orthonormal columns, ``P = I - U U^T`` projects on their complement and ``eta``
+where ``U`` (N, r) has orthonormal columns, ``P = I - U U^T`` projects on their complement and
+``eta``
 is a floor variance (0 for a full-rank ``U``).
 """
 
@@ -30,8 +31,14 @@ class GaussianDenoiser(nn.Module):
         ``eta``, the variance on the complement of ``U`` (needed when ``r < N``).
     """
 
-    def __init__(self, mean: torch.Tensor, eigvecs: torch.Tensor, eigvals: torch.Tensor, *,
-                 floor: float = 0.0):
+    def __init__(
+        self,
+        mean: torch.Tensor,
+        eigvecs: torch.Tensor,
+        eigvals: torch.Tensor,
+        *,
+        floor: float = 0.0,
+    ):
         super().__init__()
         mean = torch.as_tensor(mean, dtype=torch.float32)
         U = torch.as_tensor(eigvecs, dtype=torch.float32)
@@ -70,7 +77,7 @@ class GaussianDenoiser(nn.Module):
 
     def sample(self, n: int, *, generator: torch.Generator | None = None) -> torch.Tensor:
         """``n`` prior samples, shape (n, C, H, W)."""
-        N, r = self.U.shape
+        N = self.U.shape[0]
         eps = torch.randn(n, N, generator=generator, device=self.U.device)
         proj = eps @ self.U
         z = self.floor**0.5 * (eps - proj @ self.U.T) + (proj * self.lam.sqrt()) @ self.U.T
@@ -86,7 +93,8 @@ def gaussian_posterior(
     members: int = 0,
     generator: torch.Generator | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
-    """Exact posterior of a Gaussian prior under linear-Gaussian observations (optimal interpolation).
+    """Exact posterior of a Gaussian prior under linear-Gaussian observations (optimal
+    interpolation).
 
     ``mean_a = mu + K (y - M mu)``, ``K = Sigma M^T (M Sigma M^T + R)^{-1}``, and the posterior
     variance ``diag(Sigma - K M Sigma)``. Samples are drawn by perturbed observations
@@ -115,8 +123,9 @@ def gaussian_posterior(
 
     y = torch.cat([torch.as_tensor(t, dtype=torch.float32).reshape(-1) for t in ys])
     R = torch.cat([torch.as_tensor(t, dtype=torch.float32).reshape(-1) for t in variances])
-    offsets = torch.cat([op(torch.zeros(1, *shape)) - op.linear(torch.zeros(1, *shape))
-                         for op in operators], dim=1).reshape(-1)
+    offsets = torch.cat(
+        [op(torch.zeros(1, *shape)) - op.linear(torch.zeros(1, *shape)) for op in operators], dim=1
+    ).reshape(-1)
     n = y.numel()
     MT = torch.cat([_adjoint_rows(op, shape) for op in operators], dim=1)  # (N, n) = M^T
     SMT = prior.covariance_matvec(MT.T).T  # Sigma M^T, (N, n)

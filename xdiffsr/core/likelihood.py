@@ -1,8 +1,10 @@
-"""Gaussian observation likelihoods and the guidance that turns a prior denoiser into a posterior one.
+"""Gaussian observation likelihoods, and the guidance that turns a prior denoiser into a posterior
+one.
 
 Both guidances are *denoisers*: they wrap a prior denoiser ``D(x; sigma)`` and return an estimate of
 ``E[x_0 | x_t, y]``, so every sampler runs guided (the habit of azula's ``MMPSDenoiser``). With the
-score identity ``grad log p(x_t) = (D - x_t) / sigma^2``, adding ``sigma^2 * s_l`` to the denoiser adds
+score identity ``grad log p(x_t) = (D - x_t) / sigma^2``, adding ``sigma^2 * s_l`` to the denoiser
+adds
 the likelihood score ``s_l = grad_x log p(y | x_t)`` to the prior score.
 
 References
@@ -58,8 +60,16 @@ class GaussianLikelihood(nn.Module):
         ``(C, H, W)``, needed to wrap a plain callable.
     """
 
-    def __init__(self, y, operator, *, sigma_y=1.0, gamma=1.0, weight: float = 1.0,
-                 state_shape: Sequence[int] | None = None):
+    def __init__(
+        self,
+        y,
+        operator,
+        *,
+        sigma_y=1.0,
+        gamma=1.0,
+        weight: float = 1.0,
+        state_shape: Sequence[int] | None = None,
+    ):
         super().__init__()
         y = torch.as_tensor(y, dtype=torch.float32).reshape(-1)
         n = y.numel()
@@ -86,7 +96,9 @@ class GaussianLikelihood(nn.Module):
 
 
 def _as_sigma(sigma, x: torch.Tensor) -> torch.Tensor:
-    return torch.as_tensor(sigma, dtype=torch.float32, device=x.device).reshape(-1).expand(x.shape[0])
+    return (
+        torch.as_tensor(sigma, dtype=torch.float32, device=x.device).reshape(-1).expand(x.shape[0])
+    )
 
 
 class ScoreGuidance(nn.Module):
@@ -109,8 +121,14 @@ class ScoreGuidance(nn.Module):
         ``Gamma`` from diverging.
     """
 
-    def __init__(self, denoiser: Denoiser, likelihoods: Sequence[GaussianLikelihood], *,
-                 lambda_g: float = 1.0, clip: float | None = None):
+    def __init__(
+        self,
+        denoiser: Denoiser,
+        likelihoods: Sequence[GaussianLikelihood],
+        *,
+        lambda_g: float = 1.0,
+        clip: float | None = None,
+    ):
         super().__init__()
         self.prior = denoiser
         self.likelihoods = nn.ModuleList(likelihoods)
@@ -131,9 +149,14 @@ class ScoreGuidance(nn.Module):
         return D.detach() + step
 
 
-def conjugate_gradient(matvec: Callable[[torch.Tensor], torch.Tensor], b: torch.Tensor, *,
-                       iters: int = 10, tol: float = 1e-6,
-                       diag: torch.Tensor | None = None) -> torch.Tensor:
+def conjugate_gradient(
+    matvec: Callable[[torch.Tensor], torch.Tensor],
+    b: torch.Tensor,
+    *,
+    iters: int = 10,
+    tol: float = 1e-6,
+    diag: torch.Tensor | None = None,
+) -> torch.Tensor:
     """Solve ``A u = b`` for symmetric positive ``A`` by batched (Jacobi-preconditioned) CG.
 
     ``b`` has shape (B, n); each row is solved independently with the same number of iterations
@@ -187,8 +210,14 @@ class MMPSGuidance(nn.Module):
         Optional scale of the correction (1 is the exact moment-matched posterior).
     """
 
-    def __init__(self, denoiser: Denoiser, likelihoods: Sequence[GaussianLikelihood], *,
-                 cg_iters: int = 10, lambda_g: float = 1.0):
+    def __init__(
+        self,
+        denoiser: Denoiser,
+        likelihoods: Sequence[GaussianLikelihood],
+        *,
+        cg_iters: int = 10,
+        lambda_g: float = 1.0,
+    ):
         super().__init__()
         keep = [lik for lik in likelihoods if lik.weight > 0]
         self.prior = denoiser
@@ -197,9 +226,13 @@ class MMPSGuidance(nn.Module):
         self.cg_iters = int(cg_iters)
         self.lambda_g = float(lambda_g)
         norms = [getattr(lik.operator, "row_norms_sq", None) for lik in keep]
-        self._row_norms = torch.cat([
-            n() if n is not None else torch.ones_like(lik.y) for n, lik in zip(norms, keep)
-        ]) if keep else torch.zeros(0)
+        self._row_norms = (
+            torch.cat(
+                [n() if n is not None else torch.ones_like(lik.y) for n, lik in zip(norms, keep)]
+            )
+            if keep
+            else torch.zeros(0)
+        )
 
     def forward(self, x: torch.Tensor, sigma) -> torch.Tensor:
         sigma = _as_sigma(sigma, x)

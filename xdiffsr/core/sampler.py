@@ -94,5 +94,7 @@ def heun_sampler(
             d_prime = (x_next - denoised) / t_next
             x_next = x_hat + (t_next - t_hat) * (0.5 * d_cur + 0.5 * d_prime)
         if callback is not None:
-            callback({"x": x_next, "i": i, "sigma": t_cur, "sigma_hat": t_hat, "denoised": denoised})
+            callback(
+                {"x": x_next, "i": i, "sigma": t_cur, "sigma_hat": t_hat, "denoised": denoised}
+            )
     return x_next
