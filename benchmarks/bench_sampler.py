@@ -107,6 +107,13 @@ def run(args) -> None:
     torch.manual_seed(0)
     net = SongUNet.from_config(cfg)
     precond = EDMPrecond(net).to(device).eval()
+    if args.tf32:
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+    if args.channels_last:
+        precond = precond.to(memory_format=torch.channels_last)
+    if args.compile:
+        precond.net = torch.compile(precond.net)
     n_params = sum(p.numel() for p in net.parameters())
     liks = build_likelihoods(C, H, W, args.points, device)
     flops_fwd = forward_flops(precond, (C, H, W), device)
@@ -161,6 +168,9 @@ def main() -> None:
     p.add_argument("--precisions", nargs="+", default=["fp32"], choices=["fp32", "bf16"])
     p.add_argument("--steps", type=int, default=18)
     p.add_argument("--points", type=int, default=2000)
+    p.add_argument("--tf32", action="store_true", help="allow TF32 matrix products (CUDA)")
+    p.add_argument("--channels-last", action="store_true", help="channels-last memory format")
+    p.add_argument("--compile", action="store_true", help="torch.compile the network")
     args = p.parse_args()
     with contextlib.suppress(KeyboardInterrupt):
         run(args)

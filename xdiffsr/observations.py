@@ -9,7 +9,7 @@ error variances and the index of the model variable each observation belongs to.
 from __future__ import annotations
 
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
