@@ -358,3 +358,82 @@ def test_point_operator_selects_grid_values(prior, truth):
     i = np.searchsorted(LAT, pts["lat"].to_numpy())
     j = np.searchsorted(LON, pts["lon"].to_numpy())
     np.testing.assert_allclose(op(x)[0].numpy(), truth[0, i, j], rtol=1e-6)
+
+
+def test_callable_operator_and_gamma_column(prior, truth):
+    """A callable selecting grid values equals point observations at those points; a gamma column
+    equal to the scalar gamma changes nothing."""
+    pts = _points(truth, times=TIMES[:1])
+    i = np.searchsorted(LAT, pts["lat"].to_numpy())
+    j = np.searchsorted(LON, pts["lon"].to_numpy())
+    values = xr.DataArray(
+        pts["value"].to_numpy()[None], dims=("time", "obs"), coords={"time": TIMES[:1]}
+    )
+    sel = torch.as_tensor(i * 16 + j)
+
+    def f(state):  # t850 at the observed grid cells, differentiable
+        return state[:, 0].reshape(state.shape[0], -1)[:, sel]
+
+    kw = dict(model=prior, members=4, steps=6, seed=2, guidance="sda")
+    a = _target(TIMES[:1]).diffsr.super_resolve([xdiffsr.PointObservations(pts, gamma=0.5)], **kw)
+    # Gamma of a callable is absolute: 0.5 x scale(t850)^2
+    gamma_abs = 0.5 * prior.scale[0] ** 2
+    b = _target(TIMES[:1]).diffsr.super_resolve(
+        [xdiffsr.CallableObservations(values, operator=f, sigma_y=0.25, gamma=gamma_abs)], **kw
+    )
+    np.testing.assert_allclose(a["t850"].values, b["t850"].values, rtol=0, atol=1e-3)
+    assert np.abs(a["t850"].values - truth[0]).mean() < 10.0  # sane values (prior std 5 K)
+    c = _target(TIMES[:1]).diffsr.super_resolve(
+        [xdiffsr.PointObservations(pts.assign(gamma=0.5))], **kw
+    )
+    np.testing.assert_allclose(a["t850"].values, c["t850"].values, atol=1e-5)
+    with pytest.raises(xdiffsr.ArgumentError, match="sigma_y"):
+        xdiffsr.CallableObservations(values, operator=f)
+
+
+def test_regional_real_era5_grid(shared_data):
+    """A rank-20 Gaussian prior fitted on real ERA5 2 m temperature over the UK (0.25 degrees,
+    latitude descending, longitude -10..2): points inside guide it, points outside are refused."""
+    ds = xr.open_dataset(shared_data / "era5" / "era5_t2m_hourly_2019-03_uk_0.25deg.nc")
+    train = ds.isel(time=slice(0, 600))
+    prior = xdiffsr.GaussianPrior.fit(train, rank=20)
+    assert prior.grid.lat_order == "descending" and prior.grid.lon_convention == "[-180, 180)"
+    truth = ds["t2m"].isel(time=700)
+    lat = [51.5, 53.48, 55.95, 57.1]
+    lon = [-0.12, -2.24, -3.19, -2.09]  # London, Manchester, Edinburgh, Aberdeen
+    vals = truth.interp(latitude=xr.DataArray(lat), longitude=xr.DataArray(lon)).values
+    t = pd.Timestamp(truth.time.values)
+    df = pd.DataFrame(
+        {"time": t, "lat": lat, "lon": lon, "variable": "t2m", "value": vals, "error": 0.3}
+    )
+    out = ds.isel(time=[700]).diffsr.super_resolve(
+        [df], model=prior, members=8, steps=12, guidance="mmps"
+    )
+    assert out.attrs["latitude_order"] == "descending"
+    mean = out["t2m"].isel(time=0).mean("member")
+    at_obs = mean.interp(lat=xr.DataArray(lat), lon=xr.DataArray(lon)).values
+    clim = (
+        train["t2m"]
+        .mean("time")
+        .interp(latitude=xr.DataArray(lat), longitude=xr.DataArray(lon))
+        .values
+    )
+    assert np.abs(at_obs - vals).mean() < 0.5 * np.abs(clim - vals).mean()
+    assert np.isfinite(out["t2m"].values).all()
+    outside = df.assign(lat=40.0)
+    with pytest.raises(xdiffsr.ObservationError, match="outside"):
+        ds.isel(time=[700]).diffsr.super_resolve([outside], model=prior, members=2, steps=2)
+
+
+def test_point_units_column_mixed_rows(prior, truth):
+    """Rows in degC and in K for the same variable are each converted."""
+    pts = _points(truth, times=TIMES[:1])
+    mixed = pts.assign(units="K")
+    mixed.loc[::2, "value"] -= 273.15
+    mixed.loc[::2, "units"] = "degC"
+    t = np.datetime64(TIMES[0])
+    a = xdiffsr.PointObservations(pts).at_time(t, prior)
+    b = xdiffsr.PointObservations(mixed).at_time(t, prior)
+    order_a = np.lexsort((a.matrix.indices[a.matrix.indptr[:-1]],))
+    order_b = np.lexsort((b.matrix.indices[b.matrix.indptr[:-1]],))
+    np.testing.assert_allclose(a.y[order_a], b.y[order_b], atol=1e-9)

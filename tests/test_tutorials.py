@@ -19,7 +19,7 @@ def test_notebook_runs(notebook, shared_data, monkeypatch):
     for cell in cells:
         if cell["cell_type"] == "code":
             src = cell["source"] if isinstance(cell["source"], str) else "".join(cell["source"])
-            exec(compile(src, f"{notebook.name}", "exec"), namespace)  # noqa: S102
+            exec(compile(src, f"{notebook.name}", "exec"), namespace)
     if "scores" in namespace:  # the quickstart: the posterior beats bilinear interpolation
         scores = namespace["scores"]
         assert (scores["ensemble mean"] < scores["bilinear"]).all()

@@ -18,7 +18,12 @@ from .errors import (
     XDiffSRError,
     XDiffSRWarning,
 )
-from .observations import GridObservations, Observations, PointObservations
+from .observations import (
+    CallableObservations,
+    GridObservations,
+    Observations,
+    PointObservations,
+)
 from .prior import DiffusionModel, GaussianPrior, Prior
 from .reconstruct import super_resolve
 
@@ -40,6 +45,7 @@ def load_model(name_or_path, *, device="cpu") -> DiffusionModel:
 
 __all__ = [
     "ArgumentError",
+    "CallableObservations",
     "CoordinateError",
     "DiffusionModel",
     "FormatError",

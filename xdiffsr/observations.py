@@ -23,6 +23,7 @@ from .grid import convert_units, find_time, grid_of, to_datetime64
 
 __all__ = [
     "DEFAULT_ERROR_STD",
+    "CallableObservations",
     "GridObservations",
     "ObsBlock",
     "Observations",
@@ -71,14 +72,21 @@ class ObsBlock:
     y : ndarray (n,)
     variance : ndarray (n,)
         Observation-error variance ``Sigma_y``.
-    var_index : ndarray of int (n,)
-        Index of the model variable of each observation.
+    var_index : ndarray of int (n,) or None
+        Index of the model variable of each observation (None for callable operators).
+    gamma : ndarray (n,), optional
+        Per-observation ``Gamma`` (dimensionless), overriding the source's scalar.
+    operator : callable, optional
+        Instead of ``matrix``: a differentiable ``f(state) -> (B, n)`` on the physical state
+        tensor (B, C, H, W).
     """
 
-    matrix: sp.csr_matrix
+    matrix: sp.csr_matrix | None
     y: np.ndarray
     variance: np.ndarray
-    var_index: np.ndarray
+    var_index: np.ndarray | None
+    gamma: np.ndarray | None = None
+    operator: Any = None
 
     @property
     def n_obs(self) -> int:
@@ -152,11 +160,12 @@ def _tolerance(tol, default: str) -> pd.Timedelta:
 
 @dataclass
 class PointObservations(Observations):
-    """Point observations in tidy form: columns time, lat, lon, variable, value[, error].
+    """Point observations in tidy form: columns time, lat, lon, variable, value[, error][, gamma].
 
     ``value`` is in the model variable's units unless a ``units`` column says otherwise (converted
-    per row group). ``error`` is an error *standard deviation* in the same units. The default
-    time tolerance is ±3 h (radiosonde convention: nominal hours 00 and 12 UTC).
+    per row group). ``error`` is an error *standard deviation* in the same units; ``gamma`` a
+    per-observation ``Gamma``. The default time tolerance is ±3 h (radiosonde convention:
+    nominal hours 00 and 12 UTC).
     """
 
     kind = "points"
@@ -218,8 +227,10 @@ class PointObservations(Observations):
         method = self.method or "bilinear"
         lat, lon = prior.grid.lat, prior.grid.lon
         H, W = prior.grid.shape
-        blocks, ys, vars_, idx = [], [], [], []
-        for name, g in df.groupby("variable", sort=False):
+        keys = ["variable", "units"] if "units" in df else ["variable"]
+        blocks, ys, vars_, idx, gams = [], [], [], [], []
+        for key, g in df.groupby(keys, sort=False):
+            name = key[0] if isinstance(key, tuple) else key
             c = prior.variables.index(name)
             P = point_weights(
                 lat, lon, g["lat"].to_numpy(float), g["lon"].to_numpy(float), method=method
@@ -241,11 +252,13 @@ class PointObservations(Observations):
             else:
                 vars_.append(self.variance_for(name, len(g)))
             idx.append(np.full(len(g), c))
+            gams.append(g["gamma"].to_numpy(float) if "gamma" in g else np.full(len(g), self.gamma))
         return ObsBlock(
             sp.vstack(blocks).tocsr(),
             np.concatenate(ys),
             np.concatenate(vars_),
             np.concatenate(idx),
+            gamma=np.concatenate(gams),
         )
 
 
@@ -344,6 +357,81 @@ class GridObservations(Observations):
             np.concatenate(ys),
             np.concatenate(vars_),
             np.concatenate(idx),
+        )
+
+
+@dataclass
+class CallableObservations(Observations):
+    """Observations through any differentiable operator on the physical state.
+
+    Parameters
+    ----------
+    data : xarray.DataArray
+        Observed values with dims ``(time, obs)`` (any name for the second dim); NaN entries are
+        dropped per time.
+    operator : callable
+        ``f(state) -> (B, n)`` with ``state`` the physical state tensor (B, C, H, W) in the order
+        of ``model.variables``; must be differentiable with torch.
+    sigma_y : float
+        Error variance (squared units of ``data``); required.
+    gamma : float
+        ``Gamma`` in squared units of ``data`` (not scaled by a variable: the operator may mix
+        variables).
+
+    Notes
+    -----
+    Moment matching (``guidance="mmps"``) linearises a nonlinear operator at zero; use the
+    paper's guidance for nonlinear operators.
+    """
+
+    operator: Any = None
+    kind = "callable"
+
+    def __post_init__(self):
+        if not callable(self.operator):
+            raise ArgumentError(f"operator={self.operator!r} must be callable.")
+        if self.sigma_y is None or isinstance(self.sigma_y, Mapping):
+            raise ArgumentError("CallableObservations needs sigma_y, one error variance.")
+        da = self.data
+        if not isinstance(da, xr.DataArray) or da.ndim != 2:
+            raise ArgumentError("data must be a 2-D DataArray (time, obs) of observed values.")
+        self._time = find_time(da, argname="data")
+        if self._time is None:
+            raise ArgumentError("data needs a datetime 'time' dimension.")
+        self._tol = _tolerance(self.tolerance, "0h")
+
+    def describe(self) -> str:
+        return self.name or f"callable({self.data.sizes})"
+
+    def window(self, start, stop) -> CallableObservations:
+        tol = self._tol.to_timedelta64()
+        return replace(self, data=self.data.sel({self._time: slice(start - tol, stop + tol)}))
+
+    def at_time(self, t, prior) -> ObsBlock | None:
+        times = self.data[self._time].values
+        if times.size == 0:
+            return None
+        k = int(np.argmin(np.abs(times - t)))
+        if abs(times[k] - t) > self._tol.to_timedelta64():
+            return None
+        y = np.asarray(self.data.isel({self._time: k}).values, dtype=np.float64)
+        ok = np.isfinite(y)
+        if not ok.any():
+            return None
+        keep = np.flatnonzero(ok) if not ok.all() else None
+        f = self.operator
+
+        def op(state):
+            out = f(state)
+            return out if keep is None else out[:, keep]
+
+        return ObsBlock(
+            None,
+            y[ok],
+            np.full(int(ok.sum()), float(self.sigma_y)),
+            None,
+            gamma=np.full(int(ok.sum()), float(self.gamma)),
+            operator=op,
         )
 
 

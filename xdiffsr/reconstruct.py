@@ -14,7 +14,7 @@ import torch
 import xarray as xr
 
 from .core.likelihood import GaussianLikelihood, MMPSGuidance, ScoreGuidance
-from .core.operators import SparseOperator
+from .core.operators import CallableOperator, SparseOperator
 from .core.sampler import heun_sampler
 from .core.schedule import karras_sigmas
 from .errors import ArgumentError, XDiffSRWarning
@@ -38,21 +38,23 @@ def _likelihoods(blocks: list[tuple[Any, float, float]], prior: Prior, device) -
     C, H, W = prior.state_shape
     s = np.repeat(prior.scale, H * W)
     c = np.repeat(prior.center, H * W)
+    scale_t = torch.as_tensor(prior.scale, dtype=torch.float32, device=device).reshape(1, C, 1, 1)
+    center_t = torch.as_tensor(prior.center, dtype=torch.float32, device=device).reshape(1, C, 1, 1)
     out = []
     for block, gamma, weight in blocks:
-        A = block.matrix @ sp.diags(s)
-        offset = block.matrix @ c
-        op = SparseOperator(A, (C, H, W), offset=offset).to(device)
-        gam = gamma * prior.scale[block.var_index] ** 2  # Gamma in units of the prior variance
-        out.append(
-            GaussianLikelihood(
-                torch.as_tensor(block.y - 0.0, dtype=torch.float32),
-                op,
-                sigma_y=block.variance,
-                gamma=gam,
-                weight=weight,
-            ).to(device)
-        )
+        if block.operator is not None:  # callable on the physical state
+            f = block.operator
+            op = CallableOperator(lambda x, f=f: f(center_t + scale_t * x), (C, H, W))
+            gam = block.gamma
+        else:
+            A = block.matrix @ sp.diags(s)
+            op = SparseOperator(A, (C, H, W), offset=block.matrix @ c).to(device)
+            # Gamma is dimensionless: in units of the prior variance of the observed variable
+            g = gamma if block.gamma is None else block.gamma
+            gam = g * prior.scale[block.var_index] ** 2
+        y = torch.as_tensor(block.y, dtype=torch.float32)
+        lik = GaussianLikelihood(y, op, sigma_y=block.variance, gamma=gam, weight=weight)
+        out.append(lik.to(device))
     return out
 
 
