@@ -269,7 +269,7 @@ def test_resume_equals_uninterrupted(tmp_path):
     assert [r["val_loss"] for r in va] == [r["val_loss"] for r in vb]
     # the parameters moved (the test would be vacuous otherwise)
     fresh = Trainer(cfg, out_dir=tmp_path / "c", dataset=ds, progress=False)
-    assert not torch.equal(fresh.precond.state_dict()["net.enc_in.weight"],
+    assert not torch.equal(fresh.precond.state_dict()["net.enc_in.weight"].cpu(),
                            ta["model.net.enc_in.weight"])
 
 
@@ -340,5 +340,5 @@ def test_two_gloo_processes_keep_identical_parameters(tmp_path):
         torch.testing.assert_close(tensors[f"model.{k}"], p0[k], rtol=0, atol=0)
     fresh = Trainer(tiny_config(), out_dir=tmp_path / "fresh", dataset=synthetic(),
                     progress=False)
-    assert not torch.equal(fresh.precond.state_dict()["net.enc_in.weight"],
+    assert not torch.equal(fresh.precond.state_dict()["net.enc_in.weight"].cpu(),
                            p0["net.enc_in.weight"])

@@ -18,6 +18,7 @@ from .errors import (
     XDiffSRError,
     XDiffSRWarning,
 )
+from .io.weights import load_model
 from .observations import (
     CallableObservations,
     GridObservations,
@@ -28,19 +29,6 @@ from .prior import DiffusionModel, GaussianPrior, Prior
 from .reconstruct import super_resolve
 
 __version__ = "0.1.0.dev0"
-
-
-def load_model(name_or_path, *, device="cpu") -> DiffusionModel:
-    """Load a diffusion model from a safetensors file written by :meth:`DiffusionModel.save`."""
-    from pathlib import Path
-
-    path = Path(name_or_path)
-    if not path.exists():
-        raise ModelError(
-            f"no model file {str(name_or_path)!r}; give the path of a .safetensors "
-            "model written by DiffusionModel.save."
-        )
-    return DiffusionModel.load(path, device=device)
 
 
 __all__ = [
