@@ -14,16 +14,6 @@ from xdiffsr.core.unet import SongUNet, UNetConfig
 from xdiffsr.errors import ArgumentError
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    """Tiny networks are dominated by per-op overhead; on a shared 2-core machine torch's
-    thread pool oversubscribes the CPU (measured ~9x slower), so use one thread here."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
 class _Recorder(nn.Module):
     """Stub network F: records its inputs and returns a fixed field."""
 

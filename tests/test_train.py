@@ -43,14 +43,6 @@ TIMES = pd.date_range("2000-01-01", periods=T, freq="6h")
 TRAIN_END = "2000-01-12T18"  # 48 training times, 16 validation times
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def synthetic(seed: int = 0) -> xr.Dataset:
     g = np.random.default_rng(seed)
     la, lo = np.deg2rad(LAT)[:, None], np.deg2rad(LON)[None, :]

@@ -21,16 +21,6 @@ from xdiffsr.core.unet import (
 from xdiffsr.errors import ArgumentError
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    """Tiny networks are dominated by per-op overhead; on a shared 2-core machine torch's
-    thread pool oversubscribes the CPU (measured ~9x slower), so use one thread here."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
 def _randomise(net: torch.nn.Module, seed: int = 0, scale: float = 0.3) -> torch.nn.Module:
     """Replace every parameter by random values so no layer is (near) zero or identity."""
     g = torch.Generator().manual_seed(seed)
