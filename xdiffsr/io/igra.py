@@ -538,7 +538,8 @@ def _parse_headers(mat: np.ndarray, tail: np.ndarray, lay: _Layout) -> dict[str,
 def _dates(year: np.ndarray, month: np.ndarray, day: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     ok = (month >= 1) & (month <= 12) & (year >= 1800) & (year <= 2500)
     m = np.where(ok, (year - 1970) * 12 + month - 1, 0).astype("datetime64[M]")
-    ndays = ((m + 1).astype("datetime64[D]") - m.astype("datetime64[D]")).astype(np.int64)
+    first = m.astype("datetime64[D]")
+    ndays = ((m + np.timedelta64(1, "M")).astype("datetime64[D]") - first).astype(np.int64)
     ok &= (day >= 1) & (day <= ndays)
     d = m.astype("datetime64[D]") + np.where(ok, day - 1, 0)
     return d, ok
