@@ -25,6 +25,7 @@ from .observations import (
     Observations,
     PointObservations,
 )
+from .parallel import ModelRef, open_model, reconstruct_to_zarr
 from .prior import DiffusionModel, GaussianPrior, Prior
 from .reconstruct import super_resolve
 
@@ -40,6 +41,7 @@ __all__ = [
     "GaussianPrior",
     "GridObservations",
     "ModelError",
+    "ModelRef",
     "ObservationError",
     "Observations",
     "PointObservations",
@@ -48,5 +50,7 @@ __all__ = [
     "XDiffSRError",
     "XDiffSRWarning",
     "load_model",
+    "open_model",
+    "reconstruct_to_zarr",
     "super_resolve",
 ]

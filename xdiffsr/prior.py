@@ -353,7 +353,7 @@ class DiffusionModel(Prior):
                 f"weights in {str(path)!r} do not match its architecture: {err}"
             ) from err
         grid = Grid(np.asarray(h["lat"]), np.asarray(h["lon"]))
-        return cls(
+        model = cls(
             precond.to(device),
             h["variables"],
             h["units"],
@@ -364,3 +364,5 @@ class DiffusionModel(Prior):
             name=h.get("name", Path(path).stem),
             metadata=h.get("metadata"),
         )
+        model.source = str(Path(path).resolve())  # lets dask workers load it themselves
+        return model

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import warnings
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -148,6 +149,110 @@ def _output_grid(ds: xr.Dataset, prior: Prior) -> tuple[Grid, tuple[np.ndarray, 
     return target, perm
 
 
+def run_times(
+    prior: Prior,
+    srcs: Sequence[Observations],
+    weights: Sequence[float],
+    times: np.ndarray,
+    *,
+    device,
+    settings: Mapping[str, Any],
+    ilat: np.ndarray,
+    ilon: np.ndarray,
+    n_sources: int,
+) -> np.ndarray:
+    """Members at each of ``times``: float32 array (time, member, C, H, W) on the output grid
+    (model grid permuted by ``ilat``, ``ilon``). Warns about times without observations."""
+    members = settings["members"]
+    out = np.empty((len(times), members, *prior.state_shape), dtype=np.float32)
+    for k, t in enumerate(times):
+        x, counts = sample_time(prior, srcs, weights, t, device=device, **settings)
+        if sum(counts) == 0 and n_sources:
+            warnings.warn(
+                f"no observations at {t}: members are prior samples.",
+                XDiffSRWarning,
+                stacklevel=2,
+            )
+        for s, n in zip(srcs, counts):
+            if n == 0 and n_sources > 1:
+                warnings.warn(
+                    f"source {s.describe()} has no observation at {t}; that time "
+                    "runs with the other sources.",
+                    XDiffSRWarning,
+                    stacklevel=2,
+                )
+        out[k] = x[:, :, ilat][:, :, :, ilon]
+    return out
+
+
+@dataclass
+class Plan:
+    """Everything a reconstruction needs besides the prior: validated sources, weights, times,
+    output grid and sampler settings (shared by the eager, lazy and zarr paths)."""
+
+    times: np.ndarray
+    tname: str
+    sources: list[Observations]
+    weights: list[float]
+    grid: Grid
+    ilat: np.ndarray
+    ilon: np.ndarray
+    settings: dict[str, Any]
+
+
+def _plan(
+    ds: xr.Dataset,
+    obs: Sequence[Any],
+    weights: Sequence[float] | None,
+    model: Prior,
+    members: int,
+    steps: int,
+    seed: int,
+    guidance: str,
+    sampler: Mapping[str, Any],
+) -> Plan:
+    """Validate the arguments of :func:`super_resolve` and gather them in a :class:`Plan`."""
+    if not isinstance(model, Prior):
+        raise ArgumentError(
+            f"model={model!r} is not an xdiffsr prior; pass xdiffsr.load_model(...) or an "
+            "xdiffsr.GaussianPrior."
+        )
+    if guidance not in GUIDANCES:
+        raise ArgumentError(f"guidance={guidance!r}; choose one of {GUIDANCES}.")
+    for name, val in (("members", members), ("steps", steps)):
+        if int(val) != val or val < 1:
+            raise ArgumentError(f"{name}={val!r} must be a positive integer.")
+    if isinstance(obs, pd.DataFrame | xr.Dataset | Observations):
+        obs = [obs]
+    sources = [as_source(o, model) for o in obs]
+    w = _check_weights(weights, len(sources), sources)
+    tname = find_time(ds, argname="ds")
+    if tname is None:
+        raise ArgumentError(
+            "ds has no datetime time coordinate; it supplies the times to "
+            "reconstruct (e.g. xr.Dataset(coords={'time': times}))."
+        )
+    times = to_datetime64(ds[tname].values)
+    grid, (ilat, ilon) = _output_grid(ds, model)
+    settings = dict(
+        members=int(members),
+        steps=int(steps),
+        seed=int(seed),
+        guidance=guidance,
+        lambda_g=float(sampler["lambda_g"]),
+        clip=sampler["clip"],
+        cg_iters=int(sampler["cg_iters"]),
+        S_churn=float(sampler["S_churn"]),
+        S_tmin=float(sampler["S_tmin"]),
+        S_tmax=float(sampler["S_tmax"]),
+        S_noise=float(sampler["S_noise"]),
+        corrector_guidance=bool(sampler["corrector_guidance"]),
+        sigma_min=sampler["sigma_min"],
+        sigma_max=sampler["sigma_max"],
+    )
+    return Plan(times, tname, sources, w, grid, np.asarray(ilat), np.asarray(ilon), settings)
+
+
 def super_resolve(
     ds: xr.Dataset,
     obs: Sequence[Any],
@@ -174,97 +279,79 @@ def super_resolve(
 ) -> xr.Dataset:
     """Posterior ensemble of the high-resolution state at the times of ``ds``.
 
-    See :meth:`xdiffsr.accessor.DiffSRAccessor.super_resolve` for the parameters.
+    See :meth:`xdiffsr.accessor.DiffSRAccessor.super_resolve` for the parameters. With
+    ``chunks`` (or a dask-backed ``ds``) the result is lazy: one task per time chunk, which
+    receives a light reference to the model (resolved once per worker process, see
+    :mod:`xdiffsr.parallel`) and only the observations of its time window.
     """
-    if not isinstance(model, Prior):
-        raise ArgumentError(
-            f"model={model!r} is not an xdiffsr prior; pass xdiffsr.load_model(...) or an "
-            "xdiffsr.GaussianPrior."
-        )
-    if guidance not in GUIDANCES:
-        raise ArgumentError(f"guidance={guidance!r}; choose one of {GUIDANCES}.")
-    for name, val in (("members", members), ("steps", steps)):
-        if int(val) != val or val < 1:
-            raise ArgumentError(f"{name}={val!r} must be a positive integer.")
-    if isinstance(obs, pd.DataFrame | xr.Dataset | Observations):
-        obs = [obs]
-    sources = [as_source(o, model) for o in obs]
-    w = _check_weights(weights, len(sources), sources)
-    tname = find_time(ds, argname="ds")
-    if tname is None:
-        raise ArgumentError(
-            "ds has no datetime time coordinate; it supplies the times to "
-            "reconstruct (e.g. xr.Dataset(coords={'time': times}))."
-        )
-    times = to_datetime64(ds[tname].values)
-    grid, (ilat, ilon) = _output_grid(ds, model)
-    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    settings = dict(
-        members=int(members),
-        steps=int(steps),
-        seed=int(seed),
-        guidance=guidance,
-        lambda_g=float(lambda_g),
+    sampler = dict(
+        lambda_g=lambda_g,
         clip=clip,
-        cg_iters=int(cg_iters),
-        S_churn=float(S_churn),
-        S_tmin=float(S_tmin),
-        S_tmax=float(S_tmax),
-        S_noise=float(S_noise),
-        corrector_guidance=bool(corrector_guidance),
+        cg_iters=cg_iters,
+        S_churn=S_churn,
+        S_tmin=S_tmin,
+        S_tmax=S_tmax,
+        S_noise=S_noise,
+        corrector_guidance=corrector_guidance,
         sigma_min=sigma_min,
         sigma_max=sigma_max,
     )
-
-    def run(times_chunk, srcs) -> np.ndarray:
-        out = np.empty((len(times_chunk), members, *model.state_shape), dtype=np.float32)
-        for k, t in enumerate(times_chunk):
-            x, counts = sample_time(model, srcs, w, t, device=device, **settings)
-            if sum(counts) == 0 and sources:
-                warnings.warn(
-                    f"no observations at {t}: members are prior samples.",
-                    XDiffSRWarning,
-                    stacklevel=2,
-                )
-            for s, n in zip(srcs, counts):
-                if n == 0 and len(sources) > 1:
-                    warnings.warn(
-                        f"source {s.describe()} has no observation at {t}; that time "
-                        "runs with the other sources.",
-                        XDiffSRWarning,
-                        stacklevel=2,
-                    )
-            out[k] = x[:, :, ilat][:, :, :, ilon]
-        return out
-
-    n_chunk = _time_chunks(ds, tname, chunks)
+    plan = _plan(ds, obs, weights, model, members, steps, seed, guidance, sampler)
+    n_chunk = _time_chunks(ds, plan.tname, chunks)
     if n_chunk is None:
-        data = run(times, sources)
+        dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        data = run_times(
+            model,
+            plan.sources,
+            plan.weights,
+            plan.times,
+            device=dev,
+            settings=plan.settings,
+            ilat=plan.ilat,
+            ilon=plan.ilon,
+            n_sources=len(plan.sources),
+        )
     else:
-        data = _lazy(run, times, sources, n_chunk, (len(times), members, *model.state_shape))
-    return _to_dataset(data, times, tname, grid, model, sources, w, settings)
+        data = _lazy(plan, model, device, n_chunk)
+    return _to_dataset(
+        data, plan.times, plan.tname, plan.grid, model, plan.sources, plan.weights, plan.settings
+    )
 
 
 def _time_chunks(ds: xr.Dataset, tname: str, chunks) -> int | None:
     if chunks is not None:
         n = chunks.get(tname, chunks.get("time")) if isinstance(chunks, Mapping) else chunks
-        if n is None or int(n) < 1:
+        if n is None or int(n) != n or int(n) < 1:
             raise ArgumentError(f"chunks={chunks!r}: give {{'{tname}': n}} with n >= 1.")
         return int(n)
     sizes = ds.chunksizes.get(tname) if ds.chunks else None
     return int(sizes[0]) if sizes else None
 
 
-def _lazy(run, times, sources, n_chunk, shape):
+def _lazy(plan: Plan, model: Prior, device, n_chunk: int):
+    """Dask array (time, member, C, H, W): one task per time chunk.
+
+    Each task gets a light handle of the model (:func:`xdiffsr.parallel.model_handle`: a file
+    reference resolved through a per-process cache, or one shared graph key for in-memory
+    priors), the sources windowed to its times, and resolves its device on the worker.
+    """
     import dask
     import dask.array as da
+    from dask.base import tokenize
 
+    from .parallel import ModelRef, chunk_task_args, compute_chunk, model_handle
+
+    handle = model_handle(model)
+    shape = (plan.settings["members"], *model.state_shape)
+    ident = handle.token if isinstance(handle, ModelRef) else handle.key
+    base = tokenize(ident, plan.settings, plan.weights, plan.ilat, plan.ilon, str(device))
     parts = []
-    for i0 in range(0, len(times), n_chunk):
-        tc = times[i0 : i0 + n_chunk]
-        srcs = [s.window(tc[0], tc[-1]) for s in sources]
-        part = dask.delayed(run, pure=True)(tc, srcs)
-        parts.append(da.from_delayed(part, (len(tc), *shape[1:]), dtype=np.float32))
+    for i0 in range(0, len(plan.times), n_chunk):
+        tc = plan.times[i0 : i0 + n_chunk]
+        args = chunk_task_args(plan, tc, device)
+        name = f"xdiffsr-chunk-{tokenize(base, args.token())}"
+        part = dask.delayed(compute_chunk, pure=True)(handle, args, dask_key_name=name)
+        parts.append(da.from_delayed(part, (len(tc), *shape), dtype=np.float32))
     return da.concatenate(parts, axis=0)
 
 
