@@ -93,7 +93,8 @@ def _done(store, **kw):
 
 def test_lazy_graph_carries_a_reference_not_the_weights(model_file, serial):
     parallel.clear_cache()
-    model = parallel.open_model(model_file)
+    # open on the device the tasks will use (CUDA on a GPU machine), so they hit the cache
+    model = parallel.open_model(model_file, device=str(parallel.worker_device()))
     lazy = _target().diffsr.super_resolve(_obs(), model=model, chunks={"time": N}, **KW)
     graph = dict(lazy["t850"].data.__dask_graph__())
     blob = pickle.dumps(graph)
