@@ -1,4 +1,4 @@
-"""Command line: ``xdiffsr demo`` (or ``python -m xdiffsr demo``)."""
+"""Command line: ``xdiffsr demo`` and ``xdiffsr evaluate`` (or ``python -m xdiffsr ...``)."""
 
 from __future__ import annotations
 
@@ -18,7 +18,10 @@ def main(argv: list[str] | None = None) -> int:
     demo.add_argument("--device", default=None)
     demo.add_argument("--seed", type=int, default=0)
     demo.add_argument("--no-figure", action="store_true")
+    _add_evaluate(sub)
     args = parser.parse_args(argv)
+    if args.command == "evaluate":
+        return _run_evaluate(args)
     if args.command == "demo":
         from .demo import run_demo
 
@@ -33,6 +36,131 @@ def main(argv: list[str] | None = None) -> int:
             seed=args.seed,
             figure=not args.no_figure,
         )
+    return 0
+
+
+def _add_evaluate(sub) -> None:
+    from .evaluate import BASELINES, CONFIGURATIONS
+
+    ev = sub.add_parser(
+        "evaluate",
+        help="score LR/IGRA/emulator configurations and baselines against an OSSE truth",
+        description="Run the OSSE evaluation suite (docs/evaluation.md) and write results.csv, "
+        "results.md and figures.",
+    )
+    ev.add_argument(
+        "--truth",
+        default=None,
+        help="zarr store or netCDF file of truth states (default: packaged held-out)",
+    )
+    ev.add_argument(
+        "--train",
+        default=None,
+        help="zarr/netCDF training states for climatology and optimal interpolation",
+    )
+    ev.add_argument(
+        "--stations",
+        default=None,
+        help="CSV (id, lat, lon) or IGRA station list (default: packaged 2023 list)",
+    )
+    ev.add_argument(
+        "--stations-year",
+        type=int,
+        default=None,
+        help="keep the stations active in this year (needs an IGRA station list)",
+    )
+    ev.add_argument("--out", default="xdiffsr-evaluate", help="output folder")
+    ev.add_argument("--model", default="default", help="registry name or model file")
+    ev.add_argument(
+        "--configurations",
+        nargs="+",
+        default=list(CONFIGURATIONS),
+        choices=CONFIGURATIONS,
+        metavar="CONFIG",
+    )
+    ev.add_argument(
+        "--baselines", nargs="*", default=list(BASELINES), choices=BASELINES, metavar="BASELINE"
+    )
+    ev.add_argument("--weights", nargs="+", type=float, default=[0.5, 1.0, 2.0])
+    ev.add_argument("--times", type=int, default=None, help="number of target times")
+    ev.add_argument("--members", type=int, default=4)
+    ev.add_argument("--steps", type=int, default=12)
+    ev.add_argument("--guidance", default="mmps", choices=["sda", "mmps", "none"])
+    ev.add_argument("--cg-iters", type=int, default=2)
+    ev.add_argument("--lead", default="12h", help="emulator lead time (multiple of 6h)")
+    ev.add_argument("--coarse-grid", nargs=2, type=int, default=[16, 32], metavar=("NLAT", "NLON"))
+    ev.add_argument("--oi-rank", type=int, default=32)
+    ev.add_argument("--device", default=None)
+    ev.add_argument("--seed", type=int, default=0)
+    ev.add_argument("--no-figures", action="store_true")
+
+
+def _open(path: str):
+    import xarray as xr
+
+    if path.rstrip("/").endswith(".zarr"):
+        return xr.open_zarr(path)
+    return xr.open_dataset(path)
+
+
+def _stations(path: str | None, year: int | None):
+    import pandas as pd
+
+    from .demo import load_stations
+    from .errors import ArgumentError
+
+    if path is None:
+        if year not in (None, 2023):
+            raise ArgumentError(
+                f"--stations-year {year}: the packaged list holds the stations of 2023 only; "
+                "pass --stations igra2-station-list.txt to select another year"
+            )
+        return load_stations()
+    if path.endswith(".csv"):
+        st = pd.read_csv(path)
+        if year is not None:
+            raise ArgumentError("--stations-year needs an IGRA station list, not a CSV")
+        return st
+    from .io.igra import read_station_list
+    from .stations import active_stations
+
+    st = read_station_list(path)
+    return active_stations(st, year) if year is not None else st
+
+
+def _run_evaluate(args) -> int:
+    from .evaluate import evaluate
+
+    table = evaluate(
+        _open(args.truth) if args.truth else None,
+        model=args.model,
+        train=_open(args.train) if args.train else None,
+        stations=_stations(args.stations, args.stations_year),
+        configurations=args.configurations,
+        weights=args.weights,
+        baselines=args.baselines,
+        times=args.times,
+        members=args.members,
+        steps=args.steps,
+        guidance=args.guidance,
+        cg_iters=args.cg_iters,
+        lead=args.lead,
+        coarse_grid=tuple(args.coarse_grid),
+        oi_rank=args.oi_rank,
+        seed=args.seed,
+        device=args.device,
+        out=args.out,
+        figures=not args.no_figures,
+        verbose=True,
+    )
+    rmse = table[table["metric"] == "rmse"]
+    label = rmse["configuration"] + rmse["weight"].map(lambda w: "" if w != w else f" w={w:g}")
+    print(
+        rmse.assign(run=label)
+        .pivot_table(index="run", columns="variable", values="value", sort=False)
+        .to_string(float_format="{:.3g}".format)
+    )
+    print(f"wrote {args.out}/results.csv, results.md and figures")
     return 0
 
 
