@@ -49,3 +49,27 @@ def smooth_covariance(
     if periodic:
         dx = np.minimum(dx, W - dx)
     return np.exp(-(dy**2 + dx**2) / (2 * length**2)) + nugget * np.eye(H * W)
+
+
+TINY_LAT = -78.75 + 22.5 * np.arange(8)
+TINY_LON = 22.5 * np.arange(16)
+
+
+def tiny_model(name: str = "tiny", **kwargs):
+    """A random-weight DiffusionModel (tiny SongUNet) with t850 and z500 on the 8 x 16 grid."""
+    import xdiffsr
+    from xdiffsr.core import EDMPrecond, SongUNet, UNetConfig
+    from xdiffsr.grid import Grid
+
+    torch.manual_seed(0)
+    net = SongUNet.from_config(UNetConfig.tiny(2, (8, 16)))
+    return xdiffsr.DiffusionModel(
+        EDMPrecond(net, sigma_data=0.5),
+        ["t850", "z500"],
+        {"t850": "K", "z500": "m2 s-2"},
+        Grid(TINY_LAT, TINY_LON),
+        center=[270.0, 54000.0],
+        scale=[5.0, 400.0],
+        name=name,
+        **kwargs,
+    )

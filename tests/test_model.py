@@ -11,26 +11,16 @@ import torch
 import xarray as xr
 
 import xdiffsr
-from xdiffsr.core import EDMPrecond, SongUNet, UNetConfig
-from xdiffsr.grid import Grid
+from tests.conftest import TINY_LAT, TINY_LON, tiny_model
 
-LAT = -78.75 + 22.5 * np.arange(8)
-LON = 22.5 * np.arange(16)
+LAT, LON = TINY_LAT, TINY_LON
 
 
 @pytest.fixture(scope="module")
 def model():
-    torch.manual_seed(0)
-    net = SongUNet.from_config(UNetConfig.tiny(2, (8, 16)))
-    return xdiffsr.DiffusionModel(
-        EDMPrecond(net, sigma_data=0.5),
-        ["t850", "z500"],
-        {"t850": "K", "z500": "m2 s-2"},
-        Grid(LAT, LON),
-        center=[270.0, 54000.0],
-        scale=[5.0, 400.0],
+    return tiny_model(
+        "tiny-test",
         attrs={"t850": {"standard_name": "air_temperature"}},
-        name="tiny-test",
         metadata={"training": "random weights"},
     )
 

@@ -19,13 +19,10 @@ import torch
 import xarray as xr
 
 import xdiffsr
-from tests.conftest import smooth_covariance
+from tests.conftest import TINY_LAT, TINY_LON, smooth_covariance, tiny_model
 from xdiffsr import parallel
-from xdiffsr.core import EDMPrecond, SongUNet, UNetConfig
-from xdiffsr.grid import Grid
 
-LAT = -78.75 + 22.5 * np.arange(8)
-LON = 22.5 * np.arange(16)
+LAT, LON = TINY_LAT, TINY_LON
 TIMES = pd.date_range("2021-01-01", periods=24, freq="6h")
 KW = dict(members=2, steps=3, seed=5)
 N = 3  # times per chunk: 8 chunks
@@ -33,17 +30,7 @@ N = 3  # times per chunk: 8 chunks
 
 @pytest.fixture(scope="module")
 def model_file(tmp_path_factory):
-    torch.manual_seed(0)
-    net = SongUNet.from_config(UNetConfig.tiny(2, (8, 16)))
-    model = xdiffsr.DiffusionModel(
-        EDMPrecond(net, sigma_data=0.5),
-        ["t850", "z500"],
-        {"t850": "K", "z500": "m2 s-2"},
-        Grid(LAT, LON),
-        center=[270.0, 54000.0],
-        scale=[5.0, 400.0],
-        name="tiny-parallel",
-    )
+    model = tiny_model("tiny-parallel")
     return model.save(tmp_path_factory.mktemp("model") / "tiny.safetensors")
 
 

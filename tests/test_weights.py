@@ -12,32 +12,19 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-import torch
 import xarray as xr
 
 import xdiffsr
-from xdiffsr.core import EDMPrecond, SongUNet, UNetConfig
-from xdiffsr.grid import Grid
+from tests.conftest import tiny_model
 from xdiffsr.io import weights
 
-LAT = -78.75 + 22.5 * np.arange(8)
-LON = 22.5 * np.arange(16)
 NAME = "xdiffsr-tiny"
 FILE = NAME + ".safetensors"
 
 
 @pytest.fixture(scope="module")
 def model_bytes(tmp_path_factory) -> bytes:
-    torch.manual_seed(0)
-    model = xdiffsr.DiffusionModel(
-        EDMPrecond(SongUNet.from_config(UNetConfig.tiny(2, (8, 16))), sigma_data=0.5),
-        ["t850", "z500"],
-        {"t850": "K", "z500": "m2 s-2"},
-        Grid(LAT, LON),
-        center=[270.0, 54000.0],
-        scale=[5.0, 400.0],
-        name="tiny-served",
-    )
+    model = tiny_model("tiny-served")
     return model.save(tmp_path_factory.mktemp("model") / FILE).read_bytes()
 
 
