@@ -1,4 +1,7 @@
-"""Command line: ``xdiffsr demo`` and ``xdiffsr evaluate`` (or ``python -m xdiffsr ...``)."""
+"""Command line: ``xdiffsr demo``, ``xdiffsr evaluate`` and ``xdiffsr sequential``.
+
+Also ``python -m xdiffsr ...``.
+"""
 
 from __future__ import annotations
 
@@ -19,9 +22,12 @@ def main(argv: list[str] | None = None) -> int:
     demo.add_argument("--seed", type=int, default=0)
     demo.add_argument("--no-figure", action="store_true")
     _add_evaluate(sub)
+    _add_sequential(sub)
     args = parser.parse_args(argv)
     if args.command == "evaluate":
         return _run_evaluate(args)
+    if args.command == "sequential":
+        return _run_sequential(args)
     if args.command == "demo":
         from .demo import run_demo
 
@@ -93,6 +99,93 @@ def _add_evaluate(sub) -> None:
     ev.add_argument("--device", default=None)
     ev.add_argument("--seed", type=int, default=0)
     ev.add_argument("--no-figures", action="store_true")
+
+
+def _add_sequential(sub) -> None:
+    from .sequential import SEQUENTIAL_BASELINES, SEQUENTIAL_CONFIGURATIONS
+
+    sq = sub.add_parser(
+        "sequential",
+        help="the paper's 7-day sequential (reinitialised) experiment, scored at every cycle",
+        description="Run the emulator from the coarsened truth, reconstruct every cycle (free "
+        "forecast, with radiosondes, reinitialised) and write sequential.csv, sequential.md and "
+        "figures of the scores against lead time (docs/evaluation.md).",
+    )
+    sq.add_argument("--truth", required=True, help="zarr store or netCDF file of truth states")
+    sq.add_argument("--stations", default=None, help="CSV (id, lat, lon) or IGRA station list")
+    sq.add_argument("--stations-year", type=int, default=None)
+    sq.add_argument("--out", default="xdiffsr-sequential", help="output folder")
+    sq.add_argument("--model", default="default", help="registry name or model file")
+    sq.add_argument("--start", default=None, help="initial time (default: first possible)")
+    sq.add_argument("--days", type=float, default=7.0)
+    sq.add_argument("--cycle", default="12h", help="time between reconstructions (x 6h)")
+    sq.add_argument(
+        "--configurations",
+        nargs="+",
+        default=list(SEQUENTIAL_CONFIGURATIONS[:3]),
+        choices=SEQUENTIAL_CONFIGURATIONS,
+        metavar="CONFIG",
+    )
+    sq.add_argument(
+        "--baselines",
+        nargs="*",
+        default=list(SEQUENTIAL_BASELINES),
+        choices=SEQUENTIAL_BASELINES,
+        metavar="BASELINE",
+    )
+    sq.add_argument("--weight", type=float, default=1.0, help="weight of the emulator forecast")
+    sq.add_argument("--members", type=int, default=4)
+    sq.add_argument("--steps", type=int, default=12)
+    sq.add_argument("--guidance", default="mmps", choices=["sda", "mmps", "none"])
+    sq.add_argument("--cg-iters", type=int, default=2)
+    sq.add_argument("--coarse-grid", nargs=2, type=int, default=[16, 32], metavar=("NLAT", "NLON"))
+    sq.add_argument("--emulator-truncation", type=int, default=21)
+    sq.add_argument("--emulator-layers", type=int, default=20)
+    sq.add_argument("--emulator-dt-minutes", type=float, default=30.0)
+    sq.add_argument("--device", default=None)
+    sq.add_argument("--seed", type=int, default=0)
+    sq.add_argument("--no-figures", action="store_true")
+
+
+def _run_sequential(args) -> int:
+    from .osse import Emulator
+    from .sequential import evaluate_sequential
+
+    table = evaluate_sequential(
+        _open(args.truth),
+        model=args.model,
+        stations=_stations(args.stations, args.stations_year),
+        start=args.start,
+        days=args.days,
+        cycle=args.cycle,
+        configurations=args.configurations,
+        baselines=args.baselines,
+        weight=args.weight,
+        members=args.members,
+        steps=args.steps,
+        guidance=args.guidance,
+        cg_iters=args.cg_iters,
+        emulator=Emulator(
+            truncation=args.emulator_truncation,
+            layers=args.emulator_layers,
+            dt_minutes=args.emulator_dt_minutes,
+        ),
+        coarse_grid=tuple(args.coarse_grid),
+        seed=args.seed,
+        device=args.device,
+        out=args.out,
+        figures=not args.no_figures,
+        verbose=True,
+    )
+    rmse = table[table["metric"] == "rmse"]
+    var = "t850" if "t850" in set(rmse["variable"]) else rmse["variable"].iloc[0]
+    piv = rmse[rmse["variable"] == var].pivot_table(
+        index="configuration", columns="lead_hours", values="value", sort=False
+    )
+    print(f"RMSE of {var} by lead (hours):")
+    print(piv.to_string(float_format="{:.3g}".format))
+    print(f"wrote {args.out}/sequential.csv, sequential.md and figures")
+    return 0
 
 
 def _open(path: str):

@@ -40,7 +40,14 @@ import xarray as xr
 
 from xdiffsr.errors import ArgumentError
 
-__all__ = ["BASELINES", "CONFIGURATIONS", "METRICS", "evaluate", "results_markdown"]
+__all__ = [
+    "BASELINES",
+    "CONFIGURATIONS",
+    "METRICS",
+    "evaluate",
+    "results_markdown",
+    "score_rows",
+]
 
 CONFIGURATIONS = ("LR", "IGRA", "IGRA+LR", "emulator", "IGRA+emulator", "IGRA+emulator reinit")
 BASELINES = (
@@ -77,29 +84,41 @@ class _Setup:
 # ---------------------------------------------------------------------------------- scoring
 def _score(ens: xr.Dataset, setup: _Setup) -> list[dict[str, Any]]:
     """Rows (variable, metric, value) of one reconstruction against the truth."""
+    return score_rows(ens, setup.truth, setup.variables, setup.stations)
+
+
+def score_rows(
+    ens: xr.Dataset, truth: xr.Dataset, variables: Sequence[str], stations: pd.DataFrame
+) -> list[dict[str, Any]]:
+    """Rows ``{variable, units, metric, value}`` of :data:`METRICS` over (time, lat, lon).
+
+    ``ens`` is an ensemble (with ``member``) or a deterministic reconstruction on the grid and
+    times of ``truth``; ``stations`` (lat, lon) split the grid into observed and unobserved cells.
+    """
     from xdiffsr.metrics import crps_ensemble, errors_at_points, rmse, spread_skill_ratio
 
     dims = ("time", "lat", "lon")
-    truth = setup.truth[setup.variables]
-    ens = ens[setup.variables]
+    ref = truth
+    truth = truth[list(variables)]
+    ens = ens[list(variables)]
     scores = {"rmse": rmse(ens, truth, dims=dims)}
     if "member" in ens.dims:
         scores["crps"] = crps_ensemble(ens, truth, dims=dims)
         scores["spread_skill"] = spread_skill_ratio(ens, truth, dims=dims)
     else:  # deterministic: the CRPS of a point forecast is its mean absolute error
         scores["crps"] = crps_ensemble(ens.expand_dims(member=1), truth, dims=dims, fair=False)
-    at = errors_at_points(ens, truth, setup.stations, dims=dims)
+    at = errors_at_points(ens, truth, stations, dims=dims)
     scores["rmse_observed"] = at.sel(location="observed", drop=True)
     scores["rmse_unobserved"] = at.sel(location="unobserved", drop=True)
     return [
         {
             "variable": v,
-            "units": setup.truth[v].attrs.get("units", ""),
+            "units": ref[v].attrs.get("units", ""),
             "metric": m,
             "value": float(s[v]),
         }
         for m, s in scores.items()
-        for v in setup.variables
+        for v in variables
     ]
 
 
@@ -164,6 +183,42 @@ def _sources(config: str, setup: _Setup, weight: float) -> tuple[list, list[floa
     return obs, w
 
 
+def analysis_cycle(
+    variables: Sequence[str],
+    sondes_at: Callable[[Sequence], pd.DataFrame],
+    sr: Callable,
+    weight: float,
+    store: dict,
+) -> Callable[[xr.Dataset, np.datetime64], xr.Dataset]:
+    """The reconstruction step of :func:`xdiffsr.osse.sequential_experiment`.
+
+    ``cycle(background, valid_time)`` super-resolves the emulator's ``background`` (weight
+    ``weight``) with the soundings ``sondes_at([valid_time])`` (weight 1, when there are any)
+    through ``sr(times, obs, weights)``, keeps the ensemble in ``store[valid_time]`` and returns
+    the ensemble mean as the analysis; variables the prior lacks are the background's own
+    (bilinearly regridded), so the emulator can restart from every variable it needs.
+    """
+
+    def cycle(background: xr.Dataset, vt: np.datetime64) -> xr.Dataset:
+        bg = background[[v for v in variables if v in background]]
+        obs, w = [bg.expand_dims(time=[vt])], [float(weight)]
+        sondes = sondes_at([vt])
+        if len(sondes):
+            obs, w = [sondes, *obs], [1.0, *w]
+        ens = sr([vt], obs, w)
+        store[pd.Timestamp(vt)] = ens
+        analysis = ens.isel(time=0, drop=True).mean("member")
+        rest = [v for v in background.data_vars if v not in analysis]
+        if rest:  # variables the prior lacks: the emulator's own, for the restart
+            from xdiffsr.regrid import Regridder
+
+            fill = Regridder(background, analysis, "bilinear")(background[rest])
+            analysis = analysis.merge(fill.drop_vars(["lat", "lon"]))
+        return analysis
+
+    return cycle
+
+
 def _reinit(setup: _Setup, sr: Callable, emulator, lead: pd.Timedelta, weight: float):
     """IGRA+emulator reinitialised: the sequential experiment up to each target time."""
     from xdiffsr.osse import sequential_experiment
@@ -171,24 +226,7 @@ def _reinit(setup: _Setup, sr: Callable, emulator, lead: pd.Timedelta, weight: f
     out = []
     for k, t in enumerate(pd.DatetimeIndex(setup.truth["time"].values)):
         store: dict[pd.Timestamp, xr.Dataset] = {}
-
-        def cycle(background: xr.Dataset, vt: np.datetime64, store=store) -> xr.Dataset:
-            bg = background[[v for v in setup.variables if v in background]]
-            obs, w = [bg.expand_dims(time=[vt])], [float(weight)]
-            sondes = setup.sondes_at([vt])
-            if len(sondes):
-                obs, w = [sondes, *obs], [1.0, *w]
-            ens = sr([vt], obs, w)
-            store[pd.Timestamp(vt)] = ens
-            analysis = ens.isel(time=0, drop=True).mean("member")
-            rest = [v for v in background.data_vars if v not in analysis]
-            if rest:  # variables the prior lacks: the emulator's own, for the restart
-                from xdiffsr.regrid import Regridder
-
-                fill = Regridder(background, analysis, "bilinear")(background[rest])
-                analysis = analysis.merge(fill.drop_vars(["lat", "lon"]))
-            return analysis
-
+        cycle = analysis_cycle(setup.variables, setup.sondes_at, sr, weight, store)
         init = setup.init.isel(time=[k])
         sequential_experiment(emulator, init, cycle, days=lead / pd.Timedelta(days=1))
         out.append(store[t])

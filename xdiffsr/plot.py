@@ -22,7 +22,7 @@ import xarray as xr
 
 from xdiffsr.errors import ArgumentError
 
-__all__ = ["latitude_trace", "maps", "scatter_points", "spectra"]
+__all__ = ["latitude_trace", "maps", "scatter_points", "scores_by_lead", "spectra"]
 
 
 def _figure(ncols: int, nrows: int = 1, *, size: tuple[float, float]):
@@ -270,4 +270,51 @@ def scatter_points(
         ax.set_title(f"{var}, {label} cells (n={x.size}, RMSE {err:.3g})")
         ax.set_xlabel(f"truth {_label(t, var)}")
         ax.set_ylabel("ensemble mean")
+    return fig
+
+
+def scores_by_lead(
+    table: pd.DataFrame, var: str, metrics: tuple[str, ...] = ("rmse", "crps", "spread_skill")
+) -> Any:
+    """Scores of the sequential experiment against lead time, one line per configuration.
+
+    Parameters
+    ----------
+    table : DataFrame
+        The long table of :func:`xdiffsr.sequential.evaluate_sequential` (columns
+        ``configuration, lead_hours, variable, metric, value``).
+    var : str
+        Variable to draw.
+    metrics : tuple of str
+        One panel per metric present in ``table``.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    sub = table[table["variable"] == var]
+    if sub.empty:
+        raise ArgumentError(
+            f"var: {var!r} is not in the table; choose from {sorted(set(table['variable']))}"
+        )
+    metrics = tuple(m for m in metrics if (sub["metric"] == m).any())
+    fig, axes = _figure(len(metrics), size=(4.5 * len(metrics), 3.8))
+    units = sub["units"].iloc[0]
+    for ax, m in zip(axes, metrics):
+        for name, grp in sub[sub["metric"] == m].groupby("configuration", sort=False):
+            grp = grp.sort_values("lead_hours")
+            det = grp["weight"].isna().all() if "weight" in grp else False
+            ax.plot(
+                grp["lead_hours"] / 24,
+                grp["value"],
+                "--" if det else "-o",
+                ms=3,
+                label=str(name),
+            )
+        if m == "spread_skill":
+            ax.axhline(1.0, color="k", lw=0.8)
+        ax.set_xlabel("lead time (days)")
+        ax.set_ylabel(f"{m} ({units})" if m != "spread_skill" and units else m)
+        ax.set_title(f"{var}: {m}")
+    axes[0].legend(fontsize=7)
     return fig

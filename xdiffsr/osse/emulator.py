@@ -256,13 +256,14 @@ def sequential_experiment(
     *,
     days: float = 7,
     coarse_grid: tuple[int, int] = (16, 32),
+    cycle: str | pd.Timedelta | None = None,
 ) -> xr.Dataset:
     """Cycle forecast -> reconstruction -> coarsening -> restart, as in the paper's Sect. 4.
 
     Parameters
     ----------
     emulator : Emulator
-        The forecast model; one cycle is its ``output_every`` (6 h).
+        The forecast model (anything with ``every`` and ``forecast(init, lead_days=, every=)``).
     init : Dataset
         Initial state (lat, lon) with the 13 variables, any regular grid.
     reconstruct : callable
@@ -273,6 +274,10 @@ def sequential_experiment(
         Length of the experiment.
     coarse_grid : (int, int)
         Grid the analysis is coarsened to before restarting the emulator.
+    cycle : str or Timedelta, optional
+        Forecast length between reconstructions, a multiple of ``emulator.every`` (default: equal
+        to it, 6 h). ``"12h"`` makes every cycle end at a radiosonde time (00 and 12 UTC) when
+        the experiment starts at one.
 
     Returns
     -------
@@ -281,12 +286,23 @@ def sequential_experiment(
     """
     if "time" not in init.dims or init.sizes["time"] != 1:
         raise ArgumentError("init: pass a single time (dims time=1, lat, lon)")
+    step = pd.Timedelta(cycle) if cycle is not None else pd.Timedelta(emulator.every)
+    if step <= pd.Timedelta(0) or step % pd.Timedelta(emulator.every):
+        raise ArgumentError(
+            f"cycle: {cycle!r} is not a positive multiple of the emulator's output interval "
+            f"{emulator.every}"
+        )
+    n_cycles = pd.Timedelta(days=days) / step
+    if n_cycles < 1 or n_cycles != int(n_cycles):
+        raise ArgumentError(
+            f"days: {days!r} is not a positive whole number of {step} cycles; change days or cycle"
+        )
     t = pd.Timestamp(init["time"].values[0])
     state = init
     analyses = []
-    for _ in range(int(pd.Timedelta(days=days) / emulator.every)):
-        fc = emulator.forecast(state, lead_days=emulator.every / pd.Timedelta(days=1))
-        t = t + emulator.every
+    for _ in range(int(n_cycles)):
+        fc = emulator.forecast(state, lead_days=step / pd.Timedelta(days=1), every=str(step))
+        t = t + step
         background = fc.isel(init_time=0, lead_time=-1, drop=True)
         analysis = reconstruct(background, np.datetime64(t))
         analyses.append(analysis.expand_dims(time=[t]))
