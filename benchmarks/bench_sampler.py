@@ -3,13 +3,23 @@
 One "run" is the stochastic Heun sampler of Algorithm 1 (18 noise levels, 35 network evaluations,
 each with the backward pass of the likelihood gradient) on a random-weight SongUNet, guided by
 ~2,000 point observations and a 16 x 32 coarse field of every channel (the paper's guidance).
-The first row of each configuration (fp32, batch 1) is the baseline of the same run.
+The first row is the baseline of the same run.
+
+The speed options go through the product's own code: the network options of
+``super_resolve`` (``precision``, ``channels_last``, ``compile``, ``checkpoint``) through
+:func:`xdiffsr.core.runtime.with_network_options`, and the member batches (``batch_size``,
+``max_memory``: per-member generators, batch fitted to the memory budget) through the
+functions that :func:`xdiffsr.super_resolve` runs for each time.
 
     python benchmarks/bench_sampler.py                       # small config on CPU
     python benchmarks/bench_sampler.py --config paper --device cuda --batches 1 4 16 32 \
         --precisions fp32 bf16
+    python benchmarks/bench_sampler.py --config paper --device cuda --batches 64 \
+        --max-memory auto --checkpoint --precisions bf16 --channels-last --compile
 
-Prints a markdown table (paste it into benchmarks/RESULTS.md with the device and date).
+``--batches`` gives the ensemble sizes (members per run); each run draws its members in batches
+of ``--batch-size`` (default: all at once) fitted to ``--max-memory``. Prints a markdown table
+(paste it into benchmarks/RESULTS.md with the device and date).
 """
 
 from __future__ import annotations
@@ -18,10 +28,12 @@ import argparse
 import contextlib
 import math
 import time
+from typing import Any
 
 import numpy as np
 import torch
 
+from xdiffsr import DiffusionModel
 from xdiffsr.core import (
     EDMPrecond,
     GaussianLikelihood,
@@ -29,9 +41,11 @@ from xdiffsr.core import (
     SongUNet,
     SparseOperator,
     UNetConfig,
-    heun_sampler,
-    karras_sigmas,
+    parse_memory,
+    with_network_options,
 )
+from xdiffsr.grid import Grid
+from xdiffsr.reconstruct import SAMPLER_DEFAULTS, _batch_size, _draw
 from xdiffsr.regrid import point_weights, regrid_weights
 
 CONFIGS = {
@@ -74,18 +88,6 @@ def build_likelihoods(C: int, H: int, W: int, n_points: int, device) -> list[Gau
     return liks
 
 
-class Autocast(torch.nn.Module):
-    """Run a denoiser under bf16 autocast (preconditioning and output stay fp32)."""
-
-    def __init__(self, inner, device_type: str):
-        super().__init__()
-        self.inner, self.device_type = inner, device_type
-
-    def forward(self, x, sigma):
-        with torch.autocast(self.device_type, dtype=torch.bfloat16):
-            return self.inner(x, sigma).float()
-
-
 def forward_flops(precond, shape, device) -> float:
     from torch.utils.flop_counter import FlopCounterMode
 
@@ -100,62 +102,85 @@ def sync(device):
         torch.cuda.synchronize()
 
 
+def random_model(cfg: UNetConfig, device) -> DiffusionModel:
+    """A random-weight SongUNet as a DiffusionModel on a regular global grid."""
+    C, (H, W) = cfg.in_channels, cfg.img_resolution
+    torch.manual_seed(0)
+    precond = EDMPrecond(SongUNet.from_config(cfg)).to(device).eval()
+    grid = Grid(-90 + (np.arange(H) + 0.5) * 180 / H, np.arange(W) * 360 / W)
+    names = [f"v{c}" for c in range(C)]
+    return DiffusionModel(precond, names, dict.fromkeys(names, "1"), grid, [0.0] * C, [1.0] * C)
+
+
+def time_run(model, guided, device, settings: dict[str, Any]) -> tuple[float, int, float]:
+    """Seconds for all members, the batch used and the peak GiB (CUDA) of the timed run."""
+    t = np.datetime64("2000-01-01T00")
+    batch = _batch_size(guided, model, device, settings)  # fitted to max_memory on CUDA
+    _draw(guided, model, t, device, {**settings, "steps": 2}, batch)  # warm-up (and compile)
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+    t0 = time.perf_counter()
+    x = _draw(guided, model, t, device, settings, batch)
+    sync(device)
+    dt = time.perf_counter() - t0
+    assert np.isfinite(x).all()
+    peak = torch.cuda.max_memory_allocated() / 2**30 if device.type == "cuda" else math.nan
+    return dt, batch, peak
+
+
 def run(args) -> None:
     device = torch.device(args.device)
     cfg = CONFIGS[args.config]()
     C, (H, W) = cfg.in_channels, cfg.img_resolution
-    torch.manual_seed(0)
-    net = SongUNet.from_config(cfg)
-    precond = EDMPrecond(net).to(device).eval()
+    model = random_model(cfg, device)
     if args.tf32:
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
-    if args.channels_last:
-        precond = precond.to(memory_format=torch.channels_last)
-    if args.compile:
-        precond.net = torch.compile(precond.net)
-    n_params = sum(p.numel() for p in net.parameters())
+    n_params = sum(p.numel() for p in model.precond.parameters())
     liks = build_likelihoods(C, H, W, args.points, device)
-    flops_fwd = forward_flops(precond, (C, H, W), device)
+    flops_fwd = forward_flops(model.precond, (C, H, W), device)
     evals = 2 * args.steps - 1
     # a guided evaluation is a forward and a backward with respect to the input (~3 forwards)
     flops_member = 3 * flops_fwd * evals
+    options = dict(channels_last=args.channels_last, compile=args.compile or False,
+                   checkpoint=args.checkpoint)
     print(
         f"config={args.config} params={n_params / 1e6:.1f}M grid={H}x{W} channels={C} "
         f"device={torch.cuda.get_device_name() if device.type == 'cuda' else 'cpu'} "
         f"torch={torch.__version__} forward={flops_fwd / 1e9:.1f} GFLOP steps={args.steps} "
-        f"evals={evals} obs={sum(lik.n_obs for lik in liks)}"
+        f"evals={evals} obs={sum(lik.n_obs for lik in liks)} tf32={args.tf32} "
+        f"batch_size={args.batch_size} max_memory={args.max_memory} "
+        + " ".join(f"{k}={v}" for k, v in options.items())
     )
-    sigmas = karras_sigmas(args.steps)
-    print("\n| precision | batch | s/member | speed-up vs fp32 b1 | peak GiB | TFLOP/s |")
-    print("|---|---:|---:|---:|---:|---:|")
+    print("\n| precision | members | batch | s/member | speed-up vs first row | peak GiB "
+          "| TFLOP/s |")
+    print("|---|---:|---:|---:|---:|---:|---:|")
     baseline = None
     for precision in args.precisions:
-        den = precond if precision == "fp32" else Autocast(precond, device.type)
+        den = with_network_options(model.precond, precision=precision, **options)
         guided = ScoreGuidance(den, liks, lambda_g=1.0)
-        for b in args.batches:
-            gen = torch.Generator(device=device).manual_seed(0)
-            latents = torch.randn(b, C, H, W, generator=gen, device=device)
+        for members in args.batches:
+            settings = {
+                **SAMPLER_DEFAULTS,
+                "members": members,
+                "steps": args.steps,
+                "seed": 0,
+                "batch_size": args.batch_size,
+                "max_memory": parse_memory(args.max_memory),
+            }
             if device.type == "cuda":
                 torch.cuda.empty_cache()
-                torch.cuda.reset_peak_memory_stats()
             try:
-                heun_sampler(guided, latents, karras_sigmas(2), generator=gen)  # warm-up
-                sync(device)
-                t0 = time.perf_counter()
-                x = heun_sampler(guided, latents, sigmas, generator=gen)
-                sync(device)
-                dt = time.perf_counter() - t0
+                dt, batch, peak = time_run(model, guided, device, settings)
             except torch.OutOfMemoryError:
-                print(f"| {precision} | {b} | OOM | | | |")
+                print(f"| {precision} | {members} | | OOM | | | |")
                 continue
-            assert torch.isfinite(x).all()
-            per = dt / b
+            per = dt / members
             baseline = baseline or per
-            peak = torch.cuda.max_memory_allocated() / 2**30 if device.type == "cuda" else math.nan
             print(
-                f"| {precision} | {b} | {per:.3f} | {baseline / per:.2f}x | {peak:.1f} | "
-                f"{flops_member / per / 1e12:.1f} |",
+                f"| {precision} | {members} | {batch} | {per:.3f} | {baseline / per:.2f}x | "
+                f"{peak:.1f} | {flops_member / per / 1e12:.2f} |",
                 flush=True,
             )
 
@@ -164,13 +189,21 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--config", choices=sorted(CONFIGS), default="small")
     p.add_argument("--device", default="cpu")
-    p.add_argument("--batches", type=int, nargs="+", default=[1, 4])
+    p.add_argument("--batches", type=int, nargs="+", default=[1, 4],
+                   help="ensemble sizes (members per run)")
+    p.add_argument("--batch-size", type=int, default=None,
+                   help="members per network batch (default: all members at once)")
+    p.add_argument("--max-memory", default=None,
+                   help="memory budget that fits the batch: bytes, '40GB' or 'auto' (CUDA)")
     p.add_argument("--precisions", nargs="+", default=["fp32"], choices=["fp32", "bf16"])
     p.add_argument("--steps", type=int, default=18)
     p.add_argument("--points", type=int, default=2000)
     p.add_argument("--tf32", action="store_true", help="allow TF32 matrix products (CUDA)")
     p.add_argument("--channels-last", action="store_true", help="channels-last memory format")
-    p.add_argument("--compile", action="store_true", help="torch.compile the network")
+    p.add_argument("--compile", nargs="?", const=True, default=False,
+                   help="torch.compile the network (optionally a mode, e.g. max-autotune)")
+    p.add_argument("--checkpoint", action="store_true",
+                   help="activation checkpointing in the guided backward")
     args = p.parse_args()
     with contextlib.suppress(KeyboardInterrupt):
         run(args)

@@ -48,7 +48,8 @@ class DiffSRAccessor:
         model : Prior
             A diffusion model (:func:`xdiffsr.load_model`) or :class:`xdiffsr.GaussianPrior`.
         members : int
-            Ensemble size (members are one batch on the device).
+            Ensemble size (by default the members are one batch on the device; see
+            ``batch_size`` and ``max_memory``).
         steps : int
             Noise levels of the Karras schedule (the sampler evaluates ``2 steps - 1`` times).
         seed : int
@@ -65,7 +66,8 @@ class DiffSRAccessor:
         **sampler_options
             ``lambda_g`` (guidance scale, 1), ``clip`` (max RMS of the guidance step, None),
             ``cg_iters`` (MMPS, 10), ``S_churn``, ``S_tmin``, ``S_tmax``, ``S_noise``,
-            ``corrector_guidance`` (True), ``sigma_min``, ``sigma_max``.
+            ``corrector_guidance`` (True), ``sigma_min``, ``sigma_max``, and the speed and
+            memory options listed under Other Parameters.
 
         Returns
         -------
@@ -74,6 +76,31 @@ class DiffSRAccessor:
             ``ds`` if it has one (same points as the model's, any order), else the model grid; CF
             attributes, and provenance attributes (model, sampler, sources, weights, grid
             orientation).
+
+        Other Parameters
+        ----------------
+        batch_size : int, optional
+            Members per network batch (default None: all members in one batch). Each member
+            draws its noise from its own generator, so the members do not depend on the
+            batching (to float rounding).
+        max_memory : int, float or str, optional
+            Device memory budget in bytes, or a size such as ``"40GB"`` / ``"40GiB"``, or
+            ``"auto"`` (90 % of the free memory of the CUDA device). The batch is the largest
+            that fits, from the peak memory of a guided evaluation at batch 1 and 2 extrapolated
+            linearly (at most ``batch_size``); an error if one member does not fit. CUDA only:
+            on the CPU ``"auto"`` means no limit and a byte budget is ignored with a warning.
+        precision : {'fp32', 'bf16'}
+            'bf16': the network runs under bf16 autocast; preconditioning, likelihoods,
+            conjugate gradients and the sampler state stay fp32. Recorded in the ``sampler``
+            attribute. Priors without a network (GaussianPrior) always run in fp32.
+        channels_last : bool
+            Feed the network channels-last (NHWC) tensors (faster convolutions on recent GPUs).
+        compile : bool or str
+            ``torch.compile`` the network (True, or a mode such as ``"max-autotune"``), once
+            per process; the first evaluations pay the compilation.
+        checkpoint : bool
+            Activation checkpointing of the network's blocks in the guided backward pass: less
+            memory (larger batches) for about one more forward pass per evaluation.
 
         References
         ----------

@@ -14,8 +14,9 @@ A year of 6-hourly states is a few hundred independent time chunks. Each chunk i
    and redoes the others, so an interrupted or crashed run resumes without rewriting anything.
 
 The members of a time depend only on (seed, timestamp) (:func:`xdiffsr.reconstruct.member_seed`),
-so the store is identical for any chunk size, worker count or completion order (on one device
-type: CPU and CUDA random streams differ).
+and each member on its own index (:func:`xdiffsr.reconstruct.member_seeds`), so the store is
+identical for any chunk size, worker count or completion order, and agrees to float rounding for
+any member batch size (on one device type: CPU and CUDA random streams differ).
 
 References
 ----------
@@ -49,7 +50,15 @@ import xarray as xr
 from .errors import ArgumentError, ModelError
 from .observations import GridObservations, Observations
 from .prior import DiffusionModel, Prior
-from .reconstruct import Plan, _plan, _time_chunks, _to_dataset, run_times
+from .reconstruct import (
+    SAMPLER_DEFAULTS,
+    SPEED_SETTINGS,
+    Plan,
+    _plan,
+    _time_chunks,
+    _to_dataset,
+    run_times,
+)
 
 __all__ = [
     "ModelRef",
@@ -472,7 +481,12 @@ def _run_record(plan: Plan, prior: Prior, n_chunk: int) -> dict[str, Any]:
         "model_name": prior.describe(),
         "variables": list(prior.variables),
         "grid": _grid_hash(plan.grid.lat, plan.grid.lon),
-        "settings": json.loads(json.dumps(plan.settings, default=str)),
+        # speed-only settings (batch size, memory budget, compile...) may change on resume
+        "settings": json.loads(
+            json.dumps(
+                {k: v for k, v in plan.settings.items() if k not in SPEED_SETTINGS}, default=str
+            )
+        ),
         "weights": [float(x) for x in plan.weights],
         "sources": [s.describe() for s in plan.sources],
         "chunk": int(n_chunk),
@@ -611,7 +625,9 @@ def reconstruct_to_zarr(
         store once created.
     members, steps, seed, device, guidance, **sampler_options
         As in :func:`xdiffsr.super_resolve`. ``device=None`` picks each worker's own GPU
-        (:func:`worker_device`), else the CPU.
+        (:func:`worker_device`), else the CPU. The speed options ``batch_size``,
+        ``max_memory``, ``channels_last``, ``compile`` and ``checkpoint`` may change when a
+        store is resumed; ``precision`` may not (bf16 changes the numbers).
     client : distributed.Client, optional
         Cluster to run on (default: the current client if one exists, else dask's configured
         scheduler: threads, processes or sync).
@@ -635,21 +651,10 @@ def reconstruct_to_zarr(
     ------
     ArgumentError
         An existing store written with other settings (model, variables, grid, members, steps,
-        seed, sampler options, weights, sources, chunk size) or other times; a store not made by
-        this function.
+        seed, sampler options including ``precision``, weights, sources, chunk size) or other
+        times; a store not made by this function.
     """
-    sampler = dict(
-        lambda_g=1.0,
-        clip=None,
-        cg_iters=10,
-        S_churn=0.0,
-        S_tmin=0.0,
-        S_tmax=float("inf"),
-        S_noise=1.0,
-        corrector_guidance=True,
-        sigma_min=None,
-        sigma_max=None,
-    )
+    sampler = dict(SAMPLER_DEFAULTS)
     unknown = sorted(set(sampler_options) - set(sampler))
     if unknown:
         raise ArgumentError(f"unknown sampler options {unknown}; known: {sorted(sampler)}.")

@@ -6,6 +6,7 @@ import json
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from numbers import Integral
 from typing import Any
 
 import numpy as np
@@ -15,8 +16,10 @@ import torch
 import xarray as xr
 
 from .core.likelihood import GaussianLikelihood, MMPSGuidance, ScoreGuidance
+from .core.memory import auto_budget, cuda_peak_probe, fit_batch_size, parse_memory
 from .core.operators import CallableOperator, SparseOperator
-from .core.sampler import heun_sampler
+from .core.runtime import check_network_options, with_network_options
+from .core.sampler import heun_sampler, randn
 from .core.schedule import karras_sigmas
 from .errors import ArgumentError, XDiffSRWarning
 from .grid import Grid, find_time, grid_of, to_datetime64
@@ -24,6 +27,32 @@ from .observations import Observations, as_source
 from .prior import Prior
 
 GUIDANCES = ("sda", "mmps", "none")
+#: Settings of how the network runs (:func:`xdiffsr.core.runtime.with_network_options`).
+NETWORK_SETTINGS = ("precision", "channels_last", "compile", "checkpoint")
+#: Settings that change speed and memory only (the members agree to float rounding): left out
+#: of the ``sampler`` attribute and of the settings a zarr store must match to be resumed.
+#: ``precision`` changes the numbers, so it is recorded and checked.
+SPEED_SETTINGS = ("batch_size", "max_memory", "channels_last", "compile", "checkpoint")
+#: Defaults of the keyword options of :func:`super_resolve` beyond the main ones
+#: (``**sampler_options`` of the accessor and of :func:`xdiffsr.parallel.reconstruct_to_zarr`).
+SAMPLER_DEFAULTS: dict[str, Any] = dict(
+    lambda_g=1.0,
+    clip=None,
+    cg_iters=10,
+    S_churn=0.0,
+    S_tmin=0.0,
+    S_tmax=float("inf"),
+    S_noise=1.0,
+    corrector_guidance=True,
+    sigma_min=None,
+    sigma_max=None,
+    batch_size=None,
+    max_memory=None,
+    precision="fp32",
+    channels_last=False,
+    compile=False,
+    checkpoint=False,
+)
 
 
 def member_seed(seed: int, time: np.datetime64) -> int:
@@ -59,6 +88,117 @@ def _likelihoods(blocks: list[tuple[Any, float, float]], prior: Prior, device) -
     return out
 
 
+def member_seeds(seed: int, time: np.datetime64, members: int) -> list[int]:
+    """Seed of each member at ``time``: the children of ``SeedSequence(member_seed(seed, time))``
+    (numpy's ``spawn``), so member ``m`` depends only on (seed, timestamp, m), not on the ensemble
+    size or on how the members are batched."""
+    children = np.random.SeedSequence(member_seed(seed, time)).spawn(int(members))
+    return [int(c.generate_state(1, dtype=np.uint64)[0] >> 1) for c in children]
+
+
+def _member_generators(seed: int, time, members: int, device) -> list[torch.Generator]:
+    """One torch generator per member: its latent noise and then its churn noise."""
+    return [
+        torch.Generator(device=device).manual_seed(s) for s in member_seeds(seed, time, members)
+    ]
+
+
+def _denoiser_at(
+    prior: Prior,
+    sources: Sequence[Observations],
+    weights: Sequence[float],
+    time: np.datetime64,
+    device,
+    settings: Mapping[str, Any],
+) -> tuple[torch.nn.Module, list[int]]:
+    """The (guided) denoiser at ``time`` with the network options of ``settings``, and the number
+    of observations each source contributed."""
+    blocks, counts = [], []
+    for src, w in zip(sources, weights):
+        block = src.at_time(time, prior)
+        counts.append(0 if block is None else block.n_obs)
+        if block is not None and block.n_obs and w > 0:
+            blocks.append((block, src.gamma, w))
+    net_opts = {k: settings[k] for k in NETWORK_SETTINGS if k in settings}
+    den = with_network_options(prior.denoiser(device), **net_opts)
+    liks = _likelihoods(blocks, prior, device)
+    guidance = settings["guidance"]
+    if guidance == "sda" and liks:
+        den = ScoreGuidance(den, liks, lambda_g=settings["lambda_g"], clip=settings["clip"])
+    elif guidance == "mmps" and liks:
+        den = MMPSGuidance(
+            den, liks, cg_iters=settings["cg_iters"], lambda_g=settings["lambda_g"]
+        )
+    return den, counts
+
+
+def _sigmas(prior: Prior, settings: Mapping[str, Any]) -> torch.Tensor:
+    return karras_sigmas(
+        settings["steps"],
+        sigma_min=settings["sigma_min"] or prior.sigma_min,
+        sigma_max=settings["sigma_max"] or prior.sigma_max,
+    )
+
+
+def _batch_size(den, prior: Prior, device, settings: Mapping[str, Any]) -> int:
+    """Members per network batch: ``batch_size`` (all members if None), lowered to what fits
+    ``max_memory`` on a CUDA device (probed at batch 1 and 2, extrapolated linearly)."""
+    members = settings["members"]
+    cap = min(members, settings.get("batch_size") or members)
+    max_memory = settings.get("max_memory")
+    if max_memory is None:
+        return cap
+    device = torch.device(device)
+    if device.type != "cuda":
+        if max_memory != "auto":
+            warnings.warn(
+                f"max_memory={max_memory!r} applies to CUDA devices; on {device} the batch is "
+                f"{cap} member(s) (set batch_size to bound it).",
+                XDiffSRWarning,
+                stacklevel=3,
+            )
+        return cap
+    budget = auto_budget(device) if max_memory == "auto" else int(max_memory)
+    sigma = float(_sigmas(prior, settings)[0])
+    return fit_batch_size(cuda_peak_probe(den, prior.state_shape, device, sigma), budget, cap)
+
+
+def _draw(
+    den,
+    prior: Prior,
+    time: np.datetime64,
+    device,
+    settings: Mapping[str, Any],
+    batch: int,
+    callback: Callable | None = None,
+) -> np.ndarray:
+    """Normalised members (members, C, H, W), float64, sampled ``batch`` members at a time."""
+    members = settings["members"]
+    gens = _member_generators(settings["seed"], time, members, device)
+    sigmas = _sigmas(prior, settings)
+    out = np.empty((members, *prior.state_shape), dtype=np.float64)
+    for b0 in range(0, members, batch):
+        g = gens[b0 : b0 + batch]
+        rows = slice(b0, b0 + len(g))
+        latents = randn((len(g), *prior.state_shape), g, device)
+        cb = None if callback is None else (lambda d, rows=rows: callback({**d, "members": rows}))
+        with torch.no_grad():
+            x = heun_sampler(
+                den,
+                latents,
+                sigmas,
+                S_churn=settings["S_churn"],
+                S_tmin=settings["S_tmin"],
+                S_tmax=settings["S_tmax"],
+                S_noise=settings["S_noise"],
+                corrector_guidance=settings["corrector_guidance"],
+                generator=g,
+                callback=cb,
+            )
+        out[rows] = x.double().cpu().numpy()
+    return out
+
+
 def sample_time(
     prior: Prior,
     sources: Sequence[Observations],
@@ -80,41 +220,47 @@ def sample_time(
     corrector_guidance: bool,
     sigma_min: float | None,
     sigma_max: float | None,
+    batch_size: int | None = None,
+    max_memory: int | str | None = None,
+    precision: str = "fp32",
+    channels_last: bool = False,
+    compile: bool | str = False,
+    checkpoint: bool = False,
     callback: Callable | None = None,
 ) -> tuple[np.ndarray, list[int]]:
     """Posterior members at one time, shape (members, C, H, W) in physical units, and the number
-    of observations each source contributed."""
-    blocks, counts = [], []
-    for src, w in zip(sources, weights):
-        block = src.at_time(time, prior)
-        counts.append(0 if block is None else block.n_obs)
-        if block is not None and block.n_obs and w > 0:
-            blocks.append((block, src.gamma, w))
-    den = prior.denoiser(device)
-    liks = _likelihoods(blocks, prior, device)
-    if guidance == "sda" and liks:
-        den = ScoreGuidance(den, liks, lambda_g=lambda_g, clip=clip)
-    elif guidance == "mmps" and liks:
-        den = MMPSGuidance(den, liks, cg_iters=cg_iters, lambda_g=lambda_g)
-    gen = torch.Generator(device=device).manual_seed(member_seed(seed, time))
-    sigmas = karras_sigmas(
-        steps, sigma_min=sigma_min or prior.sigma_min, sigma_max=sigma_max or prior.sigma_max
+    of observations each source contributed.
+
+    Members are drawn ``batch_size`` at a time (fitted to ``max_memory`` on CUDA); each has its
+    own generator (:func:`member_seeds`), so the members do not depend on the batching. The
+    callback's dict gains ``"members"``, the slice of members of the current batch.
+    """
+    settings = dict(
+        members=members,
+        steps=steps,
+        seed=seed,
+        guidance=guidance,
+        lambda_g=lambda_g,
+        clip=clip,
+        cg_iters=cg_iters,
+        S_churn=S_churn,
+        S_tmin=S_tmin,
+        S_tmax=S_tmax,
+        S_noise=S_noise,
+        corrector_guidance=corrector_guidance,
+        sigma_min=sigma_min,
+        sigma_max=sigma_max,
+        batch_size=batch_size,
+        max_memory=max_memory,
+        precision=precision,
+        channels_last=channels_last,
+        compile=compile,
+        checkpoint=checkpoint,
     )
-    latents = torch.randn((members, *prior.state_shape), generator=gen, device=device)
-    with torch.no_grad():
-        x = heun_sampler(
-            den,
-            latents,
-            sigmas,
-            S_churn=S_churn,
-            S_tmin=S_tmin,
-            S_tmax=S_tmax,
-            S_noise=S_noise,
-            corrector_guidance=corrector_guidance,
-            generator=gen,
-            callback=callback,
-        )
-    return prior.denormalise(x.double().cpu().numpy()), counts
+    den, counts = _denoiser_at(prior, sources, weights, time, device, settings)
+    batch = _batch_size(den, prior, device, settings)
+    x = _draw(den, prior, time, device, settings, batch, callback)
+    return prior.denormalise(x), counts
 
 
 def _check_weights(weights, n: int, sources: Sequence[Observations]) -> list[float]:
@@ -165,8 +311,13 @@ def run_times(
     (model grid permuted by ``ilat``, ``ilon``). Warns about times without observations."""
     members = settings["members"]
     out = np.empty((len(times), members, *prior.state_shape), dtype=np.float32)
+    batches: dict[str, int] = {}  # fitted once per kind of denoiser (guided or not)
     for k, t in enumerate(times):
-        x, counts = sample_time(prior, srcs, weights, t, device=device, **settings)
+        den, counts = _denoiser_at(prior, srcs, weights, t, device, settings)
+        kind = type(den).__name__
+        if kind not in batches:
+            batches[kind] = _batch_size(den, prior, device, settings)
+        x = prior.denormalise(_draw(den, prior, t, device, settings, batches[kind]))
         if sum(counts) == 0 and n_sources:
             warnings.warn(
                 f"no observations at {t}: members are prior samples.",
@@ -198,6 +349,17 @@ class Plan:
     ilat: np.ndarray
     ilon: np.ndarray
     settings: dict[str, Any]
+
+
+def _check_batch_size(value: Any) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, Integral) or value < 1:
+        raise ArgumentError(
+            f"batch_size={value!r} must be a positive integer (members per network batch), or "
+            "None for all members in one batch."
+        )
+    return int(value)
 
 
 def _plan(
@@ -234,6 +396,8 @@ def _plan(
         )
     times = to_datetime64(ds[tname].values)
     grid, (ilat, ilon) = _output_grid(ds, model)
+    sampler = {**SAMPLER_DEFAULTS, **sampler}
+    network = check_network_options(**{k: sampler[k] for k in NETWORK_SETTINGS})
     settings = dict(
         members=int(members),
         steps=int(steps),
@@ -249,6 +413,9 @@ def _plan(
         corrector_guidance=bool(sampler["corrector_guidance"]),
         sigma_min=sampler["sigma_min"],
         sigma_max=sampler["sigma_max"],
+        batch_size=_check_batch_size(sampler["batch_size"]),
+        max_memory=parse_memory(sampler["max_memory"], "max_memory"),
+        **network,
     )
     return Plan(times, tname, sources, w, grid, np.asarray(ilat), np.asarray(ilon), settings)
 
@@ -274,6 +441,12 @@ def super_resolve(
     corrector_guidance: bool = True,
     sigma_min: float | None = None,
     sigma_max: float | None = None,
+    batch_size: int | None = None,
+    max_memory: int | float | str | None = None,
+    precision: str = "fp32",
+    channels_last: bool = False,
+    compile: bool | str = False,
+    checkpoint: bool = False,
     chunks: Mapping[str, int] | int | None = None,
     progress: bool = False,
 ) -> xr.Dataset:
@@ -295,6 +468,12 @@ def super_resolve(
         corrector_guidance=corrector_guidance,
         sigma_min=sigma_min,
         sigma_max=sigma_max,
+        batch_size=batch_size,
+        max_memory=max_memory,
+        precision=precision,
+        channels_last=channels_last,
+        compile=compile,
+        checkpoint=checkpoint,
     )
     plan = _plan(ds, obs, weights, model, members, steps, seed, guidance, sampler)
     n_chunk = _time_chunks(ds, plan.tname, chunks)
@@ -388,7 +567,9 @@ def _to_dataset(data, times, tname, grid: Grid, prior: Prior, sources, weights, 
             "title": "xdiffsr posterior ensemble",
             "Conventions": "CF-1.8",
             "model": prior.describe(),
-            "sampler": json.dumps({k: v for k, v in settings.items()}, default=str),
+            "sampler": json.dumps(
+                {k: v for k, v in settings.items() if k not in SPEED_SETTINGS}, default=str
+            ),
             "sources": json.dumps([s.describe() for s in sources]),
             "weights": json.dumps([float(x) for x in weights]),
             **grid.describe(),

@@ -6,8 +6,10 @@ Nothing here imports xarray; tensors are (B, C, H, W) = (members, variables, lat
 
 from .gaussian import GaussianDenoiser, gaussian_posterior
 from .likelihood import GaussianLikelihood, MMPSGuidance, ScoreGuidance, conjugate_gradient
+from .memory import fit_batch_size, parse_memory
 from .operators import CallableOperator, SparseOperator, StackedOperator
 from .precond import EDMLoss, EDMPrecond, edm_coefficients
+from .runtime import NetworkRunner, with_network_options
 from .sampler import heun_sampler
 from .schedule import karras_sigmas
 from .unet import SongUNet, UNetConfig
@@ -19,6 +21,7 @@ __all__ = [
     "GaussianDenoiser",
     "GaussianLikelihood",
     "MMPSGuidance",
+    "NetworkRunner",
     "ScoreGuidance",
     "SongUNet",
     "SparseOperator",
@@ -26,7 +29,10 @@ __all__ = [
     "UNetConfig",
     "conjugate_gradient",
     "edm_coefficients",
+    "fit_batch_size",
     "gaussian_posterior",
     "heun_sampler",
     "karras_sigmas",
+    "parse_memory",
+    "with_network_options",
 ]

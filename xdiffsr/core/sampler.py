@@ -4,13 +4,44 @@ Chakraborty et al. (2025) when given a guided denoiser (:mod:`xdiffsr.core.likel
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import torch
 
 from ..errors import ArgumentError
 
 Callback = Callable[[dict], None]
+Generators = torch.Generator | Sequence[torch.Generator] | None
+
+
+def randn(
+    shape: Sequence[int], generator: Generators = None, device: torch.device | str | None = None
+) -> torch.Tensor:
+    """Standard normal noise of ``shape`` (B, ...), float32.
+
+    Parameters
+    ----------
+    shape : sequence of int
+        ``(B, ...)``.
+    generator : torch.Generator, sequence of B generators, or None
+        One generator for the whole tensor, or one per batch row: row ``b`` is drawn from
+        ``generator[b]`` alone, so a member's noise does not depend on the batch it is in.
+    device : torch.device, optional
+        Where the noise is drawn (the generators' device).
+
+    Returns
+    -------
+    tensor, shape ``shape``
+    """
+    if generator is None or isinstance(generator, torch.Generator):
+        return torch.randn(tuple(shape), generator=generator, device=device)
+    if len(generator) != shape[0]:
+        raise ArgumentError(
+            f"generator has {len(generator)} generators for a batch of {shape[0]}; give one "
+            "per member (batch row)."
+        )
+    return torch.stack([torch.randn(tuple(shape[1:]), generator=g, device=device)
+                        for g in generator])
 
 
 def heun_sampler(
@@ -23,7 +54,7 @@ def heun_sampler(
     S_tmax: float = float("inf"),
     S_noise: float = 1.0,
     corrector_guidance: bool = True,
-    generator: torch.Generator | None = None,
+    generator: Generators = None,
     callback: Callback | None = None,
 ) -> torch.Tensor:
     """Draw samples by integrating the probability-flow ODE with stochastic churn.
@@ -48,8 +79,9 @@ def heun_sampler(
         sqrt(2) - 1)`` for ``t_i`` in ``[S_tmin, S_tmax]``, noise scaled by ``S_noise``.
     corrector_guidance : bool
         Whether the Heun corrector also uses the likelihood gradient (Algorithm 1 does).
-    generator : torch.Generator, optional
-        Source of the churn noise (on ``latents.device``), for reproducibility.
+    generator : torch.Generator or sequence of B generators, optional
+        Source of the churn noise (on ``latents.device``), for reproducibility; with one
+        generator per member (see :func:`randn`) each member is independent of the batching.
     callback : callable, optional
         Called after every step with a dict ``{"x", "i", "sigma", "sigma_hat", "denoised"}``.
 
@@ -82,7 +114,7 @@ def heun_sampler(
         gamma = min(S_churn / n_steps, math.sqrt(2) - 1) if S_tmin <= t_cur <= S_tmax else 0.0
         t_hat = t_cur + gamma * t_cur
         if t_hat > t_cur:
-            eps = torch.randn(x_cur.shape, generator=generator, device=x_cur.device)
+            eps = randn(x_cur.shape, generator, x_cur.device)
             x_hat = x_cur + math.sqrt(t_hat**2 - t_cur**2) * S_noise * eps
         else:
             x_hat = x_cur

@@ -318,9 +318,16 @@ class LatLonConv2d(nn.Module):
         if self.weight is None:
             return x
         p = self.kernel // 2
-        if p:
-            x = F.pad(x, (p, p, 0, 0), mode="circular")  # wrap longitude (last dim)
+        if p:  # wrap longitude (last dim); cat keeps a channels-last layout, F.pad does not
+            x = torch.cat([x[..., -p:], x, x[..., :p]], dim=-1)
         return F.conv2d(x, self.weight, self.bias, padding=(p, 0))  # zeros in latitude
+
+
+def _same_layout(t: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
+    """``t`` in channels-last memory format if ``ref`` is (only) channels-last, else ``t``."""
+    if ref.is_contiguous(memory_format=torch.channels_last) and not ref.is_contiguous():
+        return t.contiguous(memory_format=torch.channels_last)
+    return t
 
 
 def _num_groups(num_channels: int, max_groups: int = 32, min_per_group: int = 4) -> int:
@@ -459,7 +466,7 @@ class UNetBlock(nn.Module):
         qkv = self.qkv(x).reshape(b, heads, c // heads, 3, h * w)
         q, k, v = (t.transpose(-1, -2) for t in qkv.unbind(3))  # (B, heads, HW, C/heads)
         a = F.scaled_dot_product_attention(q, k, v)
-        return a.transpose(-1, -2).reshape(b, c, h, w)
+        return _same_layout(a.transpose(-1, -2).reshape(b, c, h, w), x)
 
 
 # --------------------------------------------------------------------------------------------
@@ -486,7 +493,8 @@ class SongUNet(nn.Module):
         ``img_resolution`` is ``(H, W)``, both divisible by ``2**(len(channel_mult)-1)``.
     checkpoint : bool, default False
         Recompute each block in the backward pass (activation checkpointing) to save memory
-        while gradients are enabled. Not part of the architecture (not in :attr:`config`).
+        while gradients are enabled. Not part of the architecture (not in :attr:`config`);
+        ``forward(..., checkpoint=...)`` overrides it for one call.
 
     Attributes
     ----------
@@ -587,8 +595,9 @@ class SongUNet(nn.Module):
         self.out_norm = GroupNorm(cout, eps=cfg.eps)
         self.out_conv = LatLonConv2d(cout, cfg.out_channels, 3, init_weight=1e-5)
 
-    def _block(self, block: UNetBlock, x: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
-        if self.checkpoint and torch.is_grad_enabled():
+    def _block(self, block: UNetBlock, x: torch.Tensor, emb: torch.Tensor,
+               checkpoint: bool) -> torch.Tensor:
+        if checkpoint and torch.is_grad_enabled():
             return _checkpoint(block, x, emb, use_reentrant=False)
         return block(x, emb)
 
@@ -599,7 +608,8 @@ class SongUNet(nn.Module):
         emb = F.silu(self.map_layer0(emb))
         return F.silu(self.map_layer1(emb))
 
-    def forward(self, x: torch.Tensor, noise_labels: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, noise_labels: torch.Tensor, *,
+                checkpoint: bool | None = None) -> torch.Tensor:
         """Evaluate the network.
 
         Parameters
@@ -608,6 +618,9 @@ class SongUNet(nn.Module):
             Input of shape (B, in_channels, H, W).
         noise_labels : torch.Tensor
             Noise conditioning ``c_noise`` of shape (B,), (1,) or () (broadcast over the batch).
+        checkpoint : bool, optional
+            Activation checkpointing for this call only (default: the ``checkpoint``
+            attribute), so a shared network can be checkpointed without being modified.
 
         Returns
         -------
@@ -621,14 +634,15 @@ class SongUNet(nn.Module):
                 f"x must have shape (B, {expected[0]}, {expected[1]}, {expected[2]}) for this "
                 f"network, got {tuple(x.shape)}; regrid the input to img_resolution."
             )
+        ckpt = self.checkpoint if checkpoint is None else bool(checkpoint)
         emb = self.embed_noise(noise_labels, x.shape[0])
         x = self.enc_in(x)
         skips = [x]
         for block in self.enc.values():
-            x = self._block(block, x, emb)
+            x = self._block(block, x, emb, ckpt)
             skips.append(x)
         for block, cat in zip(self.dec.values(), self._dec_concat):
             if cat:
                 x = torch.cat([x, skips.pop()], dim=1)
-            x = self._block(block, x, emb)
+            x = self._block(block, x, emb, ckpt)
         return self.out_conv(F.silu(self.out_norm(x)))

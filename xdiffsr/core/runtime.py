@@ -1,0 +1,179 @@
+"""Speed options of the network inside a denoiser: bf16 autocast, channels-last, torch.compile
+and activation checkpointing, applied without touching the (shared, cached) model.
+
+:func:`with_network_options` returns a new :class:`~xdiffsr.core.precond.EDMPrecond` whose
+network is a :class:`NetworkRunner` around the same network (same parameters, no copy): the
+preconditioning arithmetic, its fp32 output and everything around it (likelihoods, conjugate
+gradients, sampler state) are unchanged; only the call of the network changes. Pure torch (no
+xarray).
+
+References
+----------
+.. [1] PyTorch automatic mixed precision, ``torch.autocast``.
+.. [2] ``torch.compile`` and ``torch.utils.checkpoint`` (non-reentrant).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..errors import ArgumentError
+from .precond import EDMPrecond
+
+__all__ = ["COMPILE_MODES", "PRECISIONS", "NetworkRunner", "check_network_options",
+           "with_network_options"]
+
+PRECISIONS = ("fp32", "bf16")
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
+
+_COMPILED: dict[str, Any] = {}  # mode -> compiled _run (one per process)
+
+
+def _check_flag(value: Any, name: str) -> bool:
+    if not isinstance(value, bool):
+        raise ArgumentError(f"{name}={value!r} must be True or False.")
+    return value
+
+
+def check_network_options(
+    *,
+    precision: str = "fp32",
+    channels_last: bool = False,
+    compile: bool | str = False,
+    checkpoint: bool = False,
+) -> dict[str, Any]:
+    """Validate the network options; returns them normalised (``compile``: False or a mode).
+
+    Raises
+    ------
+    ArgumentError
+        A precision other than ``PRECISIONS``, a compile mode other than ``COMPILE_MODES``, or a
+        flag that is not a bool.
+    """
+    if precision not in PRECISIONS:
+        raise ArgumentError(f"precision={precision!r}; choose one of {PRECISIONS}.")
+    if isinstance(compile, bool):
+        mode: bool | str = "default" if compile else False
+    elif isinstance(compile, str) and compile in COMPILE_MODES:
+        mode = compile
+    else:
+        raise ArgumentError(
+            f"compile={compile!r}; give True, False or a torch.compile mode {COMPILE_MODES}."
+        )
+    return dict(
+        precision=precision,
+        channels_last=_check_flag(channels_last, "channels_last"),
+        compile=mode,
+        checkpoint=_check_flag(checkpoint, "checkpoint"),
+    )
+
+
+def _run(net: nn.Module, x: torch.Tensor, noise_labels: torch.Tensor, precision: str,
+         channels_last: bool, checkpoint: bool) -> torch.Tensor:
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    kw = {"checkpoint": True} if checkpoint else {}
+    with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
+        return net(x, noise_labels, **kw)
+
+
+def _compiled(mode: str):
+    """``torch.compile(_run)`` for ``mode``, built once per process: the network is an
+    argument (not captured), so nothing is attached to the shared model and dynamo's cache
+    serves every network of the same architecture."""
+    if mode not in _COMPILED:
+        _COMPILED[mode] = torch.compile(_run, mode=None if mode == "default" else mode)
+    return _COMPILED[mode]
+
+
+class NetworkRunner(nn.Module):
+    """Calls a network ``F(x, c_noise)`` under speed options (the weights are shared).
+
+    Parameters
+    ----------
+    net : torch.nn.Module
+        The network, e.g. :class:`~xdiffsr.core.unet.SongUNet`.
+    precision : {'fp32', 'bf16'}
+        'bf16': the network runs under ``torch.autocast(x.device.type, torch.bfloat16)``
+        (matrix products and convolutions in bf16); its output is bf16 and the preconditioning
+        casts it back to fp32.
+    channels_last : bool
+        Pass the input in channels-last memory format (NHWC): convolutions then run in that
+        layout. The weights are not converted (the shared model stays as it is).
+    compile : False or str
+        A :func:`torch.compile` mode: the network is compiled once per process and mode.
+    checkpoint : bool
+        Activation checkpointing of every block while gradients are enabled (the guided
+        backward): less memory, one more forward per backward. Needs a network whose forward
+        takes ``checkpoint=`` (SongUNet).
+    """
+
+    def __init__(
+        self,
+        net: nn.Module,
+        *,
+        precision: str = "fp32",
+        channels_last: bool = False,
+        compile: bool | str = False,
+        checkpoint: bool = False,
+    ) -> None:
+        super().__init__()
+        opts = check_network_options(
+            precision=precision, channels_last=channels_last, compile=compile,
+            checkpoint=checkpoint,
+        )
+        if opts["checkpoint"] and not hasattr(net, "checkpoint"):
+            raise ArgumentError(
+                f"checkpoint=True needs a network with activation checkpointing (SongUNet), got "
+                f"{type(net).__name__}; pass checkpoint=False."
+            )
+        self.net = net
+        self.precision = opts["precision"]
+        self.channels_last = opts["channels_last"]
+        self.compile = opts["compile"]
+        self.checkpoint = opts["checkpoint"]
+
+    def forward(self, x: torch.Tensor, noise_labels: torch.Tensor) -> torch.Tensor:
+        """``F(x, c_noise)`` of shape (B, C, H, W), bf16 under ``precision='bf16'``."""
+        run = _compiled(self.compile) if self.compile else _run
+        return run(self.net, x, noise_labels, self.precision, self.channels_last, self.checkpoint)
+
+    def extra_repr(self) -> str:
+        return (f"precision={self.precision!r}, channels_last={self.channels_last}, "
+                f"compile={self.compile!r}, checkpoint={self.checkpoint}")
+
+
+def with_network_options(denoiser: nn.Module, **options: Any) -> nn.Module:
+    """``denoiser`` with its network run under ``options`` (see :class:`NetworkRunner`).
+
+    An :class:`EDMPrecond` gives a new ``EDMPrecond`` around a :class:`NetworkRunner` of the same
+    network (nothing is copied or mutated); with the default options, or for a denoiser without
+    a network (e.g. :class:`~xdiffsr.core.gaussian.GaussianDenoiser`, exact in fp32), the
+    denoiser itself is returned.
+
+    Parameters
+    ----------
+    denoiser : torch.nn.Module
+        ``D(x, sigma)``.
+    **options
+        ``precision``, ``channels_last``, ``compile``, ``checkpoint`` (validated by
+        :func:`check_network_options`).
+
+    Returns
+    -------
+    torch.nn.Module
+        A denoiser with the same signature and fp32 output.
+    """
+    opts = check_network_options(**options)
+    if not isinstance(denoiser, EDMPrecond) or opts == check_network_options():
+        return denoiser
+    runner = NetworkRunner(denoiser.net, **opts)
+    return EDMPrecond(
+        runner,
+        sigma_data=denoiser.sigma_data,
+        sigma_min=denoiser.sigma_min,
+        sigma_max=denoiser.sigma_max,
+    )
