@@ -83,6 +83,21 @@ def test_conjugate_gradient_solves_spd():
     torch.testing.assert_close(u @ A, b, rtol=1e-4, atol=1e-4)
 
 
+def test_conjugate_gradient_stops_at_non_positive_curvature():
+    # indefinite A (an untrained network's Jacobian can make MMPS's system so): at the second
+    # iteration p^T A p = -179 < 0; plain CG divides by it and diverges, truncated CG keeps the
+    # first iterate (u = b / 1 since p^T A p = r^T r = 4 at the first step)
+    A = torch.diag(torch.tensor([1.0, 2.0, -3.0, 4.0]))
+    b = torch.ones(2, 4)
+    u = conjugate_gradient(lambda v: v @ A, b, iters=10)
+    torch.testing.assert_close(u, torch.ones(2, 4))
+    # rows are independent: an SPD row in the same batch still converges
+    b2 = torch.tensor([[1.0, 1.0, 0.0, 1.0], [1.0, 1.0, 1.0, 1.0]])
+    u2 = conjugate_gradient(lambda v: v @ A, b2, iters=10)
+    torch.testing.assert_close(u2[0], torch.tensor([1.0, 0.5, 0.0, 0.25]))
+    assert torch.isfinite(u2).all()
+
+
 @pytest.fixture(scope="module")
 def gaussian_problem():
     """256-dimensional Gaussian prior, 62 point observations with error std 0.1."""

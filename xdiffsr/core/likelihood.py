@@ -171,18 +171,22 @@ def conjugate_gradient(
     p = z.clone()
     rz = (r * z).sum(dim=1, keepdim=True)
     floor = tol**2 * rz
+    live = torch.ones_like(rz, dtype=torch.bool)
     for _ in range(iters):
         Ap = matvec(p)
         pAp = (p * Ap).sum(dim=1, keepdim=True)
-        active = rz > floor
-        alpha = torch.where(active, rz / pAp.clamp_min(1e-30), torch.zeros_like(rz))
+        # A row stops for good once converged or when it meets non-positive (or non-finite)
+        # curvature: A = Sigma_y + sigma^2 M J M^T is positive definite only if the network's
+        # Jacobian J is (Steihaug's truncated CG keeps the last iterate instead of diverging).
+        live = live & (rz > floor) & torch.isfinite(pAp) & (pAp > 0)
+        alpha = torch.where(live, rz / torch.where(live, pAp, torch.ones_like(pAp)), 0.0)
         u = u + alpha * p
-        r = r - alpha * Ap
+        r = torch.where(live, r - alpha * Ap, r)
         z = r * inv_d
         rz_new = (r * z).sum(dim=1, keepdim=True)
-        beta = torch.where(active, rz_new / rz.clamp_min(1e-30), torch.zeros_like(rz))
-        p = z + beta * p
-        rz = rz_new
+        beta = torch.where(live, rz_new / rz.clamp_min(1e-30), 0.0)
+        p = torch.where(live, z + beta * p, p)
+        rz = torch.where(live, rz_new, rz)
     return u
 
 
