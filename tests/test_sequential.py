@@ -227,7 +227,7 @@ def test_cli_sequential_with_the_dynamical_core(tmp_path, monkeypatch):
 def test_sequential_experiment_cycle_must_fit_the_emulator(world):
     from xdiffsr.osse import sequential_experiment
 
-    truth, prior, stations = world
+    truth, _prior, _stations = world
     emu = PerfectEmulator(truth)
     init = coarsen(truth.isel(time=[0]), 8, 16)
     with pytest.raises(ArgumentError, match="cycle"):
