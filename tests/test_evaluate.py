@@ -405,3 +405,24 @@ def test_training_data_on_the_truth_grid_up_to_rounding(world):
             baselines=("climatology",),
             figures=False,
         )
+
+
+def test_baselines_on_the_model_grid_score_against_a_truth_equal_to_rounding(world):
+    """A truth whose coordinates differ from the model grid by rounding (e.g. a nature run
+    written by another machine) is scored against the unguided and OI baselines too."""
+    train, truth, prior, stations = world
+    nudged = truth.assign_coords(lat=truth["lat"] + 1e-12)
+    table = evaluate(
+        nudged,
+        model=prior,
+        train=train,
+        stations=stations,
+        configurations=("LR",),
+        weights=(1.0,),
+        baselines=("unguided", "optimal interpolation"),
+        times=1,
+        figures=False,
+        **{**FAST, "members": 2, "steps": 4},
+    )
+    assert {"unguided", "optimal interpolation"} <= set(table["configuration"])
+    assert np.isfinite(table["value"]).all()

@@ -241,11 +241,11 @@ def _baseline(name: str, setup: _Setup, train, prior, oi_rank, sampler) -> Any:
         return bl.interpolation_baseline(setup.lr, setup.truth, name)
     if name == "climatology":
         return bl.climatology_baseline(train[setup.variables], times)
-    if name == "unguided":
-        return bl.unguided_baseline(prior, times, **sampler)
+    if name == "unguided":  # on the model grid: labelled like the truth (equal to rounding)
+        return _on_grid(bl.unguided_baseline(prior, times, **sampler), setup.truth, "model grid")
     if name == "optimal interpolation":
         obs, w = _sources("IGRA+LR", setup, 1.0)
-        return bl.optimal_interpolation_baseline(
+        oi = bl.optimal_interpolation_baseline(
             train[setup.variables].load(),
             obs,
             times,
@@ -254,10 +254,11 @@ def _baseline(name: str, setup: _Setup, train, prior, oi_rank, sampler) -> Any:
             cg_iters=10,
             **sampler,
         )
+        return _on_grid(oi, setup.truth, "optimal interpolation")
     raise ArgumentError(f"baselines: unknown baseline {name!r}; choose from {BASELINES}")
 
 
-def _on_grid(train: xr.Dataset, truth: xr.Dataset) -> xr.Dataset:
+def _on_grid(train: xr.Dataset, truth: xr.Dataset, name: str = "train") -> xr.Dataset:
     """``train`` with the truth's lat/lon labels (equal to rounding), else a CoordinateError."""
     from xdiffsr.errors import CoordinateError
 
@@ -265,8 +266,9 @@ def _on_grid(train: xr.Dataset, truth: xr.Dataset) -> xr.Dataset:
         a, b = np.asarray(train[c], float), np.asarray(truth[c], float)
         if a.shape != b.shape or not np.allclose(a, b, atol=1e-6):
             raise CoordinateError(
-                f"train: its {c} coordinate differs from the truth's ({a.size} vs {b.size} "
-                "points); regrid the training data to the truth grid"
+                f"{name}: its {c} coordinate differs from the truth's ({a.size} vs {b.size} "
+                f"points); regrid the {'training data' if name == 'train' else name} to the "
+                "truth grid"
             )
     return train.assign_coords(lat=truth["lat"], lon=truth["lon"])
 
