@@ -5,8 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
+import xarray as xr
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
@@ -73,3 +75,29 @@ def tiny_model(name: str = "tiny", **kwargs):
         name=name,
         **kwargs,
     )
+
+
+def tiny_observations(times) -> list:
+    """12 t850 points per time and a 4 x 8 coarse z500 field (random values, seed 0): the
+    observations of the tiny-model tests of parallel and speed options."""
+    g = np.random.default_rng(0)
+    n = 12
+    pts = pd.DataFrame(
+        {
+            "time": np.repeat(times.values, n),
+            "lat": g.uniform(-70, 70, n * len(times)),
+            "lon": g.uniform(0, 360, n * len(times)),
+            "variable": "t850",
+            "value": g.normal(270, 5, n * len(times)),
+        }
+    )
+    coarse = xr.Dataset(
+        {"z500": (("time", "lat", "lon"), g.normal(54000, 300, (len(times), 4, 8)))},
+        coords={
+            "time": times,
+            "lat": ("lat", -67.5 + 45 * np.arange(4), {"units": "degrees_north"}),
+            "lon": ("lon", 22.5 + 45 * np.arange(8), {"units": "degrees_east"}),
+        },
+    )
+    coarse["z500"].attrs["units"] = "m2 s-2"
+    return [pts, coarse]

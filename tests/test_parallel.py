@@ -19,7 +19,13 @@ import torch
 import xarray as xr
 
 import xdiffsr
-from tests.conftest import TINY_LAT, TINY_LON, smooth_covariance, tiny_model
+from tests.conftest import (
+    TINY_LAT,
+    TINY_LON,
+    smooth_covariance,
+    tiny_model,
+    tiny_observations,
+)
 from xdiffsr import parallel
 
 LAT, LON = TINY_LAT, TINY_LON
@@ -35,27 +41,7 @@ def model_file(tmp_path_factory):
 
 
 def _obs(times=TIMES):
-    g = np.random.default_rng(0)
-    n = 12
-    pts = pd.DataFrame(
-        {
-            "time": np.repeat(times.values, n),
-            "lat": g.uniform(-70, 70, n * len(times)),
-            "lon": g.uniform(0, 360, n * len(times)),
-            "variable": "t850",
-            "value": g.normal(270, 5, n * len(times)),
-        }
-    )
-    coarse = xr.Dataset(
-        {"z500": (("time", "lat", "lon"), g.normal(54000, 300, (len(times), 4, 8)))},
-        coords={
-            "time": times,
-            "lat": ("lat", -67.5 + 45 * np.arange(4), {"units": "degrees_north"}),
-            "lon": ("lon", 22.5 + 45 * np.arange(8), {"units": "degrees_east"}),
-        },
-    )
-    coarse["z500"].attrs["units"] = "m2 s-2"
-    return [pts, coarse]
+    return tiny_observations(times)
 
 
 def _target(times=TIMES):

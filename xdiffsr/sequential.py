@@ -304,6 +304,8 @@ def sequential_markdown(
     One table per metric and variable (configurations as rows, lead in days as columns), then the
     mean over all cycles of every variable.
     """
+    from xdiffsr.evaluate import _fmt
+
     parts = []
     have = list(dict.fromkeys(table["variable"]))
     for m in metrics:
@@ -333,10 +335,6 @@ def sequential_markdown(
         body = [f"| {r} | " + " | ".join(_fmt(x) for x in piv.loc[r]) + " |" for r in piv.index]
         parts.append("\n".join([f"### {m}, mean over cycles", "", head, sep, *body, ""]))
     return "\n".join(parts)
-
-
-def _fmt(x: float) -> str:
-    return "" if not np.isfinite(x) else f"{x:.3g}"
 
 
 def _write(table: pd.DataFrame, out: Path, figures: bool, plot_variables, verbose) -> None:
