@@ -45,7 +45,8 @@ from xdiffsr.core import (
     with_network_options,
 )
 from xdiffsr.grid import Grid
-from xdiffsr.reconstruct import SAMPLER_DEFAULTS, _batch_size, _draw
+from xdiffsr.reconstruct.sample import _batch_size, _draw
+from xdiffsr.reconstruct.settings import SAMPLER_DEFAULTS
 from xdiffsr.regrid import point_weights, regrid_weights
 
 CONFIGS = {

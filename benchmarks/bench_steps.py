@@ -25,7 +25,7 @@ import time
 import numpy as np
 import xarray as xr
 
-from xdiffsr.evaluate import evaluate
+from xdiffsr.evaluation.suite import evaluate
 
 
 def main() -> None:

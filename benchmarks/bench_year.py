@@ -28,7 +28,7 @@ import torch
 import xarray as xr
 
 import xdiffsr
-from xdiffsr import parallel
+from xdiffsr.reconstruct import tasks
 
 YEAR_STATES = 1460
 
@@ -86,7 +86,7 @@ def run_cluster(n_workers: int, args, times, model, tmp: Path) -> float:
         distributed.Client(cluster) as client,
     ):
         warm = pd.date_range("1999-01-01", periods=args.chunk * n_workers, freq="6h")
-        parallel.reconstruct_to_zarr(
+        xdiffsr.reconstruct_to_zarr(
             xr.Dataset(coords={"time": warm}),
             observations(model, warm),
             str(tmp / f"warm{n_workers}.zarr"),
@@ -94,7 +94,7 @@ def run_cluster(n_workers: int, args, times, model, tmp: Path) -> float:
             **kw,
         )
         t0 = time.perf_counter()
-        parallel.reconstruct_to_zarr(
+        xdiffsr.reconstruct_to_zarr(
             xr.Dataset(coords={"time": times}),
             observations(model, times),
             str(tmp / f"run{n_workers}.zarr"),
@@ -102,7 +102,7 @@ def run_cluster(n_workers: int, args, times, model, tmp: Path) -> float:
             **kw,
         )
         wall = time.perf_counter() - t0
-        loads = sum(s["loads"] for s in client.run(parallel.cache_stats).values())
+        loads = sum(s["loads"] for s in client.run(tasks.cache_stats).values())
     print(f"  {n_workers} worker(s): {wall:.1f} s, model loads {loads}", flush=True)
     return len(times) / wall
 

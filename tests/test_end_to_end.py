@@ -11,7 +11,7 @@ import xarray as xr
 import xdiffsr
 from tests.test_accessor import _coarse, _covariance, _mean_ds
 from xdiffsr.io.igra import read_igra, read_station_list
-from xdiffsr.stations import active_stations, simulate_soundings
+from xdiffsr.osse.stations import active_stations, simulate_soundings
 
 TIMES = pd.DatetimeIndex(["2020-01-01T00", "2020-01-01T12"])
 
@@ -79,7 +79,7 @@ def test_real_vienna_soundings_pull_the_state(prior, shared_data):
     assert (df["time"] == t0).any()
     target = xr.Dataset(coords={"time": [t0]})
     out = target.diffsr.super_resolve([df], model=prior, members=32, steps=18, guidance="mmps")
-    from xdiffsr.io.igra import soundings_to_observations
+    from xdiffsr.observations import soundings_to_observations
 
     obs = soundings_to_observations(df[df["time"] == t0], ["t850"])
     assert len(obs) == 1

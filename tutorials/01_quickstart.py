@@ -24,7 +24,7 @@ import xarray as xr
 import xdiffsr
 from xdiffsr.io.igra import read_station_list
 from xdiffsr.regrid import Regridder
-from xdiffsr.stations import active_stations, simulate_soundings
+from xdiffsr.osse.stations import active_stations, simulate_soundings
 
 DATA = Path("../shared/data") if Path("../shared/data").is_dir() else Path("../../shared/data")
 era5 = xr.open_dataset(DATA / "era5" / "era5_ens10_3deg_z_t_2017-01.nc")

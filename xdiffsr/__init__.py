@@ -7,8 +7,8 @@
 
 from __future__ import annotations
 
-from . import accessor as _accessor  # noqa: F401  (registers Dataset.diffsr)
-from .errors import (
+from xdiffsr import accessor as _accessor  # noqa: F401  (registers Dataset.diffsr)
+from xdiffsr.errors import (
     ArgumentError,
     CoordinateError,
     FormatError,
@@ -18,16 +18,15 @@ from .errors import (
     XDiffSRError,
     XDiffSRWarning,
 )
-from .io.weights import load_model
-from .observations import (
+from xdiffsr.models import DiffusionModel, GaussianPrior, ModelRef, Prior, open_model
+from xdiffsr.models.registry import load_model
+from xdiffsr.observations import (
     CallableObservations,
     GridObservations,
     Observations,
     PointObservations,
 )
-from .parallel import ModelRef, open_model, reconstruct_to_zarr
-from .prior import DiffusionModel, GaussianPrior, Prior
-from .reconstruct import super_resolve
+from xdiffsr.reconstruct import reconstruct_to_zarr, super_resolve
 
 __version__ = "0.1.0.dev0"
 

@@ -29,7 +29,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "sequential":
         return _run_sequential(args)
     if args.command == "demo":
-        from .demo import run_demo
+        from xdiffsr.evaluation.demo import run_demo
 
         run_demo(
             model=args.model,
@@ -46,7 +46,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _add_evaluate(sub) -> None:
-    from .evaluate import BASELINES, CONFIGURATIONS
+    from xdiffsr.evaluation.suite import BASELINES, CONFIGURATIONS
 
     ev = sub.add_parser(
         "evaluate",
@@ -102,7 +102,7 @@ def _add_evaluate(sub) -> None:
 
 
 def _add_sequential(sub) -> None:
-    from .sequential import SEQUENTIAL_BASELINES, SEQUENTIAL_CONFIGURATIONS
+    from xdiffsr.evaluation.sequential import SEQUENTIAL_BASELINES, SEQUENTIAL_CONFIGURATIONS
 
     sq = sub.add_parser(
         "sequential",
@@ -148,8 +148,8 @@ def _add_sequential(sub) -> None:
 
 
 def _run_sequential(args) -> int:
-    from .osse import Emulator
-    from .sequential import evaluate_sequential
+    from xdiffsr.evaluation.sequential import evaluate_sequential
+    from xdiffsr.osse import Emulator
 
     table = evaluate_sequential(
         _open(args.truth),
@@ -199,8 +199,8 @@ def _open(path: str):
 def _stations(path: str | None, year: int | None):
     import pandas as pd
 
-    from .demo import load_stations
-    from .errors import ArgumentError
+    from xdiffsr.errors import ArgumentError
+    from xdiffsr.evaluation.demo import load_stations
 
     if path is None:
         if year not in (None, 2023):
@@ -214,15 +214,15 @@ def _stations(path: str | None, year: int | None):
         if year is not None:
             raise ArgumentError("--stations-year needs an IGRA station list, not a CSV")
         return st
-    from .io.igra import read_station_list
-    from .stations import active_stations
+    from xdiffsr.io.igra import read_station_list
+    from xdiffsr.osse.stations import active_stations
 
     st = read_station_list(path)
     return active_stations(st, year) if year is not None else st
 
 
 def _run_evaluate(args) -> int:
-    from .evaluate import evaluate
+    from xdiffsr.evaluation.suite import evaluate
 
     table = evaluate(
         _open(args.truth) if args.truth else None,

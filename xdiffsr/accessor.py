@@ -107,7 +107,7 @@ class DiffSRAccessor:
         Chakraborty et al. (2025), Multimodal atmospheric super-resolution with deep generative
         models. Karras et al. (2022). Rozet & Louppe (2023). Rozet et al. (2024).
         """
-        from .reconstruct import super_resolve
+        from xdiffsr.reconstruct import super_resolve
 
         return super_resolve(
             self._ds,

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from .errors import CoordinateError, UnitsError, XDiffSRWarning
+from xdiffsr.errors import CoordinateError, UnitsError, XDiffSRWarning
 
 __all__ = ["Grid", "convert_units", "find_coord", "find_time", "grid_of", "wrap_lon"]
 

@@ -8,7 +8,7 @@ sounding is reported (station, date, line number) and dropped instead of being r
 columns.
 
 The vertical operator (soundings to model variables such as ``t850``) lives in
-:mod:`xdiffsr.io.igra_vertical` and is re-exported here.
+:mod:`xdiffsr.observations.vertical` and is re-exported here.
 
 References
 ----------
@@ -35,26 +35,14 @@ import pandas as pd
 
 from xdiffsr.errors import ArgumentError, FormatError, XDiffSRWarning
 from xdiffsr.io import igra_fixed as fx
-from xdiffsr.io.igra_vertical import (
-    DEFAULT_ERRORS,
-    G0,
-    match_times,
-    parse_model_variable,
-    soundings_to_observations,
-)
 
 __all__ = [
-    "DEFAULT_ERRORS",
-    "G0",
     "STANDARD_LEVELS_HPA",
     "IgraFormatWarning",
     "in_bbox",
-    "match_times",
-    "parse_model_variable",
     "read_igra",
     "read_igra_derived",
     "read_station_list",
-    "soundings_to_observations",
     "wind_components",
     "wind_direction_speed",
     "write_igra",

@@ -386,7 +386,7 @@ def global_mean_surface_pressure(ds: xr.Dataset) -> xr.DataArray:
     -------
     DataArray, shape (time,)
     """
-    from xdiffsr.metrics import latitude_weights
+    from xdiffsr.evaluation.metrics import latitude_weights
 
     if "sp" not in ds:
         raise ArgumentError(f"ds: needs a surface pressure variable 'sp', has {list(ds.data_vars)}")

@@ -45,7 +45,7 @@ from xdiffsr.core.precond import EDMLoss, EDMPrecond
 from xdiffsr.core.unet import SongUNet
 from xdiffsr.errors import ArgumentError, XDiffSRError
 from xdiffsr.grid import find_time, grid_of
-from xdiffsr.prior import DiffusionModel
+from xdiffsr.models.diffusion import DiffusionModel
 
 from . import checkpoint as ck
 from .config import RESUMABLE_CHANGES, TrainConfig

@@ -1,0 +1,52 @@
+"""The one-command demo on the packaged default model, at reduced size, and the registry entry."""
+
+from __future__ import annotations
+
+import hashlib
+
+import numpy as np
+import pytest
+import xarray as xr
+
+import xdiffsr
+from xdiffsr.__main__ import main
+from xdiffsr.evaluation.demo import HELDOUT, load_heldout, load_stations, run_demo
+from xdiffsr.models.registry import DATA_DIR, registry
+
+
+def test_packaged_default_model_matches_registry():
+    entries = registry()
+    path = DATA_DIR / "xdiffsr-default.safetensors"
+    assert path.exists(), "the default model must ship with the package (offline demo)"
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    assert entries["xdiffsr-default.safetensors"] == f"sha256:{digest}"
+    model = xdiffsr.load_model("default")
+    assert len(model.variables) == 13 and model.grid.shape == (64, 128)
+    assert model.metadata  # training description travels with the weights
+
+
+def test_packaged_heldout_state():
+    ds = load_heldout()
+    assert set(ds.data_vars) == set(xdiffsr.load_model("default").variables)
+    assert ds["t850"].dims == ("time", "lat", "lon") and ds.sizes["lat"] == 64
+    assert 200 < float(ds["t850"].mean()) < 320 and 90000 < float(ds["sp"].mean()) < 110000
+    assert len(load_stations()) > 800
+    assert HELDOUT.exists()
+
+
+def test_demo_reduced_size(tmp_path, capsys):
+    table = run_demo(out=tmp_path, members=2, steps=3, cg_iters=1, figure=True)
+    assert len(table) == 13
+    assert np.isfinite(table[["ensemble_mean", "bicubic", "spread"]].to_numpy()).all()
+    assert (table["bicubic"] > 0).all()
+    ens = xr.open_dataset(tmp_path / "ensemble.nc")
+    assert ens["t850"].dims == ("time", "member", "lat", "lon") and ens.sizes["member"] == 2
+    assert (tmp_path / "demo.png").stat().st_size > 10_000
+    assert "ensemble_mean" in capsys.readouterr().out
+
+
+def test_cli_help(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["demo", "--help"])
+    assert exc.value.code == 0
+    assert "--members" in capsys.readouterr().out

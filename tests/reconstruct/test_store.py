@@ -1,0 +1,292 @@
+"""A year-like run with dask: per-worker model cache, streaming to zarr, resume, clusters.
+
+A tiny random-weight SongUNet prior on the 8 x 16 grid (t850, z500), 24 six-hourly times, point
+observations of t850 and a coarse z500 field. The reference is always the serial eager
+``super_resolve``: every store must equal it element for element.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import signal
+
+import dask
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+import xarray as xr
+
+import xdiffsr
+from tests.conftest import (
+    TINY_LAT,
+    TINY_LON,
+    smooth_covariance,
+    tiny_model,
+    tiny_observations,
+)
+from xdiffsr.reconstruct import store as store_mod
+from xdiffsr.reconstruct import tasks
+
+LAT, LON = TINY_LAT, TINY_LON
+TIMES = pd.date_range("2021-01-01", periods=24, freq="6h")
+KW = dict(members=2, steps=3, seed=5)
+N = 3  # times per chunk: 8 chunks
+
+
+@pytest.fixture(scope="module")
+def model_file(tmp_path_factory):
+    model = tiny_model("tiny-parallel")
+    return model.save(tmp_path_factory.mktemp("model") / "tiny.safetensors")
+
+
+def _obs(times=TIMES):
+    return tiny_observations(times)
+
+
+def _target(times=TIMES):
+    return xr.Dataset(coords={"time": times})
+
+
+@pytest.fixture(scope="module")
+def serial(model_file):
+    model = xdiffsr.load_model(model_file)
+    return _target().diffsr.super_resolve(_obs(), model=model, **KW)
+
+
+def _assert_equal(store_ds, ref):
+    for v in ref.data_vars:
+        np.testing.assert_array_equal(store_ds[v].values, ref[v].values, err_msg=v)
+    np.testing.assert_array_equal(store_ds["time"].values, ref["time"].values)
+
+
+def _done(store, **kw):
+    return xr.open_zarr(store, mask_and_scale=False, **kw)[store_mod.DONE].values
+
+
+def test_lazy_graph_carries_a_reference_not_the_weights(model_file, serial):
+    tasks.clear_cache()
+    # open on the device the tasks will use (CUDA on a GPU machine), so they hit the cache
+    model = xdiffsr.open_model(model_file, device=str(tasks.worker_device()))
+    lazy = _target().diffsr.super_resolve(_obs(), model=model, chunks={"time": N}, **KW)
+    graph = dict(lazy["t850"].data.__dask_graph__())
+    blob = pickle.dumps(graph)
+    assert b"tiny-parallel" not in blob  # the model's header and weights are not in the graph
+    assert len(blob) < os.path.getsize(model_file) / 2
+    with dask.config.set(scheduler="sync"):
+        _assert_equal(lazy.compute(), serial)
+    # 8 chunk tasks, one model load (open_model) and 8 cache hits
+    assert tasks.cache_stats()["loads"] == 1 and tasks.cache_stats()["hits"] >= 8
+    # each task got only its window of the observations: the graph holds them about once, not
+    # once per task (8 tasks)
+    assert len(blob) < 3 * len(pickle.dumps(_obs()))
+
+
+def test_in_memory_prior_is_one_shared_key():
+    mean = xr.Dataset(
+        {
+            "t850": (("lat", "lon"), np.full((8, 16), 270.0), {"units": "K"}),
+            "z500": (("lat", "lon"), np.full((8, 16), 54000.0), {"units": "m2 s-2"}),
+        },
+        coords={
+            "lat": ("lat", LAT, {"units": "degrees_north"}),
+            "lon": ("lon", LON, {"units": "degrees_east"}),
+        },
+    )
+    K = smooth_covariance(8, 16, length=1.5, nugget=1e-2, periodic=True)
+    cov = np.kron(np.diag([25.0, 160000.0]), K)
+    prior = xdiffsr.GaussianPrior(mean, cov)
+    lazy = _target().diffsr.super_resolve(_obs(), model=prior, chunks={"time": 4}, **KW)
+    keys = [str(k) for k in dict(lazy["t850"].data.__dask_graph__())]
+    assert sum(k.startswith("xdiffsr-prior-") for k in keys) == 1
+    eager = _target().diffsr.super_resolve(_obs(), model=prior, **KW)
+    with dask.config.set(scheduler="threads"):
+        _assert_equal(lazy.compute(), eager)
+
+
+def test_worker_device():
+    assert tasks.worker_device("cpu") == torch.device("cpu")
+    assert tasks.worker_device("cuda:1") == torch.device("cuda", 1)
+    if not torch.cuda.is_available():
+        assert tasks.worker_device(None) == torch.device("cpu")
+
+
+class _Stop(Exception):
+    pass
+
+
+def test_interrupt_then_resume_equals_one_run(model_file, serial, tmp_path, monkeypatch):
+    store = str(tmp_path / "year.zarr")
+    finished = []
+
+    def stop_after_three(i0):
+        finished.append(i0)
+        if len(finished) == 3:
+            raise _Stop
+
+    monkeypatch.setattr(store_mod, "_on_chunk_done", stop_after_three)
+    with dask.config.set(scheduler="sync"), pytest.raises(_Stop):
+        xdiffsr.reconstruct_to_zarr(
+            _target(), _obs(), store, model=model_file, chunks={"time": N}, progress=False, **KW
+        )
+    done = _done(store)
+    assert done.sum() == 3 * N and all(done[i : i + N].all() for i in finished)
+    # a chunk whose data was written but not its marks (a write cut short) must be redone
+    junk = next(i for i in range(0, 24, N) if i not in finished)
+    xr.Dataset(
+        {
+            v: (("time", "member", "lat", "lon"), np.zeros((N, 2, 8, 16), np.float32))
+            for v in ("t850", "z500")
+        }
+    ).to_zarr(store, region={"time": slice(junk, junk + N)}, mode="r+", consolidated=False)
+    files = {
+        p: p.stat().st_mtime_ns
+        for i in finished
+        for v in ("t850", "z500", store_mod.DONE)
+        for p in (tmp_path / "year.zarr" / v / "c").rglob("*")
+        if p.is_file() and p.relative_to(tmp_path / "year.zarr" / v / "c").parts[0] == str(i // N)
+    }
+    assert len(files) == 9
+    monkeypatch.setattr(store_mod, "_on_chunk_done", lambda i0: finished.append(i0))
+    with dask.config.set(scheduler="threads"):
+        out = xdiffsr.reconstruct_to_zarr(
+            _target(), _obs(), store, model=model_file, chunks={"time": N}, progress=False, **KW
+        )
+    assert sorted(finished[3:]) == [i for i in range(0, 24, N) if i not in finished[:3]]
+    assert {p: p.stat().st_mtime_ns for p in files} == files  # nothing complete was rewritten
+    assert _done(store).all() and store_mod.DONE not in out
+    _assert_equal(out, serial)
+    # rerunning a complete store runs nothing
+    finished.clear()
+    xdiffsr.reconstruct_to_zarr(
+        _target(), _obs(), store, model=model_file, chunks={"time": N}, progress=False, **KW
+    )
+    assert finished == []
+
+
+def test_resume_with_other_settings_is_refused(model_file, tmp_path):
+    store = str(tmp_path / "s.zarr")
+    times = TIMES[:4]
+    kw = dict(model=model_file, chunks={"time": 2}, progress=False, members=2, steps=2)
+    with dask.config.set(scheduler="sync"):
+        xdiffsr.reconstruct_to_zarr(_target(times), _obs(), store, seed=1, **kw)
+        with pytest.raises(xdiffsr.ArgumentError, match="seed"):
+            xdiffsr.reconstruct_to_zarr(_target(times), _obs(), store, seed=2, **kw)
+        with pytest.raises(xdiffsr.ArgumentError, match="other times"):
+            xdiffsr.reconstruct_to_zarr(_target(TIMES[:6]), _obs(), store, seed=1, **kw)
+        xr.Dataset({"x": ("t", [1])}).to_zarr(tmp_path / "other.zarr")
+        with pytest.raises(xdiffsr.ArgumentError, match="not created by"):
+            xdiffsr.reconstruct_to_zarr(
+                _target(times), _obs(), str(tmp_path / "other.zarr"), seed=1, **kw
+            )
+
+
+def test_memory_stores_for_input_and_output(model_file, serial):
+    """fsspec ``memory://`` zarr: a lazily opened coarse field in, the ensemble out."""
+    pts, coarse = _obs()
+    coarse.chunk(time=1).to_zarr("memory://xdiffsr-in.zarr", mode="w")
+    lazy_in = xr.open_zarr("memory://xdiffsr-in.zarr")
+    assert lazy_in["z500"].chunks is not None
+    with dask.config.set(scheduler="threads"):
+        out = xdiffsr.reconstruct_to_zarr(
+            _target(),
+            [pts, lazy_in],
+            "memory://xdiffsr-out.zarr",
+            model=model_file,
+            chunks={"time": N},
+            progress=False,
+            overwrite=True,
+            **KW,
+        )
+    _assert_equal(out, serial)
+    _assert_equal(xr.open_zarr("memory://xdiffsr-out.zarr"), serial)
+
+
+@pytest.mark.slow
+def test_processes_scheduler(model_file, serial, tmp_path, monkeypatch):
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")  # one torch thread per spawned process
+    with dask.config.set(scheduler="processes", num_workers=2):
+        out = xdiffsr.reconstruct_to_zarr(
+            _target(TIMES[:6]),
+            _obs(),
+            str(tmp_path / "p.zarr"),
+            model=model_file,
+            chunks={"time": N},
+            progress=False,
+            **KW,
+        )
+    _assert_equal(out, serial.isel(time=slice(0, 6)))
+
+
+@pytest.fixture(scope="module")
+def client():
+    distributed = pytest.importorskip("distributed")
+    with (
+        distributed.LocalCluster(
+            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
+        ) as cluster,
+        distributed.Client(cluster) as c,
+    ):
+        yield c
+
+
+@pytest.mark.slow
+def test_local_cluster_equals_serial_and_loads_once_per_worker(
+    model_file, serial, client, tmp_path
+):
+    store = str(tmp_path / "c.zarr")
+    out = xdiffsr.reconstruct_to_zarr(
+        _target(TIMES[:12]),
+        _obs(),
+        store,
+        model=model_file,
+        chunks={"time": N},
+        client=client,
+        progress=False,
+        **KW,
+    )
+    _assert_equal(out, serial.isel(time=slice(0, 12)))
+    stats = client.run(tasks.cache_stats)
+    assert len(stats) == 2
+    # each worker read the file once (a worker that ran no chunk read nothing) ...
+    assert all(s["loads"] <= 1 for s in stats.values())
+    assert sum(s["loads"] + s["hits"] for s in stats.values()) == 12 // N
+    # ... and built the regridding operator once
+    assert all(s["operators"] <= 1 for s in stats.values())
+    # the lazy path runs on the cluster too, with the same members
+    lazy = _target(TIMES[12:]).diffsr.super_resolve(
+        _obs(), model=xdiffsr.open_model(model_file), chunks={"time": 4}, **KW
+    )
+    _assert_equal(lazy.compute(), serial.isel(time=slice(12, 24)))
+
+
+@pytest.mark.slow
+def test_killed_worker_still_yields_a_complete_store(
+    model_file, serial, client, tmp_path, monkeypatch
+):
+    store = str(tmp_path / "k.zarr")
+    times = TIMES[6:18]
+    killed = []
+
+    def kill_one(i0):
+        if not killed:
+            addr = sorted(client.scheduler_info()["workers"])[0]
+            killed.append(addr)
+            pid = client.run(os.getpid, workers=[addr])[addr]
+            os.kill(pid, signal.SIGKILL)  # the nanny restarts it; its tasks are rescheduled
+
+    monkeypatch.setattr(store_mod, "_on_chunk_done", kill_one)
+    out = xdiffsr.reconstruct_to_zarr(
+        _target(times),
+        _obs(),
+        store,
+        model=model_file,
+        chunks={"time": 2},
+        client=client,
+        progress=False,
+        **KW,
+    )
+    assert killed
+    assert _done(store).all()
+    _assert_equal(out, serial.sel(time=times))

@@ -1,0 +1,243 @@
+"""Priors: trained diffusion models and Gaussian priors, behind one interface.
+
+A prior knows its variables (channels), units, grid and normalisation, and gives a denoiser
+``D(x; sigma)`` on the normalised state ``x = (state - center) / scale`` of shape (B, C, H, W).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+import xarray as xr
+from torch import nn
+
+from xdiffsr.core.gaussian import GaussianDenoiser
+from xdiffsr.errors import ArgumentError
+from xdiffsr.grid import Grid, grid_of
+
+
+class Prior:
+    """Common interface of the priors used by :func:`xdiffsr.super_resolve`.
+
+    Attributes
+    ----------
+    variables : tuple of str
+        Channel names, e.g. ``("t850", "z500", ...)``.
+    units : dict
+        Units of each variable (CF strings).
+    grid : Grid
+        The model grid (lat, lon as stored).
+    center, scale : ndarray (C,)
+        Normalisation: ``x = (state - center) / scale``.
+    sigma_min, sigma_max : float
+        Default noise range of the sampler.
+    """
+
+    name: str = "prior"
+    sigma_min: float = 0.002
+    sigma_max: float = 80.0
+
+    def __init__(
+        self,
+        variables: Sequence[str],
+        units: Mapping[str, str],
+        grid: Grid,
+        center,
+        scale,
+        attrs: Mapping[str, Mapping[str, Any]] | None = None,
+    ):
+        self.variables = tuple(str(v) for v in variables)
+        if len(set(self.variables)) != len(self.variables):
+            raise ArgumentError(f"variables {self.variables} contain duplicates.")
+        self.units = {v: str(units.get(v, "")) for v in self.variables}
+        self.grid = grid
+        self.center = np.asarray(center, dtype=np.float64).reshape(-1)
+        self.scale = np.asarray(scale, dtype=np.float64).reshape(-1)
+        if self.center.size != len(self.variables) or self.scale.size != len(self.variables):
+            raise ArgumentError("center and scale need one value per variable.")
+        if not (np.isfinite(self.scale).all() and (self.scale > 0).all()):
+            raise ArgumentError(f"scale must be finite and > 0, got {self.scale}.")
+        self.attrs = {v: dict((attrs or {}).get(v, {})) for v in self.variables}
+        self._denoisers: dict[str, nn.Module] = {}
+
+    @property
+    def state_shape(self) -> tuple[int, int, int]:
+        return (len(self.variables), *self.grid.shape)
+
+    def denoiser(self, device: torch.device | str = "cpu") -> nn.Module:
+        """The denoiser on ``device`` (built once per device and cached)."""
+        key = str(torch.device(device))
+        if key not in self._denoisers:
+            self._denoisers[key] = self._build_denoiser().to(device).eval()
+        return self._denoisers[key]
+
+    def _build_denoiser(self) -> nn.Module:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def normalise(self, state: np.ndarray) -> np.ndarray:
+        """(…, C, H, W) physical -> normalised."""
+        return (state - self.center[:, None, None]) / self.scale[:, None, None]
+
+    def denormalise(self, x: np.ndarray) -> np.ndarray:
+        """(…, C, H, W) normalised -> physical."""
+        return x * self.scale[:, None, None] + self.center[:, None, None]
+
+    def describe(self) -> str:
+        return f"{type(self).__name__}({self.name!r})"
+
+    def __repr__(self) -> str:
+        H, W = self.grid.shape
+        return (
+            f"<{type(self).__name__} {self.name!r}: {len(self.variables)} variables "
+            f"{list(self.variables)} on {H}x{W} lat/lon>"
+        )
+
+
+def _stack_dataset(ds: xr.Dataset, variables: Sequence[str], grid: Grid) -> np.ndarray:
+    """(…, C, H, W) array of ``variables`` from ``ds``, lat/lon last."""
+    arrs = []
+    for v in variables:
+        da = ds[v]
+        other = [d for d in da.dims if d not in (grid.lat_name, grid.lon_name)]
+        arrs.append(da.transpose(*other, grid.lat_name, grid.lon_name).values)
+    return np.stack(arrs, axis=-3)
+
+
+class GaussianPrior(Prior):
+    """Gaussian prior ``N(mean, covariance)`` whose denoiser is exact.
+
+    ``D(x; sigma) = mu + Sigma (Sigma + sigma^2 I)^{-1} (x - mu)`` in normalised units. It runs
+    through
+    the same sampler as a diffusion model, which makes it the analytic reference of the sampler and
+    the classical optimal-interpolation baseline.
+
+    Parameters
+    ----------
+    mean : xarray.Dataset
+        One 2-D (lat, lon) field per variable on the model grid; its variables become the channels.
+    covariance : array, shape (N, N)
+        Covariance over the flattened state in (variable, lat, lon) C order, ``N = C*H*W``, in the
+        variables' physical units; or a pair ``(eigvecs (N, r), eigvals (r,))``.
+    floor : float
+        Variance (in normalised units) on the complement of a low-rank covariance.
+    name : str
+        Label used in provenance attributes.
+    """
+
+    name = "gaussian"
+
+    def __init__(self, mean: xr.Dataset, covariance, *, floor: float = 0.0, name: str = "gaussian"):
+        grid = grid_of(mean, argname="mean")
+        variables = [str(v) for v in mean.data_vars]
+        mu = _stack_dataset(mean, variables, grid).astype(np.float64)
+        if mu.ndim != 3:
+            raise ArgumentError(
+                f"mean must hold 2-D (lat, lon) fields, got shape {mu.shape}; select one time."
+            )
+        N = mu.size
+        if isinstance(covariance, tuple):
+            U, lam = (np.asarray(a, dtype=np.float64) for a in covariance)
+            diag = (U**2) @ lam
+        else:
+            cov = np.asarray(covariance, dtype=np.float64)
+            if cov.shape != (N, N):
+                raise ArgumentError(
+                    f"covariance must have shape (N, N) with N = variables*lat*lon = {N}, got "
+                    f"{cov.shape}. Flatten in (variable, lat, lon) C order."
+                )
+            if not np.allclose(cov, cov.T, rtol=1e-6, atol=1e-12 * np.abs(cov).max()):
+                raise ArgumentError("covariance is not symmetric.")
+            diag = np.diag(cov)
+        C = len(variables)
+        center = mu.reshape(C, -1).mean(axis=1)
+        scale = np.sqrt(np.maximum(diag.reshape(C, -1).mean(axis=1), 1e-300))
+        super().__init__(
+            variables,
+            {v: mean[v].attrs.get("units", "") for v in variables},
+            grid,
+            center,
+            scale,
+            {v: dict(mean[v].attrs) for v in variables},
+        )
+        s = np.repeat(self.scale, N // C)
+        if isinstance(covariance, tuple):
+            U = U / s[:, None]
+            q, r = np.linalg.qr(U * np.sqrt(np.maximum(lam, 0)))  # re-orthonormalise
+            lam, V = np.linalg.eigh(r @ r.T)
+            U = q @ V
+        else:
+            lam, U = np.linalg.eigh(cov / np.outer(s, s))
+        if lam.min() < -1e-6 * max(lam.max(), 1e-30):
+            raise ArgumentError(
+                f"covariance is not positive semi-definite (eigenvalue {lam.min():g})."
+            )
+        self._mean_n = self.normalise(mu)
+        self._U, self._lam = U, np.clip(lam, 0, None)
+        self.floor = float(floor)
+        self.name = name
+
+    @classmethod
+    def fit(
+        cls,
+        ds: xr.Dataset,
+        *,
+        rank: int | None = None,
+        dim: str = "time",
+        floor: float | None = None,
+        name: str = "gaussian-fit",
+    ) -> GaussianPrior:
+        """Fit mean and covariance to samples of ``ds`` along ``dim``.
+
+        With ``rank`` the covariance is the leading ``rank`` principal components (by SVD of the
+        normalised anomalies) plus ``floor`` times identity on the rest; by default ``floor`` is
+        the mean residual variance, which keeps the prior proper.
+        """
+        grid = grid_of(ds, argname="ds")
+        variables = [str(v) for v in ds.data_vars if dim in ds[v].dims]
+        if not variables or ds.sizes.get(dim, 0) < 2:
+            raise ArgumentError(
+                f"ds needs variables with a '{dim}' dimension of length >= 2 to fit."
+            )
+        X = _stack_dataset(ds[variables], variables, grid).astype(np.float64)  # (T, C, H, W)
+        T = X.shape[0]
+        mu = X.mean(axis=0)
+        A = (X - mu).reshape(T, -1) / np.sqrt(T - 1)
+        mean_ds = ds[variables].isel({dim: 0}, drop=True).copy(data=None)
+        for i, v in enumerate(variables):
+            mean_ds[v] = mean_ds[v].copy(data=mu[i])
+        if rank is None:
+            return cls(mean_ds, A.T @ A, floor=floor or 0.0, name=name)
+        # Low rank: principal components of the anomalies normalised per variable, so that one
+        # variable's units do not claim every component.
+        C = len(variables)
+        scale = np.sqrt((A**2).reshape(T, C, -1).sum(axis=0).mean(axis=1))
+        An = A / np.repeat(scale, A.shape[1] // C)
+        _, S, Vt = np.linalg.svd(An, full_matrices=False)
+        r = min(int(rank), Vt.shape[0])
+        lam = S[:r] ** 2
+        if floor is None:
+            floor = float(max((An**2).sum() - lam.sum(), 0.0) / max(An.shape[1] - r, 1))
+        obj = cls.__new__(cls)
+        Prior.__init__(
+            obj,
+            variables,
+            {v: ds[v].attrs.get("units", "") for v in variables},
+            grid,
+            mu.reshape(C, -1).mean(axis=1),
+            scale,
+            {v: dict(ds[v].attrs) for v in variables},
+        )
+        obj._mean_n, obj._U, obj._lam = obj.normalise(mu), Vt[:r].T, lam
+        obj.floor, obj.name = float(floor), name
+        return obj
+
+    def _build_denoiser(self) -> nn.Module:
+        return GaussianDenoiser(
+            torch.as_tensor(self._mean_n, dtype=torch.float32),
+            torch.as_tensor(self._U, dtype=torch.float32),
+            torch.as_tensor(self._lam, dtype=torch.float32),
+            floor=self.floor,
+        )

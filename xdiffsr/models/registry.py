@@ -1,0 +1,248 @@
+"""Released model weights: a packaged registry of sha256 hashes, fetched and cached with pooch.
+
+Names resolve in this order (see ``docs/weights.md``):
+
+1. a file shipped inside the package (``xdiffsr/data/<name>.safetensors``) whose sha256 matches
+   the registry: used in place, with no network;
+2. a file in the cache (``$XDIFFSR_CACHE``, else ``pooch.os_cache("xdiffsr")``) whose sha256
+   matches: used in place, with no network;
+3. otherwise a download from ``$XDIFFSR_WEIGHTS_URL`` (else :data:`BASE_URL`) into the cache,
+   with a progress bar, kept only if its sha256 matches.
+
+A file whose hash does not match is never loaded: a bad download is deleted by pooch, a bad cached
+file is deleted (with a warning) before it is downloaded again.
+
+References
+----------
+.. [1] Uieda, L. et al. (2020). Pooch: A friend to fetch your data files. JOSS 5(45), 1943.
+       https://www.fatiando.org/pooch/latest/sample-data.html
+.. [2] safetensors format: https://huggingface.co/docs/safetensors
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import warnings
+from collections.abc import Mapping
+from pathlib import Path
+
+import pooch
+
+from xdiffsr.errors import ModelError, XDiffSRWarning
+from xdiffsr.models.diffusion import DiffusionModel
+
+DATA_DIR = Path(__file__).resolve().parents[1] / "data"
+REGISTRY_FILE = DATA_DIR / "registry.txt"
+SUFFIX = ".safetensors"
+ALIASES = {"default": "xdiffsr-default"}
+WEIGHTS_RELEASE = "v1"
+BASE_URL = f"https://github.com/xdiffsr/xdiffsr-weights/releases/download/{WEIGHTS_RELEASE}/"
+ENV_CACHE = "XDIFFSR_CACHE"
+ENV_URL = "XDIFFSR_WEIGHTS_URL"
+
+__all__ = ["BASE_URL", "fetch_weights", "load_model", "make_fetcher", "registry"]
+
+
+def registry(path: str | Path | None = None) -> dict[str, str]:
+    """Read a registry file of ``<file name> sha256:<hex>`` lines (``#`` starts a comment).
+
+    Parameters
+    ----------
+    path : path, optional
+        Registry file; default the packaged ``xdiffsr/data/registry.txt``.
+
+    Returns
+    -------
+    dict
+        File name (e.g. ``"xdiffsr-default.safetensors"``) -> ``"sha256:<64 hex digits>"``.
+    """
+    path = Path(REGISTRY_FILE if path is None else path)
+    if not path.is_file():
+        return {}
+    out = {}
+    for lineno, raw in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        fields = raw.split("#", 1)[0].split()
+        if not fields:
+            continue
+        digest = fields[1].lower().removeprefix("sha256:") if len(fields) == 2 else ""
+        if len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest):
+            raise ModelError(
+                f"{path}:{lineno}: expected '<file name> sha256:<64 hex digits>', got {raw!r}; "
+                "fix the registry line (compute the hash with `sha256sum FILE`)."
+            )
+        out[fields[0]] = f"sha256:{digest}"
+    return out
+
+
+def _file_name(name: str, entries: Mapping[str, str]) -> str:
+    """Registry file name for a model name, alias or file name; ModelError if unknown."""
+    base = ALIASES.get(name, name)
+    for cand in (base, base + SUFFIX):
+        if cand in entries:
+            return cand
+    models = sorted(k.removesuffix(SUFFIX) for k in entries)
+    raise ModelError(
+        f"unknown model {name!r}; available models: {models or 'none registered'} "
+        f"(aliases: {ALIASES}). Give one of these names, or the path of a {SUFFIX} file "
+        "written by DiffusionModel.save."
+    )
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _verified(path: Path, known: str, what: str, then: str) -> bool:
+    """True if ``path`` exists and its sha256 is ``known``; warn if it exists but differs."""
+    if not path.is_file():
+        return False
+    got = _sha256(path)
+    if got == known.removeprefix("sha256:"):
+        return True
+    warnings.warn(
+        f"{what} {str(path)!r} has sha256 {got}, expected {known}; not using it, {then}.",
+        XDiffSRWarning,
+        stacklevel=3,
+    )
+    return False
+
+
+def make_fetcher(
+    base_url: str | None = None,
+    entries: Mapping[str, str] | None = None,
+    cache: str | Path | None = None,
+) -> pooch.Pooch:
+    """A :class:`pooch.Pooch` for the weights (the environment is read now, not at import).
+
+    Parameters
+    ----------
+    base_url : str, optional
+        Folder URL holding the files; default ``$XDIFFSR_WEIGHTS_URL``, else :data:`BASE_URL`.
+    entries : mapping, optional
+        File name -> ``"sha256:<hex>"``; default :func:`registry`.
+    cache : path, optional
+        Cache folder; default ``$XDIFFSR_CACHE``, else ``pooch.os_cache("xdiffsr")``.
+    """
+    url = base_url or os.environ.get(ENV_URL) or BASE_URL
+    return pooch.create(
+        path=cache or pooch.os_cache("xdiffsr"),
+        base_url=url if url.endswith("/") else url + "/",
+        registry=dict(registry() if entries is None else entries),
+        env=None if cache else ENV_CACHE,
+    )
+
+
+def fetch_weights(
+    name: str, *, progress: bool = True, registry: Mapping[str, str] | None = None
+) -> Path:
+    """Local path of a registered model's weights, downloading them once if needed.
+
+    Parameters
+    ----------
+    name : str
+        Model name (``"xdiffsr-default"``), its file name, or an alias (``"default"``).
+    progress : bool
+        Show a tqdm progress bar while downloading.
+    registry : mapping, optional
+        File name -> ``"sha256:<hex>"`` to use instead of the packaged registry.
+
+    Returns
+    -------
+    Path
+        A file whose sha256 matches the registry.
+
+    Raises
+    ------
+    ModelError
+        Unknown name (the message lists the available ones), hash mismatch of the download, or
+        a network error (the message names the URL and the environment variables).
+    """
+    entries = _read_entries(registry)
+    fname = _file_name(str(name), entries)
+    known = entries[fname]
+    if _verified(
+        DATA_DIR / fname, known, "packaged model file", "using the cache (reinstall to fix)"
+    ):
+        return DATA_DIR / fname
+    pup = make_fetcher(entries=entries)
+    cached = Path(pup.abspath) / fname
+    if _verified(cached, known, "cached model file", "deleting it and downloading again"):
+        return cached
+    cached.unlink(missing_ok=True)  # a stale or tampered copy is never used nor kept
+    url = pup.get_url(fname)
+    try:
+        return Path(pup.fetch(fname, downloader=pooch.HTTPDownloader(progressbar=progress)))
+    except ValueError as err:  # pooch's hash check; it has already deleted the download
+        got = str(err).split("but got ")[-1].split(".")[0]
+        raise ModelError(
+            f"the download of model {fname!r} from {url} has sha256 {got}, expected {known}; "
+            "the file was deleted and not used. The mirror may serve a different release: check "
+            f"${ENV_URL}, or upgrade xdiffsr if the registry is outdated."
+        ) from err
+    except OSError as err:  # requests' errors derive from OSError
+        raise ModelError(
+            f"cannot download model {fname!r} from {url}: {err}. Check the network, or set "
+            f"${ENV_URL} to a reachable mirror, or place the verified file in the cache "
+            f"{str(pup.abspath)!r} (chosen by ${ENV_CACHE})."
+        ) from err
+
+
+def _read_entries(entries: Mapping[str, str] | None) -> dict[str, str]:
+    return registry() if entries is None else dict(entries)
+
+
+def _is_bare_name(arg) -> bool:
+    """A plain string with no directory part (a name, an alias or a registry file name)."""
+    return isinstance(arg, str) and "/" not in arg and os.sep not in arg
+
+
+def load_model(
+    name_or_path: str | os.PathLike, *, device: str = "cpu", progress: bool = True
+) -> DiffusionModel:
+    """Load a diffusion model by registered name or from a file written by ``DiffusionModel.save``.
+
+    A registered name given as a plain string with no directory part (``"default"``,
+    ``"xdiffsr-default"``, ``"xdiffsr-default.safetensors"``) goes through :func:`fetch_weights`.
+    Anything else is a path: an existing file is loaded with :meth:`DiffusionModel.load`; a
+    missing one raises "no model file"; an unregistered bare name without a suffix raises
+    "unknown model" with the list of registered names.
+
+    Parameters
+    ----------
+    name_or_path : str or path
+        Registered model name or alias, or a ``.safetensors`` file.
+    device : str
+        Torch device to put the weights on.
+    progress : bool
+        Progress bar if a download is needed.
+
+    Returns
+    -------
+    DiffusionModel
+
+    Raises
+    ------
+    ModelError
+        Missing file, unknown name (listing the available ones), bad hash or unreadable file.
+    """
+    entries = registry()
+    name = os.fspath(name_or_path)
+    bare = _is_bare_name(name_or_path)
+    known = set(entries) | {k.removesuffix(SUFFIX) for k in entries}
+    if bare and ALIASES.get(name, name) in known:
+        return DiffusionModel.load(fetch_weights(name, progress=progress), device=device)
+    path = Path(name)
+    if path.is_file():
+        return DiffusionModel.load(path, device=device)
+    if not bare or path.suffix:
+        raise ModelError(
+            f"no model file {name!r}; give the path of a {SUFFIX} model written by "
+            "DiffusionModel.save, or a registered name: "
+            f"{sorted(k.removesuffix(SUFFIX) for k in entries)}."
+        )
+    return DiffusionModel.load(fetch_weights(name, progress=progress), device=device)

@@ -1,0 +1,38 @@
+"""Observations to likelihoods in the prior's normalised units (one place for the Gamma rule)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+
+from xdiffsr.core.likelihood import GaussianLikelihood
+from xdiffsr.core.operators import CallableOperator, SparseOperator
+from xdiffsr.models.prior import Prior
+
+
+def likelihoods(blocks: list[tuple[Any, float, float]], prior: Prior, device) -> list:
+    """Fold the prior's normalisation into each source's operator: M(x) = A (center + scale x)."""
+    C, H, W = prior.state_shape
+    s = np.repeat(prior.scale, H * W)
+    c = np.repeat(prior.center, H * W)
+    scale_t = torch.as_tensor(prior.scale, dtype=torch.float32, device=device).reshape(1, C, 1, 1)
+    center_t = torch.as_tensor(prior.center, dtype=torch.float32, device=device).reshape(1, C, 1, 1)
+    out = []
+    for block, gamma, weight in blocks:
+        if block.operator is not None:  # callable on the physical state
+            f = block.operator
+            op = CallableOperator(lambda x, f=f: f(center_t + scale_t * x), (C, H, W))
+            gam = block.gamma
+        else:
+            A = block.matrix @ sp.diags(s)
+            op = SparseOperator(A, (C, H, W), offset=block.matrix @ c).to(device)
+            # Gamma is dimensionless: in units of the prior variance of the observed variable
+            g = gamma if block.gamma is None else block.gamma
+            gam = g * prior.scale[block.var_index] ** 2
+        y = torch.as_tensor(block.y, dtype=torch.float32)
+        lik = GaussianLikelihood(y, op, sigma_y=block.variance, gamma=gam, weight=weight)
+        out.append(lik.to(device))
+    return out

@@ -1,0 +1,465 @@
+"""Observation sources: point observations (tidy DataFrames, IGRA soundings) and gridded fields.
+
+Each source turns, for one target time, into an :class:`ObsBlock`: a sparse matrix acting on the
+model state in physical units (flattened in (variable, lat, lon) C order), the observed values,
+their
+error variances and the index of the model variable each observation belongs to.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+import xarray as xr
+
+from xdiffsr.errors import ArgumentError, ObservationError, XDiffSRWarning
+from xdiffsr.grid import convert_units, find_time, grid_of, to_datetime64
+
+__all__ = [
+    "DEFAULT_ERROR_STD",
+    "CallableObservations",
+    "GridObservations",
+    "ObsBlock",
+    "Observations",
+    "PointObservations",
+    "as_source",
+]
+
+#: Default observation-error standard deviations by quantity (first letters of the variable name),
+#: used when a source gives neither ``sigma_y`` nor an ``error`` column. Nominal values of the
+#: order of radiosonde and analysis errors in the free troposphere; override them per source.
+DEFAULT_ERROR_STD: dict[str, float] = {
+    "t": 1.0,  # K
+    "u": 2.0,  # m s-1
+    "v": 2.0,  # m s-1
+    "z": 100.0,  # m2 s-2 (about 10 m of geopotential height)
+    "q": 1e-3,  # kg kg-1
+    "r": 10.0,  # %
+    "sp": 100.0,  # Pa
+    "msl": 100.0,  # Pa
+    "t2m": 1.0,  # K
+    "u10": 2.0,
+    "v10": 2.0,
+}
+
+
+def default_error_std(variable: str) -> float:
+    """Default error standard deviation of a model variable (see :data:`DEFAULT_ERROR_STD`)."""
+    if variable in DEFAULT_ERROR_STD:
+        return DEFAULT_ERROR_STD[variable]
+    quantity = variable.rstrip("0123456789")
+    if quantity in DEFAULT_ERROR_STD:
+        return DEFAULT_ERROR_STD[quantity]
+    raise ObservationError(
+        f"no default observation error for variable {variable!r}; pass sigma_y (a variance, or a "
+        "dict by variable) to the source, or add an 'error' column (standard deviation)."
+    )
+
+
+@dataclass
+class ObsBlock:
+    """Observations of one source at one target time, in the model's physical units.
+
+    Attributes
+    ----------
+    matrix : scipy.sparse.csr_matrix, shape (n, C*H*W)
+    y : ndarray (n,)
+    variance : ndarray (n,)
+        Observation-error variance ``Sigma_y``.
+    var_index : ndarray of int (n,) or None
+        Index of the model variable of each observation (None for callable operators).
+    gamma : ndarray (n,), optional
+        Per-observation ``Gamma`` (dimensionless), overriding the source's scalar.
+    operator : callable, optional
+        Instead of ``matrix``: a differentiable ``f(state) -> (B, n)`` on the physical state
+        tensor (B, C, H, W).
+    """
+
+    matrix: sp.csr_matrix | None
+    y: np.ndarray
+    variance: np.ndarray
+    var_index: np.ndarray | None
+    gamma: np.ndarray | None = None
+    operator: Any = None
+
+    @property
+    def n_obs(self) -> int:
+        return int(self.y.size)
+
+
+@dataclass
+class Observations:
+    """Base class of observation sources.
+
+    Parameters
+    ----------
+    data
+        The observations (DataFrame or Dataset, see subclasses).
+    sigma_y : float, dict or None
+        Observation-error variance ``Sigma_y`` (squared units), one value or a dict by model
+        variable. None: the ``error`` column (standard deviation) if present, else
+        :data:`DEFAULT_ERROR_STD` squared.
+    gamma : float
+        ``Gamma`` of Eq. 13, dimensionless: the likelihood variance is ``Sigma_y + sigma^2 Gamma
+        scale_v^2`` with ``scale_v`` the prior's normalisation scale of the observed variable.
+    weight : float or None
+        Weight of this source in Eq. 14; overridden by ``super_resolve(weights=...)``.
+    method : str or None
+        Interpolation: points 'bilinear' (default) or 'bicubic'; grids 'conservative' (default),
+        'bilinear' or 'bicubic'.
+    tolerance : str or Timedelta or None
+        Observations within ``± tolerance`` of a target time are used at that time.
+    name : str or None
+        Label in provenance attributes.
+    """
+
+    data: Any
+    sigma_y: float | Mapping[str, float] | None = None
+    gamma: float = 1.0
+    weight: float | None = None
+    method: str | None = None
+    tolerance: str | pd.Timedelta | None = None
+    name: str | None = None
+    _cache: dict = field(default_factory=dict, init=False, repr=False, compare=False)
+
+    kind = "observations"
+
+    def variance_for(self, variable: str, n: int) -> np.ndarray:
+        s = self.sigma_y
+        if isinstance(s, Mapping):
+            if variable in s:
+                return np.full(n, float(s[variable]))
+            s = None
+        if s is not None:
+            return np.full(n, float(s))
+        return np.full(n, default_error_std(variable) ** 2)
+
+    def describe(self) -> str:  # pragma: no cover - overridden
+        return self.kind
+
+    def at_time(self, t: np.datetime64, prior) -> ObsBlock | None:  # pragma: no cover
+        raise NotImplementedError
+
+    def window(self, start: np.datetime64, stop: np.datetime64) -> Observations:
+        """The source restricted to observations usable between ``start`` and ``stop``."""
+        return self
+
+
+def _tolerance(tol, default: str) -> pd.Timedelta:
+    value = pd.Timedelta(default if tol is None else tol)
+    if value < pd.Timedelta(0):
+        raise ArgumentError(f"tolerance={tol!r} must be >= 0.")
+    return value
+
+
+@dataclass
+class PointObservations(Observations):
+    """Point observations in tidy form: columns time, lat, lon, variable, value[, error][, gamma].
+
+    ``value`` is in the model variable's units unless a ``units`` column says otherwise (converted
+    per row group). ``error`` is an error *standard deviation* in the same units; ``gamma`` a
+    per-observation ``Gamma``. The default time tolerance is ±3 h (radiosonde convention:
+    nominal hours 00 and 12 UTC).
+    """
+
+    kind = "points"
+
+    def __post_init__(self):
+        df = self.data
+        if not isinstance(df, pd.DataFrame):
+            raise ArgumentError(
+                f"PointObservations needs a pandas DataFrame, got {type(df).__name__}."
+            )
+        missing = {"time", "lat", "lon", "variable", "value"} - set(df.columns)
+        if missing:
+            raise ObservationError(
+                f"point observations lack columns {sorted(missing)} (have {list(df.columns)}); "
+                "give a tidy DataFrame with time, lat, lon, variable, value[, error], or the "
+                "output of xdiffsr.io.igra.read_igra."
+            )
+        df = df.copy()
+        df["time"] = to_datetime64(df["time"])
+        bad = ~np.isfinite(df["value"].to_numpy(float))
+        bad |= ~np.isfinite(df["lat"].to_numpy(float)) | ~np.isfinite(df["lon"].to_numpy(float))
+        if "error" in df:
+            bad |= ~(df["error"].to_numpy(float) > 0)
+        if bad.any():
+            warnings.warn(
+                f"dropped {int(bad.sum())} of {len(df)} point observations with NaN "
+                "value, position or error.",
+                XDiffSRWarning,
+                stacklevel=4,
+            )
+            df = df.loc[~bad]
+        self.data = df.sort_values("time", kind="stable").reset_index(drop=True)
+        self._tol = _tolerance(self.tolerance, "3h")
+
+    def describe(self) -> str:
+        return self.name or f"points({len(self.data)} obs)"
+
+    def window(self, start, stop) -> PointObservations:
+        t = self.data["time"].to_numpy()
+        sel = (t >= start - self._tol.to_timedelta64()) & (t <= stop + self._tol.to_timedelta64())
+        out = replace(self, data=self.data.loc[sel])
+        return out
+
+    def at_time(self, t, prior) -> ObsBlock | None:
+        from xdiffsr.regrid import point_weights
+
+        times = self.data["time"].to_numpy()
+        tol = self._tol.to_timedelta64()
+        lo, hi = np.searchsorted(times, t - tol, "left"), np.searchsorted(times, t + tol, "right")
+        df = self.data.iloc[lo:hi]
+        if df.empty:
+            return None
+        unknown = sorted(set(df["variable"]) - set(prior.variables))
+        if unknown:
+            raise ObservationError(
+                f"observation variables {unknown} are not in the model (model variables: "
+                f"{list(prior.variables)}); drop or rename them."
+            )
+        method = self.method or "bilinear"
+        lat, lon = prior.grid.lat, prior.grid.lon
+        H, W = prior.grid.shape
+        keys = ["variable", "units"] if "units" in df else ["variable"]
+        blocks, ys, vars_, idx, gams = [], [], [], [], []
+        for key, g in df.groupby(keys, sort=False):
+            name = key[0] if isinstance(key, tuple) else key
+            c = prior.variables.index(name)
+            P = point_weights(
+                lat, lon, g["lat"].to_numpy(float), g["lon"].to_numpy(float), method=method
+            )
+            blocks.append(
+                sp.csr_matrix(
+                    (P.data, P.indices + c * H * W, P.indptr),
+                    shape=(P.shape[0], len(prior.variables) * H * W),
+                )
+            )
+            val = g["value"].to_numpy(float)
+            if "units" in g:
+                val = convert_units(
+                    val, g["units"].iloc[0], prior.units[name], name=f"{name} values"
+                )
+            ys.append(val)
+            if self.sigma_y is None and "error" in g:
+                vars_.append(g["error"].to_numpy(float) ** 2)
+            else:
+                vars_.append(self.variance_for(name, len(g)))
+            idx.append(np.full(len(g), c))
+            gams.append(g["gamma"].to_numpy(float) if "gamma" in g else np.full(len(g), self.gamma))
+        return ObsBlock(
+            sp.vstack(blocks).tocsr(),
+            np.concatenate(ys),
+            np.concatenate(vars_),
+            np.concatenate(idx),
+            gamma=np.concatenate(gams),
+        )
+
+
+@dataclass
+class GridObservations(Observations):
+    """Gridded observations (a coarse analysis, a coarse model's forecast) on a regular lat/lon
+    grid.
+
+    The operator is the regridding from the model grid to the dataset's grid (conservative by
+    default), applied per variable. Dataset variables must be model variables. A dataset without
+    a time dimension is used at every target time. Missing values (NaN) are dropped per time.
+    """
+
+    kind = "grid"
+
+    def __post_init__(self):
+        ds = self.data
+        if isinstance(ds, xr.DataArray):
+            ds = ds.to_dataset()
+        if not isinstance(ds, xr.Dataset):
+            raise ArgumentError(
+                f"GridObservations needs an xarray Dataset, got {type(ds).__name__}."
+            )
+        self.data = ds
+        self._grid = grid_of(ds, argname="obs dataset")
+        self._time = find_time(ds, argname="obs dataset")
+        self._tol = _tolerance(self.tolerance, "0h")
+
+    def describe(self) -> str:
+        H, W = self._grid.shape
+        return self.name or f"grid({H}x{W}, {', '.join(map(str, self.data.data_vars))})"
+
+    def window(self, start, stop) -> GridObservations:
+        if self._time is None:
+            return self
+        tol = self._tol.to_timedelta64()
+        return replace(self, data=self.data.sel({self._time: slice(start - tol, stop + tol)}))
+
+    def _operator(self, prior) -> sp.csr_matrix:
+        key = (id(prior), self.method or "conservative")
+        if key not in self._cache:
+            from xdiffsr.regrid import regrid_weights
+
+            self._cache[key] = regrid_weights(
+                prior.grid.lat, prior.grid.lon, self._grid.lat, self._grid.lon, method=key[1]
+            ).tocsr()
+        return self._cache[key]
+
+    def at_time(self, t, prior) -> ObsBlock | None:
+        ds = self.data
+        unknown = sorted(set(map(str, ds.data_vars)) - set(prior.variables))
+        if unknown:
+            raise ObservationError(
+                f"obs dataset variables {unknown} are not in the model (model variables: "
+                f"{list(prior.variables)}); select the model variables, e.g. ds[[...]]."
+            )
+        if self._time is not None:
+            times = ds[self._time].values
+            if times.size == 0:
+                return None
+            k = int(np.argmin(np.abs(times - t)))
+            if abs(times[k] - t) > self._tol.to_timedelta64():
+                return None
+            ds = ds.isel({self._time: k})
+        R = self._operator(prior)
+        n_model = int(np.prod(prior.grid.shape))
+        blocks, ys, vars_, idx = [], [], [], []
+        for name in map(str, ds.data_vars):
+            da = ds[name].transpose(self._grid.lat_name, self._grid.lon_name)
+            val = convert_units(
+                np.asarray(da.values, dtype=np.float64).ravel(),
+                da.attrs.get("units", prior.units[name] or None),
+                prior.units[name] or None,
+                name=f"obs dataset variable {name!r}",
+            )
+            ok = np.isfinite(val)
+            if not ok.all():
+                warnings.warn(
+                    f"dropped {int((~ok).sum())} NaN values of {name!r} at {t}.",
+                    XDiffSRWarning,
+                    stacklevel=4,
+                )
+            c = prior.variables.index(name)
+            Rv = R[ok]
+            blocks.append(
+                sp.csr_matrix(
+                    (Rv.data, Rv.indices + c * n_model, Rv.indptr),
+                    shape=(Rv.shape[0], len(prior.variables) * n_model),
+                )
+            )
+            ys.append(val[ok])
+            vars_.append(self.variance_for(name, int(ok.sum())))
+            idx.append(np.full(int(ok.sum()), c))
+        return ObsBlock(
+            sp.vstack(blocks).tocsr(),
+            np.concatenate(ys),
+            np.concatenate(vars_),
+            np.concatenate(idx),
+        )
+
+
+@dataclass
+class CallableObservations(Observations):
+    """Observations through any differentiable operator on the physical state.
+
+    Parameters
+    ----------
+    data : xarray.DataArray
+        Observed values with dims ``(time, obs)`` (any name for the second dim); NaN entries are
+        dropped per time.
+    operator : callable
+        ``f(state) -> (B, n)`` with ``state`` the physical state tensor (B, C, H, W) in the order
+        of ``model.variables``; must be differentiable with torch.
+    sigma_y : float
+        Error variance (squared units of ``data``); required.
+    gamma : float
+        ``Gamma`` in squared units of ``data`` (not scaled by a variable: the operator may mix
+        variables).
+
+    Notes
+    -----
+    Moment matching (``guidance="mmps"``) linearises a nonlinear operator at zero; use the
+    paper's guidance for nonlinear operators.
+    """
+
+    operator: Any = None
+    kind = "callable"
+
+    def __post_init__(self):
+        if not callable(self.operator):
+            raise ArgumentError(f"operator={self.operator!r} must be callable.")
+        if self.sigma_y is None or isinstance(self.sigma_y, Mapping):
+            raise ArgumentError("CallableObservations needs sigma_y, one error variance.")
+        da = self.data
+        if not isinstance(da, xr.DataArray) or da.ndim != 2:
+            raise ArgumentError("data must be a 2-D DataArray (time, obs) of observed values.")
+        self._time = find_time(da, argname="data")
+        if self._time is None:
+            raise ArgumentError("data needs a datetime 'time' dimension.")
+        self._tol = _tolerance(self.tolerance, "0h")
+
+    def describe(self) -> str:
+        return self.name or f"callable({self.data.sizes})"
+
+    def window(self, start, stop) -> CallableObservations:
+        tol = self._tol.to_timedelta64()
+        return replace(self, data=self.data.sel({self._time: slice(start - tol, stop + tol)}))
+
+    def at_time(self, t, prior) -> ObsBlock | None:
+        times = self.data[self._time].values
+        if times.size == 0:
+            return None
+        k = int(np.argmin(np.abs(times - t)))
+        if abs(times[k] - t) > self._tol.to_timedelta64():
+            return None
+        y = np.asarray(self.data.isel({self._time: k}).values, dtype=np.float64)
+        ok = np.isfinite(y)
+        if not ok.any():
+            return None
+        keep = np.flatnonzero(ok) if not ok.all() else None
+        f = self.operator
+
+        def op(state):
+            out = f(state)
+            return out if keep is None else out[:, keep]
+
+        return ObsBlock(
+            None,
+            y[ok],
+            np.full(int(ok.sum()), float(self.sigma_y)),
+            None,
+            gamma=np.full(int(ok.sum()), float(self.gamma)),
+            operator=op,
+        )
+
+
+def _is_sounding_frame(df: pd.DataFrame) -> bool:
+    return "variable" not in df.columns and "pressure" in df.columns
+
+
+def as_source(obj, prior=None) -> Observations:
+    """Turn an ``obs`` entry of ``super_resolve`` into an :class:`Observations` source.
+
+    DataFrames in tidy form become :class:`PointObservations`; IGRA sounding frames (from
+    :func:`xdiffsr.io.igra.read_igra`) are first interpolated to the prior's pressure levels;
+    Datasets become :class:`GridObservations`; sources pass through.
+    """
+    if isinstance(obj, Observations):
+        return obj
+    if isinstance(obj, pd.DataFrame):
+        if _is_sounding_frame(obj):
+            from xdiffsr.observations.vertical import soundings_to_observations
+
+            if prior is None:
+                raise ArgumentError("IGRA sounding frames need the model to pick pressure levels.")
+            tidy = soundings_to_observations(obj, list(prior.variables))
+            return PointObservations(tidy, name=f"igra({obj['station'].nunique()} stations)")
+        return PointObservations(obj)
+    if isinstance(obj, xr.Dataset | xr.DataArray):
+        return GridObservations(obj)
+    raise ArgumentError(
+        f"obs entries must be DataFrames, xarray Datasets or xdiffsr.Observations, got "
+        f"{type(obj).__name__}."
+    )

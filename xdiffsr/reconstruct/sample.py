@@ -1,0 +1,245 @@
+"""Sampling the members of one time, and of a run of times, on one device."""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+
+from xdiffsr.core.likelihood import MMPSGuidance, ScoreGuidance
+from xdiffsr.core.memory import auto_budget, cuda_peak_probe, fit_batch_size
+from xdiffsr.core.runtime import with_network_options
+from xdiffsr.core.sampler import heun_sampler, randn
+from xdiffsr.core.schedule import karras_sigmas
+from xdiffsr.errors import XDiffSRWarning
+from xdiffsr.models.prior import Prior
+from xdiffsr.observations.likelihood import likelihoods
+from xdiffsr.observations.sources import Observations
+from xdiffsr.reconstruct.settings import NETWORK_SETTINGS
+
+
+def member_seed(seed: int, time: np.datetime64) -> int:
+    """Seed of the members at ``time``: derived from the global seed and the timestamp only, so
+    results do not depend on chunking, workers or order."""
+    ns = int(np.datetime64(time, "ns").astype(np.int64))
+    ss = np.random.SeedSequence([int(seed) & 0xFFFFFFFF, (ns >> 32) & 0xFFFFFFFF, ns & 0xFFFFFFFF])
+    return int(ss.generate_state(1, dtype=np.uint64)[0] >> 1)
+
+
+def member_seeds(seed: int, time: np.datetime64, members: int) -> list[int]:
+    """Seed of each member at ``time``: the children of ``SeedSequence(member_seed(seed, time))``
+    (numpy's ``spawn``), so member ``m`` depends only on (seed, timestamp, m), not on the ensemble
+    size or on how the members are batched."""
+    children = np.random.SeedSequence(member_seed(seed, time)).spawn(int(members))
+    return [int(c.generate_state(1, dtype=np.uint64)[0] >> 1) for c in children]
+
+
+def _member_generators(seed: int, time, members: int, device) -> list[torch.Generator]:
+    """One torch generator per member: its latent noise and then its churn noise."""
+    return [
+        torch.Generator(device=device).manual_seed(s) for s in member_seeds(seed, time, members)
+    ]
+
+
+def _denoiser_at(
+    prior: Prior,
+    sources: Sequence[Observations],
+    weights: Sequence[float],
+    time: np.datetime64,
+    device,
+    settings: Mapping[str, Any],
+) -> tuple[torch.nn.Module, list[int]]:
+    """The (guided) denoiser at ``time`` with the network options of ``settings``, and the number
+    of observations each source contributed."""
+    blocks, counts = [], []
+    for src, w in zip(sources, weights):
+        block = src.at_time(time, prior)
+        counts.append(0 if block is None else block.n_obs)
+        if block is not None and block.n_obs and w > 0:
+            blocks.append((block, src.gamma, w))
+    net_opts = {k: settings[k] for k in NETWORK_SETTINGS if k in settings}
+    den = with_network_options(prior.denoiser(device), **net_opts)
+    liks = likelihoods(blocks, prior, device)
+    guidance = settings["guidance"]
+    if guidance == "sda" and liks:
+        den = ScoreGuidance(den, liks, lambda_g=settings["lambda_g"], clip=settings["clip"])
+    elif guidance == "mmps" and liks:
+        den = MMPSGuidance(
+            den, liks, cg_iters=settings["cg_iters"], lambda_g=settings["lambda_g"]
+        )
+    return den, counts
+
+
+def _sigmas(prior: Prior, settings: Mapping[str, Any]) -> torch.Tensor:
+    return karras_sigmas(
+        settings["steps"],
+        sigma_min=settings["sigma_min"] or prior.sigma_min,
+        sigma_max=settings["sigma_max"] or prior.sigma_max,
+    )
+
+
+def _batch_size(den, prior: Prior, device, settings: Mapping[str, Any]) -> int:
+    """Members per network batch: ``batch_size`` (all members if None), lowered to what fits
+    ``max_memory`` on a CUDA device (probed at batch 1 and 2, extrapolated linearly)."""
+    members = settings["members"]
+    cap = min(members, settings.get("batch_size") or members)
+    max_memory = settings.get("max_memory")
+    if max_memory is None:
+        return cap
+    device = torch.device(device)
+    if device.type != "cuda":
+        if max_memory != "auto":
+            warnings.warn(
+                f"max_memory={max_memory!r} applies to CUDA devices; on {device} the batch is "
+                f"{cap} member(s) (set batch_size to bound it).",
+                XDiffSRWarning,
+                stacklevel=3,
+            )
+        return cap
+    budget = auto_budget(device) if max_memory == "auto" else int(max_memory)
+    sigma = float(_sigmas(prior, settings)[0])
+    return fit_batch_size(cuda_peak_probe(den, prior.state_shape, device, sigma), budget, cap)
+
+
+def _draw(
+    den,
+    prior: Prior,
+    time: np.datetime64,
+    device,
+    settings: Mapping[str, Any],
+    batch: int,
+    callback: Callable | None = None,
+) -> np.ndarray:
+    """Normalised members (members, C, H, W), float64, sampled ``batch`` members at a time."""
+    members = settings["members"]
+    gens = _member_generators(settings["seed"], time, members, device)
+    sigmas = _sigmas(prior, settings)
+    out = np.empty((members, *prior.state_shape), dtype=np.float64)
+    for b0 in range(0, members, batch):
+        g = gens[b0 : b0 + batch]
+        rows = slice(b0, b0 + len(g))
+        latents = randn((len(g), *prior.state_shape), g, device)
+        cb = None if callback is None else (lambda d, rows=rows: callback({**d, "members": rows}))
+        with torch.no_grad():
+            x = heun_sampler(
+                den,
+                latents,
+                sigmas,
+                S_churn=settings["S_churn"],
+                S_tmin=settings["S_tmin"],
+                S_tmax=settings["S_tmax"],
+                S_noise=settings["S_noise"],
+                corrector_guidance=settings["corrector_guidance"],
+                generator=g,
+                callback=cb,
+            )
+        out[rows] = x.double().cpu().numpy()
+    return out
+
+
+def sample_time(
+    prior: Prior,
+    sources: Sequence[Observations],
+    weights: Sequence[float],
+    time: np.datetime64,
+    *,
+    members: int,
+    steps: int,
+    seed: int,
+    device,
+    guidance: str,
+    lambda_g: float,
+    clip: float | None,
+    cg_iters: int,
+    S_churn: float,
+    S_tmin: float,
+    S_tmax: float,
+    S_noise: float,
+    corrector_guidance: bool,
+    sigma_min: float | None,
+    sigma_max: float | None,
+    batch_size: int | None = None,
+    max_memory: int | str | None = None,
+    precision: str = "fp32",
+    channels_last: bool = False,
+    compile: bool | str = False,
+    checkpoint: bool = False,
+    callback: Callable | None = None,
+) -> tuple[np.ndarray, list[int]]:
+    """Posterior members at one time, shape (members, C, H, W) in physical units, and the number
+    of observations each source contributed.
+
+    Members are drawn ``batch_size`` at a time (fitted to ``max_memory`` on CUDA); each has its
+    own generator (:func:`member_seeds`), so the members do not depend on the batching. The
+    callback's dict gains ``"members"``, the slice of members of the current batch.
+    """
+    settings = dict(
+        members=members,
+        steps=steps,
+        seed=seed,
+        guidance=guidance,
+        lambda_g=lambda_g,
+        clip=clip,
+        cg_iters=cg_iters,
+        S_churn=S_churn,
+        S_tmin=S_tmin,
+        S_tmax=S_tmax,
+        S_noise=S_noise,
+        corrector_guidance=corrector_guidance,
+        sigma_min=sigma_min,
+        sigma_max=sigma_max,
+        batch_size=batch_size,
+        max_memory=max_memory,
+        precision=precision,
+        channels_last=channels_last,
+        compile=compile,
+        checkpoint=checkpoint,
+    )
+    den, counts = _denoiser_at(prior, sources, weights, time, device, settings)
+    batch = _batch_size(den, prior, device, settings)
+    x = _draw(den, prior, time, device, settings, batch, callback)
+    return prior.denormalise(x), counts
+
+
+def run_times(
+    prior: Prior,
+    srcs: Sequence[Observations],
+    weights: Sequence[float],
+    times: np.ndarray,
+    *,
+    device,
+    settings: Mapping[str, Any],
+    ilat: np.ndarray,
+    ilon: np.ndarray,
+    n_sources: int,
+) -> np.ndarray:
+    """Members at each of ``times``: float32 array (time, member, C, H, W) on the output grid
+    (model grid permuted by ``ilat``, ``ilon``). Warns about times without observations."""
+    members = settings["members"]
+    out = np.empty((len(times), members, *prior.state_shape), dtype=np.float32)
+    batches: dict[str, int] = {}  # fitted once per kind of denoiser (guided or not)
+    for k, t in enumerate(times):
+        den, counts = _denoiser_at(prior, srcs, weights, t, device, settings)
+        kind = type(den).__name__
+        if kind not in batches:
+            batches[kind] = _batch_size(den, prior, device, settings)
+        x = prior.denormalise(_draw(den, prior, t, device, settings, batches[kind]))
+        if sum(counts) == 0 and n_sources:
+            warnings.warn(
+                f"no observations at {t}: members are prior samples.",
+                XDiffSRWarning,
+                stacklevel=2,
+            )
+        for s, n in zip(srcs, counts):
+            if n == 0 and n_sources > 1:
+                warnings.warn(
+                    f"source {s.describe()} has no observation at {t}; that time "
+                    "runs with the other sources.",
+                    XDiffSRWarning,
+                    stacklevel=2,
+                )
+        out[k] = x[:, :, ilat][:, :, :, ilon]
+    return out

@@ -1,0 +1,397 @@
+"""Reconstructions at scale: per-worker model caching and resumable streaming to zarr.
+
+A year of 6-hourly states is a few hundred independent time chunks. Each chunk is one task that
+
+1. resolves the model from a light handle (:class:`ModelRef`: a file's path, registry name and
+   sha256) through a per-process cache, so the weights are read once per worker process and never
+   travel in the task graph;
+2. runs on the worker's own device (:func:`worker_device`: ``cuda:{local index}`` when CUDA is
+   present, else the CPU);
+3. sees only the observations of its time window (sliced on the client; lazily opened zarr inputs
+   stay lazy and are read by the worker);
+4. in :func:`reconstruct_to_zarr`, writes its block into the store with ``region=`` and then marks
+   its times complete in the ``xdiffsr_done`` array. A rerun skips the chunks whose marks are set
+   and redoes the others, so an interrupted or crashed run resumes without rewriting anything.
+
+The members of a time depend only on (seed, timestamp) (:func:`xdiffsr.reconstruct.member_seed`),
+and each member on its own index (:func:`xdiffsr.reconstruct.member_seeds`), so the store is
+identical for any chunk size, worker count or completion order, and agrees to float rounding for
+any member batch size (on one device type: CPU and CUDA random streams differ).
+
+References
+----------
+.. [1] Dask distributed: futures, ``retries`` and ``as_completed``.
+       https://distributed.dask.org/en/stable/futures.html
+.. [2] xarray, writing to a region of a zarr store.
+       https://docs.xarray.dev/en/stable/user-guide/io.html#appending-to-existing-zarr-stores
+.. [3] Chakraborty et al. (2025), Multimodal atmospheric super-resolution with deep generative
+       models.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import uuid
+import warnings
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+import xarray as xr
+
+from xdiffsr.errors import ArgumentError
+from xdiffsr.models.prior import Prior
+from xdiffsr.models.reference import ModelRef, fingerprint, model_handle, model_ref
+from xdiffsr.reconstruct.output import _to_dataset
+from xdiffsr.reconstruct.plan import Plan, _plan, _time_chunks
+from xdiffsr.reconstruct.settings import SAMPLER_DEFAULTS, SPEED_SETTINGS
+from xdiffsr.reconstruct.tasks import ChunkArgs, _grid_hash, chunk_task_args, compute_chunk
+
+DONE = "xdiffsr_done"  #: uint8 per time, 1 once the time's chunk is written (written last)
+
+
+RUN_ATTR = "xdiffsr_run"  #: JSON of the settings a store was created with
+
+
+@dataclass(frozen=True)
+class _Target:
+    store: Any
+    storage_options: Mapping[str, Any] | None
+    tname: str
+    variables: tuple[str, ...]
+
+
+def _quiet():
+    ctx = warnings.catch_warnings()
+    ctx.__enter__()
+    warnings.filterwarnings("ignore", message="Consolidated metadata is currently not part")
+    return ctx
+
+
+def _write_region(target: _Target, ds: xr.Dataset, i0: int, i1: int) -> None:
+    ctx = _quiet()
+    try:
+        ds.to_zarr(
+            target.store,
+            region={target.tname: slice(i0, i1)},
+            mode="r+",
+            consolidated=False,
+            storage_options=target.storage_options,
+        )
+    finally:
+        ctx.__exit__(None, None, None)
+
+
+def write_chunk(handle, args: ChunkArgs, target: _Target, i0: int, retries: int = 0) -> int:
+    """Compute a chunk, write it into its region, then set its completion marks (last)."""
+    for attempt in range(retries + 1):
+        try:
+            data = compute_chunk(handle, args)
+            break
+        except Exception:
+            if attempt == retries:
+                raise
+    i1 = i0 + data.shape[0]
+    dims = (target.tname, "member", "lat", "lon")
+    block = xr.Dataset({v: (dims, data[:, :, c]) for c, v in enumerate(target.variables)})
+    _write_region(target, block, i0, i1)
+    _write_region(target, xr.Dataset({DONE: (target.tname, np.ones(i1 - i0, np.uint8))}), i0, i1)
+    return i0
+
+
+def _on_chunk_done(i0: int) -> None:
+    """Hook called on the client after each chunk completes (tests interrupt runs here)."""
+
+
+def _open(store, storage_options, **kw) -> xr.Dataset:
+    ctx = _quiet()
+    try:
+        return xr.open_zarr(store, storage_options=storage_options, **kw)
+    finally:
+        ctx.__exit__(None, None, None)
+
+
+def _store_exists(store, storage_options) -> bool:
+    try:
+        _open(store, storage_options, consolidated=None)
+    except (FileNotFoundError, KeyError, ValueError, OSError):
+        return False
+    except Exception as err:  # zarr's own "nothing here" errors
+        if "not found" in str(err).lower() or "nothing" in str(err).lower():
+            return False
+        raise
+    return True
+
+
+def _run_record(plan: Plan, prior: Prior, n_chunk: int) -> dict[str, Any]:
+    return {
+        "model": fingerprint(prior),
+        "model_name": prior.describe(),
+        "variables": list(prior.variables),
+        "grid": _grid_hash(plan.grid.lat, plan.grid.lon),
+        # speed-only settings (batch size, memory budget, compile...) may change on resume
+        "settings": json.loads(
+            json.dumps(
+                {k: v for k, v in plan.settings.items() if k not in SPEED_SETTINGS}, default=str
+            )
+        ),
+        "weights": [float(x) for x in plan.weights],
+        "sources": [s.describe() for s in plan.sources],
+        "chunk": int(n_chunk),
+    }
+
+
+def _check_existing(existing: xr.Dataset, record: dict, plan: Plan, store) -> None:
+    raw = existing.attrs.get(RUN_ATTR)
+    if raw is None or DONE not in existing:
+        raise ArgumentError(
+            f"store={store!r} exists but was not created by xdiffsr.reconstruct_to_zarr; pass a "
+            "new store, or overwrite=True to replace it."
+        )
+    old = json.loads(raw)
+    diff = sorted(k for k in set(old) | set(record) if old.get(k) != record.get(k))
+    if diff:
+        detail = "; ".join(f"{k}: store {old.get(k)!r}, now {record.get(k)!r}" for k in diff)
+        raise ArgumentError(
+            f"store={store!r} was written with different settings ({detail}); rerun with the "
+            "store's settings to resume it, or pass a new store (or overwrite=True)."
+        )
+    stored = existing[plan.tname].values if plan.tname in existing else None
+    if stored is None or not np.array_equal(stored.astype("datetime64[ns]"), plan.times):
+        raise ArgumentError(
+            f"store={store!r} holds other times than ds ({len(plan.times)} requested); resume "
+            "with the same times, or pass a new store."
+        )
+
+
+def _create(store, storage_options, plan: Plan, prior: Prior, record, n_chunk: int, overwrite):
+    import dask.array as da
+
+    T = len(plan.times)
+    shape = (T, plan.settings["members"], *prior.state_shape)
+    zeros = da.zeros(shape, chunks=(n_chunk, *shape[1:]), dtype=np.float32)
+    tmpl = _to_dataset(
+        zeros, plan.times, plan.tname, plan.grid, prior, plan.sources, plan.weights, plan.settings
+    )
+    tmpl[DONE] = (plan.tname, da.zeros(T, chunks=n_chunk, dtype=np.uint8))
+    tmpl[DONE].attrs["long_name"] = "1 once this time's chunk is completely written"
+    tmpl.attrs[RUN_ATTR] = json.dumps(record)
+    enc = {v: {"chunks": (n_chunk, *shape[1:2], *shape[3:])} for v in prior.variables}
+    enc[DONE] = {"chunks": (n_chunk,)}
+    ctx = _quiet()
+    try:
+        tmpl.to_zarr(
+            store,
+            mode="w" if overwrite else "w-",
+            compute=False,
+            consolidated=True,
+            encoding=enc,
+            storage_options=storage_options,
+        )
+    finally:
+        ctx.__exit__(None, None, None)
+
+
+def _pending(store, storage_options, T: int, n_chunk: int) -> list[int]:
+    done = _open(store, storage_options, consolidated=None, mask_and_scale=False)[DONE].values
+    return [i0 for i0 in range(0, T, n_chunk) if not (done[i0 : i0 + n_chunk] == 1).all()]
+
+
+def _default_client():
+    import dask
+
+    sched = dask.config.get("scheduler", None)
+    if sched not in (None, "dask.distributed", "distributed"):
+        return None
+    try:
+        from distributed import default_client
+
+        return default_client()
+    except (ImportError, ValueError):
+        return None
+
+
+def _progress(total: int, initial: int, enabled: bool):
+    from tqdm.auto import tqdm
+
+    return tqdm(
+        total=total,
+        initial=initial,
+        unit="state",
+        desc="xdiffsr",
+        disable=not enabled,
+        smoothing=0.1,
+    )
+
+
+def reconstruct_to_zarr(
+    ds: xr.Dataset,
+    obs: Sequence[Any],
+    store: Any,
+    weights: Sequence[float] | None = None,
+    *,
+    model: Prior | ModelRef | str | os.PathLike,
+    chunks: Mapping[str, int] | int | None = None,
+    members: int = 8,
+    steps: int = 18,
+    seed: int = 0,
+    device: str | torch.device | None = None,
+    guidance: str = "sda",
+    client: Any = None,
+    progress: bool = True,
+    retries: int = 2,
+    storage_options: Mapping[str, Any] | None = None,
+    overwrite: bool = False,
+    **sampler_options: Any,
+) -> xr.Dataset:
+    """Reconstruct every time of ``ds`` into a zarr store, chunk by chunk, resumably.
+
+    The store is created once (metadata, coordinates and provenance, chunked one time chunk per
+    zarr chunk); then each pending time chunk is one task that computes its members, writes them
+    with ``region=`` and finally sets its marks in the ``xdiffsr_done`` array (uint8 per time).
+    Rerunning into the same store skips the chunks whose marks are all set and redoes the others
+    (an interrupted write has data but no marks); completed chunks are never rewritten.
+
+    Parameters
+    ----------
+    ds : xarray.Dataset
+        Supplies the times (and optionally the output grid), as in :func:`xdiffsr.super_resolve`.
+    obs, weights
+        Observation sources and their weights, as in :func:`xdiffsr.super_resolve`. Sources are
+        windowed per chunk on the client; lazily opened (dask-backed) datasets stay lazy and each
+        task reads only its window.
+    store : str, path, or zarr store
+        Output: a local path, an fsspec URL (``"s3://..."``, ``"memory://..."``, with
+        ``storage_options``) or a zarr store object reachable from the workers.
+    model : Prior, ModelRef, str or path
+        A registered model name (``"default"``) or a model file: workers load it once per process
+        (:class:`ModelRef`). An in-memory prior (``GaussianPrior``, an unsaved
+        ``DiffusionModel``) is shipped once per worker (``client.scatter`` or one shared graph
+        key).
+    chunks : int or dict
+        Times per task, ``{"time": n}`` (default: ds's own time chunks, else 1). Fixed by the
+        store once created.
+    members, steps, seed, device, guidance, **sampler_options
+        As in :func:`xdiffsr.super_resolve`. ``device=None`` picks each worker's own GPU
+        (:func:`worker_device`), else the CPU. The speed options ``batch_size``,
+        ``max_memory``, ``channels_last``, ``compile`` and ``checkpoint`` may change when a
+        store is resumed; ``precision`` may not (bf16 changes the numbers).
+    client : distributed.Client, optional
+        Cluster to run on (default: the current client if one exists, else dask's configured
+        scheduler: threads, processes or sync).
+    progress : bool
+        tqdm progress bar (notebook widget or terminal) counting written states.
+    retries : int
+        Times a failing chunk is retried (dask ``retries`` on a cluster; in-task otherwise).
+        Workers lost mid-task are handled by the scheduler.
+    storage_options : dict, optional
+        fsspec options for URL stores.
+    overwrite : bool
+        Replace an existing store instead of resuming it.
+
+    Returns
+    -------
+    xarray.Dataset
+        The store, opened lazily (without the ``xdiffsr_done`` marks): dims (time, member, lat,
+        lon), provenance attributes of :func:`xdiffsr.super_resolve`.
+
+    Raises
+    ------
+    ArgumentError
+        An existing store written with other settings (model, variables, grid, members, steps,
+        seed, sampler options including ``precision``, weights, sources, chunk size) or other
+        times; a store not made by this function.
+    """
+    sampler = dict(SAMPLER_DEFAULTS)
+    unknown = sorted(set(sampler_options) - set(sampler))
+    if unknown:
+        raise ArgumentError(f"unknown sampler options {unknown}; known: {sorted(sampler)}.")
+    sampler.update(sampler_options)
+    ref = model_ref(model)  # None for an in-memory prior
+    prior = model if isinstance(model, Prior) else ref.resolve("cpu")
+    if int(retries) != retries or retries < 0:
+        raise ArgumentError(f"retries={retries!r} must be an integer >= 0.")
+    plan = _plan(ds, obs, weights, prior, members, steps, seed, guidance, sampler)
+    n_chunk = _time_chunks(ds, plan.tname, chunks) or 1
+    record = _run_record(plan, prior, n_chunk)
+    T = len(plan.times)
+    if overwrite or not _store_exists(store, storage_options):
+        _create(store, storage_options, plan, prior, record, n_chunk, overwrite)
+    else:
+        _check_existing(_open(store, storage_options, consolidated=None), record, plan, store)
+    todo = _pending(store, storage_options, T, n_chunk)
+    target = _Target(store, storage_options, plan.tname, prior.variables)
+    if todo:
+        client = client or _default_client()
+        runner = _run_distributed if client is not None else _run_local
+        with _progress(T, T - sum(min(n_chunk, T - i) for i in todo), progress) as bar:
+            runner(client, ref, prior, plan, target, todo, n_chunk, device, retries, bar)
+    out = _open(store, storage_options, consolidated=None)
+    return out.drop_vars(DONE)
+
+
+def _args(plan: Plan, i0: int, n_chunk: int, device) -> ChunkArgs:
+    return chunk_task_args(plan, plan.times[i0 : i0 + n_chunk], device)
+
+
+def _run_distributed(client, ref, prior, plan, target, todo, n_chunk, device, retries, bar):
+    from dask.base import tokenize
+    from distributed import as_completed
+
+    handle = ref if ref is not None else client.scatter(prior, broadcast=True, hash=True)
+    run = tokenize(target.store, plan.settings, list(todo), uuid.uuid4().hex)
+    futures = {}
+    for i0 in todo:
+        fut = client.submit(
+            write_chunk,
+            handle,
+            _args(plan, i0, n_chunk, device),
+            target,
+            i0,
+            key=f"xdiffsr-write-{run}-{i0}",
+            retries=int(retries),
+            pure=False,
+        )
+        futures[fut] = i0
+    try:
+        for fut in as_completed(list(futures)):
+            fut.result()
+            i0 = futures[fut]
+            bar.update(min(n_chunk, len(plan.times) - i0))
+            _on_chunk_done(i0)
+    finally:
+        client.cancel([f for f in futures if not f.done()])
+
+
+def _run_local(client, ref, prior, plan, target, todo, n_chunk, device, retries, bar):
+    import dask
+    from dask.callbacks import Callback
+
+    handle = ref if ref is not None else model_handle(prior)
+    starts = {}
+    tasks = []
+    for i0 in todo:
+        key = f"xdiffsr-write-{dask.base.tokenize(target.store, i0, uuid.uuid4().hex)}"
+        starts[key] = i0
+        tasks.append(
+            dask.delayed(write_chunk, pure=False)(
+                handle,
+                _args(plan, i0, n_chunk, device),
+                target,
+                i0,
+                int(retries),
+                dask_key_name=key,
+            )
+        )
+
+    class _Done(Callback):
+        def _posttask(self, key, result, dsk, state, worker_id):
+            if key in starts:
+                bar.update(min(n_chunk, len(plan.times) - starts[key]))
+                _on_chunk_done(starts[key])
+
+    with _Done():
+        dask.compute(*tasks)

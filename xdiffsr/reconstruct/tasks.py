@@ -1,0 +1,175 @@
+"""One time chunk as a task: device choice, observations windowed and read, operators shared."""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+import xarray as xr
+
+from xdiffsr.models.prior import Prior
+from xdiffsr.models.reference import _CACHE, _CACHE_STATS, _LOCK, _resolve
+from xdiffsr.observations.sources import GridObservations, Observations
+from xdiffsr.reconstruct.plan import Plan
+from xdiffsr.reconstruct.sample import run_times
+
+_OPERATORS: dict[tuple, Any] = {}  # (method, model grid hash, obs grid hash) -> sparse matrix
+
+
+def cache_stats() -> dict[str, int]:
+    """This process's cache counters (call on workers with ``client.run(cache_stats)``)."""
+    return dict(_CACHE_STATS)
+
+
+def clear_cache() -> None:
+    """Forget the cached models and operators of this process (and reset the counters)."""
+    with _LOCK:
+        _CACHE.clear()
+        _OPERATORS.clear()
+        _CACHE_STATS.update(loads=0, hits=0, operators=0, operator_hits=0)
+
+
+def _local_gpu_index() -> int:
+    n = max(torch.cuda.device_count(), 1)
+    if "dask_cuda" in sys.modules:  # dask-cuda pins each worker's GPU first in CUDA_VISIBLE_DEVICES
+        return 0
+    try:
+        from distributed import get_worker
+
+        name = get_worker().name
+    except (ImportError, ValueError):
+        return 0
+    try:
+        return int(name) % n  # LocalCluster names its workers 0, 1, ...
+    except (TypeError, ValueError):
+        return 0
+
+
+def worker_device(device: str | torch.device | None = None) -> torch.device:
+    """The device a task runs on.
+
+    An explicit device with an index (``"cuda:1"``, ``"cpu"``) is used as given. Otherwise CUDA
+    when available, on the worker's own GPU: index 0 under dask-cuda (which lists each worker's
+    GPU first in ``CUDA_VISIBLE_DEVICES``), else the LocalCluster worker number modulo the visible
+    device count; indices are relative to ``CUDA_VISIBLE_DEVICES``.
+    """
+    if device is not None:
+        dev = torch.device(device)
+        if dev.type != "cuda" or dev.index is not None:
+            return dev
+    elif not torch.cuda.is_available():
+        return torch.device("cpu")
+    return torch.device("cuda", _local_gpu_index())
+
+
+def _is_lazy(data) -> bool:
+    return (
+        isinstance(data, xr.Dataset | xr.DataArray)
+        and data.chunks is not None
+        and any(
+            True for _ in (data.chunks.values() if isinstance(data, xr.Dataset) else data.chunks)
+        )
+    )
+
+
+class ChunkArgs:
+    """Everything a chunk task needs besides the model (a plain class: dask does not traverse
+    it, so lazily opened observation slices travel as small graphs and are read by the task)."""
+
+    def __init__(self, times, srcs, weights, settings, ilat, ilon, device, n_sources):
+        self.times = times
+        self.srcs = srcs
+        self.weights = weights
+        self.settings = settings
+        self.ilat, self.ilon = ilat, ilon
+        self.device = None if device is None else str(device)
+        self.n_sources = n_sources
+
+    def token(self) -> str:
+        from dask.base import tokenize
+
+        srcs = [
+            (type(s).__name__, s.data, s.sigma_y, s.gamma, s.method, str(s.tolerance), s.name)
+            for s in self.srcs
+        ]
+        return tokenize(
+            self.times, srcs, self.weights, self.settings, self.ilat, self.ilon, self.device
+        )
+
+
+def chunk_task_args(plan: Plan, times: np.ndarray, device) -> ChunkArgs:
+    """The arguments of the task of ``times`` (sources windowed to them on the client)."""
+    srcs = [s.window(times[0], times[-1]) for s in plan.sources]
+    return ChunkArgs(
+        times, srcs, plan.weights, plan.settings, plan.ilat, plan.ilon, device, len(plan.sources)
+    )
+
+
+def _materialise(srcs: Sequence[Observations]) -> list[Observations]:
+    """Read lazily opened (dask-backed) observation slices here, with the synchronous scheduler
+    (no nested submission to a cluster)."""
+    import dask
+
+    out = []
+    for s in srcs:
+        if _is_lazy(s.data):
+            s = copy.copy(s)
+            with dask.config.set(scheduler="sync"):
+                s.data = s.data.compute()
+        out.append(s)
+    return out
+
+
+def _grid_hash(lat, lon) -> str:
+    h = hashlib.sha1(np.asarray(lat, np.float64).tobytes())
+    h.update(np.asarray(lon, np.float64).tobytes())
+    return h.hexdigest()
+
+
+def _share_operators(srcs: Sequence[Observations], prior: Prior) -> None:
+    """Give gridded sources the regridding matrix built once in this process.
+
+    Relies on :meth:`GridObservations._operator`'s cache key ``(id(prior), method)``.
+    """
+    for s in srcs:
+        if not isinstance(s, GridObservations):
+            continue
+        method = s.method or "conservative"
+        key = (
+            method,
+            _grid_hash(prior.grid.lat, prior.grid.lon),
+            _grid_hash(s._grid.lat, s._grid.lon),
+        )
+        with _LOCK:
+            if key in _OPERATORS:
+                _CACHE_STATS["operator_hits"] += 1
+                s._cache[(id(prior), method)] = _OPERATORS[key]
+                continue
+        op = s._operator(prior)
+        with _LOCK:
+            _OPERATORS.setdefault(key, op)
+            _CACHE_STATS["operators"] += 1
+
+
+def compute_chunk(handle, args: ChunkArgs) -> np.ndarray:
+    """Run one time chunk on this worker: float32 array (time, member, C, H, W)."""
+    dev = worker_device(args.device)
+    prior = _resolve(handle, dev)
+    srcs = _materialise(args.srcs)
+    _share_operators(srcs, prior)
+    return run_times(
+        prior,
+        srcs,
+        args.weights,
+        args.times,
+        device=dev,
+        settings=args.settings,
+        ilat=args.ilat,
+        ilon=args.ilon,
+        n_sources=args.n_sources,
+    )
