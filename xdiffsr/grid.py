@@ -1,53 +1,177 @@
-"""Find and normalise the coordinates of xarray objects (latitude, longitude, time) and their units.
+"""The package's one coordinate layer: latitude, longitude and time of xarray objects, grids.
 
 Coordinates are found with cf_xarray (``standard_name``, ``units``, ``axis``); where the attributes
-are missing (as in many zarr stores) cf_xarray's name-based guess is used and a warning says so.
-Latitude may be ascending or descending, longitude in [-180, 180) or [0, 360).
+are missing (as in many zarr stores) the names ``lat``/``latitude``/``lon``/``longitude`` are used
+and a warning says so (:func:`find_latlon`, used by regridding, observations, priors, training,
+metrics and the OSSE). Latitude may be ascending or descending, longitude in [-180, 180) or
+[0, 360). :func:`cell_centre_grid` defines the regular grids (the paper's 16 x 32 coarse grid
+among them). Units live in :mod:`xdiffsr.units`.
 """
 
 from __future__ import annotations
 
 import warnings
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import cf_xarray  # noqa: F401  (registers the .cf accessor)
 import numpy as np
 import pandas as pd
 import xarray as xr
 
-from xdiffsr.errors import CoordinateError, UnitsError, XDiffSRWarning
+from xdiffsr.errors import ArgumentError, CoordinateError, XDiffSRWarning
 
-__all__ = ["Grid", "convert_units", "find_coord", "find_time", "grid_of", "wrap_lon"]
+__all__ = [
+    "Grid",
+    "cell_centre_grid",
+    "find_latlon",
+    "find_time",
+    "grid_of",
+    "latlon_dataset",
+    "to_datetime64",
+    "wrap_lon",
+]
 
 
-def find_coord(obj: xr.Dataset | xr.DataArray, key: str, *, argname: str = "ds") -> xr.DataArray:
-    """Return the coordinate that CF conventions identify as ``key`` ('latitude' or 'longitude').
+#: CF units of latitude / longitude (CF Conventions 1.11, sections 4.1 and 4.2).
+_UNITS = {
+    "latitude": {"degrees_north", "degree_north", "degree_n", "degrees_n", "degreen", "degreesn"},
+    "longitude": {"degrees_east", "degree_east", "degree_e", "degrees_e", "degreee", "degreese"},
+}
+_NAMES = {"latitude": ("lat", "latitude", "nav_lat"), "longitude": ("lon", "longitude", "nav_lon")}
+
+
+def _variables(obj: xr.Dataset | xr.DataArray) -> dict:
+    out = dict(obj.coords)
+    if isinstance(obj, xr.Dataset):
+        out.update(obj.data_vars)
+    return out
+
+
+def _candidates(obj: xr.Dataset | xr.DataArray, key: str) -> tuple[list[xr.DataArray], bool]:
+    """Coordinates that CF attributes (standard_name, units, axis) call ``key``; failing that,
+    those whose name says so. The flag is True when the name was all there was to go on."""
+    try:
+        found = obj.cf[key]
+        if isinstance(found, xr.DataArray):
+            return [found], False
+    except (KeyError, ValueError):
+        pass
+    variables = _variables(obj)
+    by_attr = [
+        v
+        for v in variables.values()
+        if v.attrs.get("standard_name") == key
+        or str(v.attrs.get("units", "")).lower() in _UNITS[key]
+    ]
+    if by_attr:
+        return by_attr, False
+    return [v for n, v in variables.items() if str(n).lower() in _NAMES[key]], True
+
+
+def _from_mapping(obj: Mapping, argname: str) -> xr.Dataset:
+    try:
+        return xr.Dataset(
+            coords={
+                "lat": ("lat", np.asarray(obj["lat"]), {"standard_name": "latitude"}),
+                "lon": ("lon", np.asarray(obj["lon"]), {"standard_name": "longitude"}),
+            }
+        )
+    except (KeyError, ValueError) as err:
+        raise CoordinateError(
+            f"{argname} as a dict needs 1-D 'lat' and 'lon' arrays: {err}"
+        ) from err
+
+
+def find_latlon(obj: Any, argname: str = "ds") -> tuple[xr.DataArray, xr.DataArray]:
+    """The 1-D latitude and longitude coordinates of ``obj``: the package's one coordinate finder.
+
+    Coordinates are identified by CF attributes through cf_xarray (``standard_name``, ``units``,
+    ``axis``), then by CF attributes on any variable; only when no attribute says which is which
+    are the names ``lat``/``latitude``/``lon``/``longitude`` used, with an
+    :class:`~xdiffsr.errors.XDiffSRWarning` saying so.
+
+    Parameters
+    ----------
+    obj : Dataset, DataArray or mapping
+        An xarray object, or a ``{"lat": array, "lon": array}`` mapping of 1-D arrays.
+    argname : str
+        Name of the argument, for messages.
+
+    Returns
+    -------
+    lat, lon : DataArray
+        1-D coordinates along two different dimensions of ``obj``.
 
     Raises
     ------
     CoordinateError
-        If no coordinate carries CF attributes for ``key`` and none can be guessed from its name.
+        Either is missing, ambiguous, not 1-D, or both share a dimension (curvilinear grids).
+    ArgumentError
+        ``obj`` is not an xarray object or mapping.
     """
-    try:
-        return obj.cf[key]
-    except KeyError:
-        pass
-    guessed = obj.cf.guess_coord_axis(verbose=False)
-    try:
-        coord = guessed.cf[key]
-    except KeyError:
+    if isinstance(obj, Mapping) and not isinstance(obj, xr.Dataset):
+        obj = _from_mapping(obj, argname)
+    if not isinstance(obj, xr.Dataset | xr.DataArray):
+        raise ArgumentError(
+            f"{argname} must be an xarray Dataset or DataArray; got {type(obj).__name__}"
+        )
+    out = []
+    for key in ("latitude", "longitude"):
+        found, guessed = _candidates(obj, key)
+        found = [c for c in found if c.ndim == 1 and c.dims[0] in obj.dims]
+        index = [c for c in found if c.name in obj.dims]  # prefer dimension coordinates
+        found = index if len(found) > 1 and len(index) == 1 else found
+        if len(found) != 1:
+            raise CoordinateError(
+                f"{argname} has {'no' if not found else 'several'} 1-D {key} coordinate(s) "
+                f"({[c.name for c in found]}; coordinates: {list(obj.coords)}); give it one 1-D "
+                f"coordinate with standard_name='{key}' or units='{sorted(_UNITS[key])[1]}', "
+                f"e.g. ds['lat'].attrs.update(standard_name='{key}')"
+            )
+        if guessed:
+            warnings.warn(
+                f"{argname}: the {key} coordinate {found[0].name!r} has no CF attributes; it was "
+                "identified from its name. Set its standard_name and units to silence this "
+                "warning.",
+                XDiffSRWarning,
+                stacklevel=3,
+            )
+        out.append(obj[found[0].name] if found[0].name in obj.coords else found[0])
+    if out[0].dims == out[1].dims:
         raise CoordinateError(
-            f"no {key} coordinate found in {argname} (coordinates: {list(obj.coords)}). Add CF "
-            f"attributes, e.g. ds['lat'].attrs.update(standard_name='{key}', "
-            f"units='degrees_{'north' if key == 'latitude' else 'east'}')."
-        ) from None
-    warnings.warn(
-        f"{argname}: the {key} coordinate {coord.name!r} has no CF attributes; it was identified "
-        "from its name. Set its standard_name and units to silence this warning.",
-        XDiffSRWarning,
-        stacklevel=3,
+            f"{argname}: latitude and longitude share dimension {out[0].dims}; only rectilinear "
+            "grids with separate lat and lon dimensions are supported. Regrid curvilinear data "
+            "first (e.g. with xESMF)."
+        )
+    return out[0], out[1]
+
+
+def cell_centre_grid(nlat: int, nlon: int) -> tuple[np.ndarray, np.ndarray]:
+    """Equiangular global grid of cell centres: latitudes ascending (no poles), longitudes from 0.
+
+    The one definition of the package's regular grids: ``(64, 128)`` is the 2.8125-degree
+    WeatherBench grid of the default model, ``(32, 64)`` the 5.625-degree one (centres at
+    +-87.1875), ``(16, 32)`` the 11.25-degree grid of the paper's low-resolution data (latitudes
+    -84.375 ... 84.375, longitudes 0, 11.25, ..., 348.75).
+    """
+    dlat, dlon = 180.0 / nlat, 360.0 / nlon
+    return -90 + dlat * (np.arange(nlat) + 0.5), dlon * np.arange(nlon)
+
+
+def latlon_dataset(lat: np.ndarray, lon: np.ndarray) -> xr.Dataset:
+    """An empty Dataset carrying ``lat``/``lon`` coordinates with CF attributes."""
+    return xr.Dataset(
+        coords={
+            "lat": ("lat", np.asarray(lat, float), _LAT_ATTRS),
+            "lon": ("lon", np.asarray(lon, float), _LON_ATTRS),
+        }
     )
-    return obj[coord.name]
+
+
+_LAT_ATTRS = {"standard_name": "latitude", "units": "degrees_north", "axis": "Y"}
+_LON_ATTRS = {"standard_name": "longitude", "units": "degrees_east", "axis": "X"}
 
 
 def find_time(obj: xr.Dataset | xr.DataArray, *, argname: str = "ds") -> str | None:
@@ -143,10 +267,7 @@ def grid_of(obj: xr.Dataset | xr.DataArray, *, argname: str = "ds") -> Grid:
     CoordinateError
         If latitude or longitude is missing, not 1-D, or not regularly spaced.
     """
-    lat, lon = (
-        find_coord(obj, "latitude", argname=argname),
-        find_coord(obj, "longitude", argname=argname),
-    )
+    lat, lon = find_latlon(obj, argname)
     for c, key in ((lat, "latitude"), (lon, "longitude")):
         if c.ndim != 1:
             raise CoordinateError(
@@ -168,99 +289,6 @@ def grid_of(obj: xr.Dataset | xr.DataArray, *, argname: str = "ds") -> Grid:
         str(lat.name),
         str(lon.name),
     )
-
-
-# ---------------------------------------------------------------------------------------------
-# units
-
-_ALIASES = {
-    "k": "K",
-    "kelvin": "K",
-    "degk": "K",
-    "deg_k": "K",
-    "degc": "degC",
-    "deg_c": "degC",
-    "celsius": "degC",
-    "degree_celsius": "degC",
-    "c": "degC",
-    "degrees_celsius": "degC",
-    "°c": "degC",
-    "pa": "Pa",
-    "hpa": "hPa",
-    "mbar": "hPa",
-    "mb": "hPa",
-    "millibar": "hPa",
-    "kpa": "kPa",
-    "m/s": "m s-1",
-    "m s-1": "m s-1",
-    "m s**-1": "m s-1",
-    "m.s-1": "m s-1",
-    "m s^-1": "m s-1",
-    "ms-1": "m s-1",
-    "kt": "knot",
-    "knots": "knot",
-    "knot": "knot",
-    "m2 s-2": "m2 s-2",
-    "m**2 s**-2": "m2 s-2",
-    "m^2/s^2": "m2 s-2",
-    "m2/s2": "m2 s-2",
-    "m^2 s^-2": "m2 s-2",
-    "m2.s-2": "m2 s-2",
-    "m": "m",
-    "gpm": "gpm",
-    "1": "1",
-    "%": "%",
-    "percent": "%",
-}
-# (dimension, scale, offset) with value_SI = value * scale + offset
-_TO_SI = {
-    "K": ("temperature", 1.0, 0.0),
-    "degC": ("temperature", 1.0, 273.15),
-    "Pa": ("pressure", 1.0, 0.0),
-    "hPa": ("pressure", 100.0, 0.0),
-    "kPa": ("pressure", 1000.0, 0.0),
-    "m s-1": ("speed", 1.0, 0.0),
-    "knot": ("speed", 0.514444, 0.0),
-    "m2 s-2": ("geopotential", 1.0, 0.0),
-    "m": ("length", 1.0, 0.0),
-    "gpm": ("length", 1.0, 0.0),
-    "1": ("dimensionless", 1.0, 0.0),
-    "%": ("dimensionless", 0.01, 0.0),
-}
-
-
-def canonical_units(units: str | None) -> str | None:
-    """Canonical spelling of a CF units string, or None when unknown."""
-    if units is None:
-        return None
-    key = " ".join(str(units).strip().lower().split())
-    return _ALIASES.get(key)
-
-
-def convert_units(values, from_units: str | None, to_units: str | None, *, name: str = "data"):
-    """Convert ``values`` (array or DataArray) between CF units (K/degC, Pa/hPa, m/s/knot, ...).
-
-    Identical strings pass through unchanged. Unknown or incompatible units raise
-    :class:`~xdiffsr.errors.UnitsError` naming the variable.
-    """
-    if from_units == to_units or to_units is None:
-        return values
-    src, dst = canonical_units(from_units), canonical_units(to_units)
-    if from_units is None:
-        raise UnitsError(
-            f"{name} has no 'units' attribute but the model expects {to_units!r}; set "
-            f"{name}.attrs['units'] (e.g. '{to_units}')."
-        )
-    if src is None or dst is None or _TO_SI[src][0] != _TO_SI[dst][0]:
-        raise UnitsError(
-            f"cannot convert {name} from units {from_units!r} to {to_units!r}; convert it "
-            "yourself or fix the 'units' attribute (known: K, degC, Pa, hPa, m s-1, knot, m2 s-2)."
-        )
-    if src == dst:
-        return values
-    _, a, b = _TO_SI[src]
-    _, c, d = _TO_SI[dst]
-    return (values * a + b - d) / c
 
 
 def to_datetime64(values) -> np.ndarray:

@@ -8,9 +8,10 @@ and bilinear weights instead when it imports (``backend="auto"``), and weight fi
 xESMF/ESMF netCDF layout are read and written without it. See ``docs/regridding.md``.
 """
 
+from xdiffsr.grid import find_latlon
 from xdiffsr.regrid._axes import grid_bounds
 from xdiffsr.regrid._io import read_weights, write_weights
-from xdiffsr.regrid._regridder import Regridder, find_latlon
+from xdiffsr.regrid._regridder import Regridder
 from xdiffsr.regrid._weights import cell_areas, point_weights, regrid_weights
 
 __all__ = [

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -12,79 +11,10 @@ import scipy.sparse as sp
 import xarray as xr
 
 from xdiffsr.errors import ArgumentError, CoordinateError
+from xdiffsr.grid import find_latlon
 from xdiffsr.regrid import _xesmf
 from xdiffsr.regrid._io import read_weights, write_weights
 from xdiffsr.regrid._weights import BACKENDS, METHODS, check_choice, regrid_weights
-
-#: CF units of latitude / longitude (CF Conventions 1.11, sections 4.1 and 4.2).
-_UNITS = {
-    "latitude": {"degrees_north", "degree_north", "degree_n", "degrees_n", "degreen", "degreesn"},
-    "longitude": {"degrees_east", "degree_east", "degree_e", "degrees_e", "degreee", "degreese"},
-}
-_NAMES = {"latitude": ("lat", "latitude"), "longitude": ("lon", "longitude")}
-
-
-def _candidates(obj: xr.Dataset | xr.DataArray, key: str) -> list[xr.DataArray]:
-    """1-D coordinates that CF (standard_name, units) or, failing that, the name call ``key``."""
-    try:
-        found = obj.cf[key]
-        return [found] if isinstance(found, xr.DataArray) else []
-    except (KeyError, ValueError):
-        pass
-    variables = dict(obj.coords)
-    if isinstance(obj, xr.Dataset):
-        variables.update(obj.data_vars)
-    by_attr = [
-        v
-        for v in variables.values()
-        if v.attrs.get("standard_name") == key
-        or str(v.attrs.get("units", "")).lower() in _UNITS[key]
-    ]
-    return by_attr or [v for n, v in variables.items() if str(n).lower() in _NAMES[key]]
-
-
-def find_latlon(obj: Any, name: str) -> tuple[xr.DataArray, xr.DataArray]:
-    """Latitude and longitude coordinates of ``obj`` (Dataset, DataArray or {"lat", "lon"} dict).
-
-    Raises
-    ------
-    CoordinateError
-        If either is missing, ambiguous, not 1-D, or both share a dimension.
-    """
-    if isinstance(obj, Mapping) and not isinstance(obj, xr.Dataset):
-        try:
-            obj = xr.Dataset(
-                coords={
-                    "lat": ("lat", np.asarray(obj["lat"])),
-                    "lon": ("lon", np.asarray(obj["lon"])),
-                }
-            )
-        except (KeyError, ValueError) as err:
-            raise CoordinateError(
-                f"{name} as a dict needs 1-D 'lat' and 'lon' arrays: {err}"
-            ) from err
-    if not isinstance(obj, xr.Dataset | xr.DataArray):
-        raise ArgumentError(
-            f"{name} must be an xarray Dataset or DataArray; got {type(obj).__name__}"
-        )
-    out = []
-    for key in ("latitude", "longitude"):
-        found = [c for c in _candidates(obj, key) if c.ndim == 1 and c.dims[0] in obj.dims]
-        index = [c for c in found if c.name in obj.dims]  # prefer dimension coordinates
-        found = index if len(found) > 1 and len(index) == 1 else found
-        if len(found) != 1:
-            raise CoordinateError(
-                f"{name} has {'no' if not found else 'several'} 1-D {key} coordinate(s) "
-                f"({[c.name for c in found]}); give it one 1-D coordinate with "
-                f"standard_name='{key}' or units='{sorted(_UNITS[key])[1]}'"
-            )
-        out.append(found[0])
-    if out[0].dims == out[1].dims:
-        raise CoordinateError(
-            f"{name}: latitude and longitude share dimension {out[0].dims}; only rectilinear "
-            "grids with separate lat and lon dimensions are supported"
-        )
-    return out[0], out[1]
 
 
 def _as_matrix(weights: Any, shape: tuple[int, int]) -> tuple[sp.csr_matrix, str, str | None]:
