@@ -13,6 +13,10 @@ References
    108, 1046-1053 (saturation vapour pressure, eq. 10).
 .. [3] WMO (1988). Technical Regulations, Vol. I, WMO-No. 49: standard gravity g0 = 9.80665 m s-2
    relating geopotential and geopotential height.
+
+The default errors (``DEFAULT_ERRORS``) and ``G0`` are defined in
+:mod:`xdiffsr.observations.error_model` (one table for soundings and gridded sources) and
+re-exported here.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ import numpy as np
 import pandas as pd
 
 from xdiffsr.errors import ArgumentError, ObservationError, XDiffSRWarning
+from xdiffsr.observations.error_model import DEFAULT_ERRORS, G0
 
 __all__ = [
     "DEFAULT_ERRORS",
@@ -34,24 +39,6 @@ __all__ = [
     "parse_model_variable",
     "soundings_to_observations",
 ]
-
-#: Standard gravity (m s-2) relating geopotential (m2 s-2) to geopotential height (m) [3].
-G0 = 9.80665
-
-#: Nominal observation-error standard deviations per quantity, in model units: ``t`` K, ``u``,
-#: ``v`` m/s, ``z`` m2/s2 (10 geopotential metres), ``gh`` m, ``r`` %, ``q`` kg/kg. They are of the
-#: order of the radiosonde errors (instrument plus representativeness) used in global data
-#: assimilation, but are nominal values, not a fitted table: override them per quantity
-#: (``{"t": 0.5}``) or per variable (``{"t250": 1.5}``).
-DEFAULT_ERRORS: dict[str, float] = {
-    "t": 1.0,
-    "u": 2.0,
-    "v": 2.0,
-    "z": 10.0 * G0,
-    "gh": 10.0,
-    "r": 10.0,
-    "q": 1.0e-3,
-}
 
 #: Model quantity -> description of how it is computed from a sounding.
 SUPPORTED_QUANTITIES = {
@@ -175,8 +162,9 @@ def soundings_to_observations(
         quantity+level (``sp``) are ignored; quantities not in ``SUPPORTED_QUANTITIES`` are
         skipped with a warning.
     errors : mapping, optional
-        Error standard deviations overriding :data:`DEFAULT_ERRORS`, by quantity (``"t"``) or
-        by variable (``"t850"``, which wins).
+        Error standard deviations overriding :data:`DEFAULT_ERRORS` (the one table of
+        :mod:`xdiffsr.observations.error_model`), by quantity (``"t"``) or by variable
+        (``"t850"``, which wins).
     max_gap_log_p : float, optional
         Skip a level when its bracketing reports are more than this apart in ``ln p`` (e.g. 0.3
         is about 260 hPa around 850 hPa). Default: no limit.
@@ -273,10 +261,10 @@ def _targets(variables: Iterable[str]) -> dict[str, tuple[str, float]]:
 def _resolve_errors(targets: Mapping, errors: Mapping[str, float] | None) -> dict[str, float]:
     errors = dict(errors or {})
     for key, val in errors.items():
-        known = key in DEFAULT_ERRORS or parse_model_variable(str(key)) is not None
+        known = key in SUPPORTED_QUANTITIES or parse_model_variable(str(key)) is not None
         if not known:
             raise ArgumentError(
-                f"errors key {key!r} is neither a quantity ({sorted(DEFAULT_ERRORS)}) nor a "
+                f"errors key {key!r} is neither a quantity ({sorted(SUPPORTED_QUANTITIES)}) nor a "
                 "model variable like 't850'; fix the key."
             )
         if not (np.isfinite(val) and val > 0):

@@ -20,6 +20,7 @@ import sys
 from collections.abc import Sequence
 
 from .config import TrainConfig
+from .loop import train
 
 # Options given on the command line override the --config file.
 _SIMPLE = {
@@ -67,8 +68,6 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from .loop import train
-
     args = parser().parse_args(argv)
     cfg = config_from_args(args)
     path = train(cfg, out_dir=args.out, resume=not args.no_resume, device=args.device,
