@@ -28,7 +28,6 @@ import argparse
 import contextlib
 import math
 import time
-from typing import Any
 
 import numpy as np
 import torch
@@ -41,12 +40,11 @@ from xdiffsr.core import (
     SongUNet,
     SparseOperator,
     UNetConfig,
-    parse_memory,
     with_network_options,
 )
 from xdiffsr.grid import Grid
 from xdiffsr.reconstruct.sample import _batch_size, _draw
-from xdiffsr.reconstruct.settings import SAMPLER_DEFAULTS
+from xdiffsr.reconstruct.settings import SamplerSettings
 from xdiffsr.regrid import point_weights, regrid_weights
 
 CONFIGS = {
@@ -113,11 +111,11 @@ def random_model(cfg: UNetConfig, device) -> DiffusionModel:
     return DiffusionModel(precond, names, dict.fromkeys(names, "1"), grid, [0.0] * C, [1.0] * C)
 
 
-def time_run(model, guided, device, settings: dict[str, Any]) -> tuple[float, int, float]:
+def time_run(model, guided, device, settings: SamplerSettings) -> tuple[float, int, float]:
     """Seconds for all members, the batch used and the peak GiB (CUDA) of the timed run."""
     t = np.datetime64("2000-01-01T00")
     batch = _batch_size(guided, model, device, settings)  # fitted to max_memory on CUDA
-    _draw(guided, model, t, device, {**settings, "steps": 2}, batch)  # warm-up (and compile)
+    _draw(guided, model, t, device, settings.replace(steps=2), batch)  # warm-up (and compile)
     if device.type == "cuda":
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
@@ -163,17 +161,18 @@ def run(args) -> None:
     print("|---|---:|---:|---:|---:|---:|---:|")
     baseline = None
     for precision in args.precisions:
-        den = with_network_options(model.precond, precision=precision, **options)
-        guided = ScoreGuidance(den, liks, lambda_g=1.0)
+        base = SamplerSettings.from_options(
+            steps=args.steps,
+            seed=0,
+            batch_size=args.batch_size,
+            max_memory=args.max_memory,
+            precision=precision,
+            **options,
+        )
+        den = with_network_options(model.precond, **base.network_options())
+        guided = ScoreGuidance(den, liks, lambda_g=base.lambda_g)
         for members in args.batches:
-            settings = {
-                **SAMPLER_DEFAULTS,
-                "members": members,
-                "steps": args.steps,
-                "seed": 0,
-                "batch_size": args.batch_size,
-                "max_memory": parse_memory(args.max_memory),
-            }
+            settings = base.replace(members=members)
             if device.type == "cuda":
                 torch.cuda.empty_cache()
             try:

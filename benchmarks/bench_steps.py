@@ -26,6 +26,7 @@ import numpy as np
 import xarray as xr
 
 from xdiffsr.evaluation.suite import evaluate
+from xdiffsr.reconstruct import SamplerSettings
 
 
 def main() -> None:
@@ -53,16 +54,19 @@ def main() -> None:
     rows = []
     for steps, churn in runs:
         t0 = time.perf_counter()
+        sampler = SamplerSettings.from_options(
+            members=args.members, steps=steps, cg_iters=args.cg_iters, S_churn=churn
+        )
         table = evaluate(
             truth,
             configurations=("IGRA+LR",),
             weights=(args.weight,),
             baselines=(),
             times=args.times,
-            members=args.members,
-            steps=steps,
-            cg_iters=args.cg_iters,
-            S_churn=churn,
+            members=sampler.members,
+            steps=sampler.steps,
+            cg_iters=sampler.cg_iters,
+            S_churn=sampler.S_churn,
             device=args.device,
             figures=False,
         )

@@ -28,7 +28,7 @@ import torch
 import xarray as xr
 
 import xdiffsr
-from xdiffsr.reconstruct import tasks
+from xdiffsr.reconstruct import SamplerSettings, tasks
 
 YEAR_STATES = 1460
 
@@ -65,13 +65,13 @@ def observations(model, times: pd.DatetimeIndex) -> list:
 def run_cluster(n_workers: int, args, times, model, tmp: Path) -> float:
     import distributed
 
+    settings = SamplerSettings.from_options(
+        members=args.members, steps=args.steps, guidance=args.guidance, cg_iters=args.cg_iters
+    )
     kw = dict(
         model="default",
         chunks={"time": args.chunk},
-        members=args.members,
-        steps=args.steps,
-        guidance=args.guidance,
-        cg_iters=args.cg_iters,
+        settings=settings,
         device=args.device,
         progress=False,
     )
@@ -112,14 +112,14 @@ def probe(args) -> float:
     model = xdiffsr.load_model("default", device=args.device)
     t = pd.date_range("2001-01-01", periods=1, freq="6h")
     t0 = time.perf_counter()
-    xr.Dataset(coords={"time": t}).diffsr.super_resolve(
-        observations(model, t),
-        model=model,
+    settings = SamplerSettings.from_options(
         members=args.year_members,
         steps=args.year_steps,
         guidance=args.guidance,
         cg_iters=args.cg_iters,
-        device=args.device,
+    )
+    xr.Dataset(coords={"time": t}).diffsr.super_resolve(
+        observations(model, t), model=model, settings=settings, device=args.device
     )
     return time.perf_counter() - t0
 

@@ -18,15 +18,14 @@ from xdiffsr.errors import (
     XDiffSRError,
     XDiffSRWarning,
 )
-from xdiffsr.models import DiffusionModel, GaussianPrior, ModelRef, Prior, open_model
-from xdiffsr.models.registry import load_model
+from xdiffsr.models import DiffusionModel, GaussianPrior, ModelRef, Prior, load_model, open_model
 from xdiffsr.observations import (
     CallableObservations,
     GridObservations,
     Observations,
     PointObservations,
 )
-from xdiffsr.reconstruct import reconstruct_to_zarr, super_resolve
+from xdiffsr.reconstruct import SamplerSettings, reconstruct_to_zarr, super_resolve
 
 __version__ = "0.1.0.dev0"
 
@@ -45,6 +44,7 @@ __all__ = [
     "Observations",
     "PointObservations",
     "Prior",
+    "SamplerSettings",
     "UnitsError",
     "XDiffSRError",
     "XDiffSRWarning",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 
 import numpy as np
@@ -74,3 +75,62 @@ def test_diffusion_model_samples_through_accessor(model):
     assert out["t850"].shape == (2, 3, 8, 16)
     assert np.isfinite(out["t850"].values).all() and np.isfinite(out["z500"].values).all()
     assert "tiny-test" in out.attrs["model"]
+
+
+# ---------------------------------------------------------------------------------------------
+# One way to load a model: load_model, with the model's own reference and a per-process cache
+
+
+def test_loaded_model_carries_its_reference(model, tmp_path):
+    path = model.save(tmp_path / "ref.safetensors")
+    xdiffsr.models.clear_model_cache()
+    loaded = xdiffsr.load_model(path)
+    ref = loaded.reference
+    assert isinstance(ref, xdiffsr.ModelRef)
+    assert ref.sha256 == hashlib.sha256(path.read_bytes()).hexdigest()
+    assert ref.path == str(path.resolve()) and ref.name is None
+    assert not hasattr(loaded, "source") and not hasattr(loaded, "_xdiffsr_ref")
+    assert model.reference is None  # an in-memory model has none
+    assert xdiffsr.models.model_ref(loaded) is ref and xdiffsr.models.model_handle(loaded) is ref
+
+
+def test_same_file_is_read_once_per_process(model, tmp_path):
+    path = model.save(tmp_path / "once.safetensors")
+    xdiffsr.models.clear_model_cache()
+    first = xdiffsr.load_model(path)
+    assert xdiffsr.load_model(str(path)) is first
+    assert xdiffsr.open_model(path) is first  # the former name, the same function
+    # what a dask worker does with the task's reference: the same cache, no second read
+    ref = xdiffsr.ModelRef.of(path)
+    assert ref == first.reference and ref.resolve("cpu") is first
+    copy = tmp_path / "copy.safetensors"
+    copy.write_bytes(path.read_bytes())
+    again = xdiffsr.load_model(copy)  # another file: its own reference, the same content
+    assert again is not first and again.reference.sha256 == ref.sha256
+    assert again.reference.path == str(copy.resolve())
+    assert xdiffsr.models.model_cache_stats() == {"loads": 2, "hits": 3}
+
+
+def test_fingerprint_is_the_content(model, tmp_path):
+    loaded = xdiffsr.load_model(model.save(tmp_path / "fp.safetensors"))
+    fp = model.fingerprint()
+    assert len(fp) == 64 and loaded.fingerprint() == fp  # file or memory: the same content
+    assert xdiffsr.models.fingerprint(model) == fp
+    other = tiny_model("tiny-test", attrs=model.attrs, metadata=model.metadata)
+    assert other.fingerprint() == fp
+    with torch.no_grad():
+        next(other.precond.parameters()).add_(1e-3)
+    assert other.fingerprint() != fp  # weights count
+    renamed = tiny_model("tiny-other", attrs=model.attrs, metadata=model.metadata)
+    assert renamed.fingerprint() != fp  # metadata counts
+    mean = xr.Dataset(
+        {"t850": (("lat", "lon"), np.full((8, 16), 270.0), {"units": "K"})},
+        coords={
+            "lat": ("lat", LAT, {"units": "degrees_north"}),
+            "lon": ("lon", LON, {"units": "degrees_east"}),
+        },
+    )
+    g1 = xdiffsr.GaussianPrior(mean, np.eye(128))
+    g2 = xdiffsr.GaussianPrior(mean, 2 * np.eye(128))
+    assert g1.fingerprint() == xdiffsr.GaussianPrior(mean, np.eye(128)).fingerprint()
+    assert g1.fingerprint() != g2.fingerprint()

@@ -195,6 +195,8 @@ def test_packaged_file_loads_offline(env, monkeypatch, model_bytes, served):
     assert weights.fetch_weights("default") == weights.DATA_DIR / "xdiffsr-default.safetensors"
     m = weights.load_model("default")
     assert m.name == "tiny-served" and served.gets == [] and not env.exists()
+    assert m.reference.name == "default"  # a worker without the file fetches it by name
+    assert m.reference.sha256 == sha256(model_bytes)
     ds = xr.Dataset(coords={"time": pd.date_range("2020-01-01", periods=2, freq="6h")})
     df = pd.DataFrame(
         {

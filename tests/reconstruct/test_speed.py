@@ -28,10 +28,9 @@ from xdiffsr.core import EDMPrecond, GaussianDenoiser, fit_batch_size, parse_mem
 from xdiffsr.core.memory import cuda_peak_probe
 from xdiffsr.core.runtime import NetworkRunner, with_network_options
 from xdiffsr.core.sampler import randn
-from xdiffsr.reconstruct import store as store_mod
 from xdiffsr.reconstruct.plan import _plan
 from xdiffsr.reconstruct.sample import _denoiser_at, member_seed, member_seeds, sample_time
-from xdiffsr.reconstruct.settings import SAMPLER_DEFAULTS
+from xdiffsr.reconstruct.settings import SamplerSettings
 
 TIMES = pd.date_range("2021-01-01", periods=2, freq="6h")
 BASE = dict(members=3, steps=4, seed=7, S_churn=5.0)  # churn: per-member noise at every step
@@ -57,12 +56,10 @@ def _target(times=TIMES):
 def _members(model, guidance="sda", callback=None, **kw) -> np.ndarray:
     """Normalised members (member, C, H, W) at the first time, through the validation of
     ``super_resolve`` (``_plan``) and :func:`sample_time` (no float32 storage rounding)."""
-    kw = {**BASE, **kw}
-    sampler = {k: kw.pop(k) for k in list(kw) if k in SAMPLER_DEFAULTS}
-    plan = _plan(_target(TIMES[:1]), _obs(), None, model, guidance=guidance, sampler=sampler,
-                 **kw)
+    settings = SamplerSettings.from_options(guidance=guidance, **{**BASE, **kw})
+    plan = _plan(_target(TIMES[:1]), _obs(), None, model, settings)
     x, _ = sample_time(model, plan.sources, plan.weights, plan.times[0],
-                       device=torch.device("cpu"), callback=callback, **plan.settings)
+                       device=torch.device("cpu"), callback=callback, settings=plan.settings)
     return model.normalise(x)
 
 
@@ -232,9 +229,7 @@ def test_cuda_max_memory_fits_the_batch(model, device):
         pytest.skip("needs --device cuda")
     kw = dict(model=model, device=device, **BASE)
     ref = _target().diffsr.super_resolve(_obs(), **kw)
-    sampler = {k: v for k, v in BASE.items() if k in SAMPLER_DEFAULTS}
-    plan = _plan(_target(), _obs(), None, model, BASE["members"], BASE["steps"], BASE["seed"],
-                 "sda", sampler)
+    plan = _plan(_target(), _obs(), None, model, SamplerSettings.from_options(**BASE))
     den, _ = _denoiser_at(model, plan.sources, plan.weights, plan.times[0], device,
                           plan.settings)
     peak = cuda_peak_probe(den, model.state_shape, device, 80.0)  # the guided evaluation
@@ -393,18 +388,16 @@ class _Stop(Exception):
     pass
 
 
-def test_zarr_resume_ignores_speed_options_but_not_precision(model, tmp_path, monkeypatch):
+def test_zarr_resume_ignores_speed_options_but_not_precision(model, tmp_path):
     times = pd.date_range("2021-01-01", periods=4, freq="6h")
     store = str(tmp_path / "s.zarr")
     kw = dict(model=model, chunks={"time": 2}, progress=False, **BASE)
 
-    def stop(i0):
+    def stop(chunk):
         raise _Stop
 
-    monkeypatch.setattr(store_mod, "_on_chunk_done", stop)
     with dask.config.set(scheduler="sync"), pytest.raises(_Stop):
-        xdiffsr.reconstruct_to_zarr(_target(times), _obs(times), store, **kw)
-    monkeypatch.setattr(store_mod, "_on_chunk_done", lambda i0: None)
+        xdiffsr.reconstruct_to_zarr(_target(times), _obs(times), store, callback=stop, **kw)
     with dask.config.set(scheduler="sync"):
         out = xdiffsr.reconstruct_to_zarr(
             _target(times), _obs(times), store, batch_size=1, max_memory="auto",

@@ -116,19 +116,20 @@ class _Stop(Exception):
     pass
 
 
-def test_interrupt_then_resume_equals_one_run(model_file, serial, tmp_path, monkeypatch):
+def test_interrupt_then_resume_equals_one_run(model_file, serial, tmp_path):
     store = str(tmp_path / "year.zarr")
     finished = []
 
-    def stop_after_three(i0):
-        finished.append(i0)
+    def stop_after_three(chunk):
+        assert chunk.stop - chunk.start == N
+        finished.append(chunk.start)
         if len(finished) == 3:
             raise _Stop
 
-    monkeypatch.setattr(store_mod, "_on_chunk_done", stop_after_three)
     with dask.config.set(scheduler="sync"), pytest.raises(_Stop):
         xdiffsr.reconstruct_to_zarr(
-            _target(), _obs(), store, model=model_file, chunks={"time": N}, progress=False, **KW
+            _target(), _obs(), store, model=model_file, chunks={"time": N}, progress=False,
+            callback=stop_after_three, **KW
         )
     done = _done(store)
     assert done.sum() == 3 * N and all(done[i : i + N].all() for i in finished)
@@ -148,10 +149,10 @@ def test_interrupt_then_resume_equals_one_run(model_file, serial, tmp_path, monk
         if p.is_file() and p.relative_to(tmp_path / "year.zarr" / v / "c").parts[0] == str(i // N)
     }
     assert len(files) == 9
-    monkeypatch.setattr(store_mod, "_on_chunk_done", lambda i0: finished.append(i0))
     with dask.config.set(scheduler="threads"):
         out = xdiffsr.reconstruct_to_zarr(
-            _target(), _obs(), store, model=model_file, chunks={"time": N}, progress=False, **KW
+            _target(), _obs(), store, model=model_file, chunks={"time": N}, progress=False,
+            callback=lambda chunk: finished.append(chunk.start), **KW
         )
     assert sorted(finished[3:]) == [i for i in range(0, 24, N) if i not in finished[:3]]
     assert {p: p.stat().st_mtime_ns for p in files} == files  # nothing complete was rewritten
@@ -263,20 +264,19 @@ def test_local_cluster_equals_serial_and_loads_once_per_worker(
 
 @pytest.mark.slow
 def test_killed_worker_still_yields_a_complete_store(
-    model_file, serial, client, tmp_path, monkeypatch
+    model_file, serial, client, tmp_path
 ):
     store = str(tmp_path / "k.zarr")
     times = TIMES[6:18]
     killed = []
 
-    def kill_one(i0):
+    def kill_one(chunk):
         if not killed:
             addr = sorted(client.scheduler_info()["workers"])[0]
             killed.append(addr)
             pid = client.run(os.getpid, workers=[addr])[addr]
             os.kill(pid, signal.SIGKILL)  # the nanny restarts it; its tasks are rescheduled
 
-    monkeypatch.setattr(store_mod, "_on_chunk_done", kill_one)
     out = xdiffsr.reconstruct_to_zarr(
         _target(times),
         _obs(),
@@ -285,6 +285,7 @@ def test_killed_worker_still_yields_a_complete_store(
         chunks={"time": 2},
         client=client,
         progress=False,
+        callback=kill_one,
         **KW,
     )
     assert killed

@@ -2,16 +2,28 @@
 
 from xdiffsr.models.diffusion import DiffusionModel
 from xdiffsr.models.prior import GaussianPrior, Prior
-from xdiffsr.models.reference import ModelRef, fingerprint, open_model
-from xdiffsr.models.registry import fetch_weights, load_model
+from xdiffsr.models.reference import fingerprint, model_handle, model_ref, resolve_handle
+from xdiffsr.models.registry import (
+    ModelRef,
+    clear_model_cache,
+    fetch_weights,
+    load_model,
+    model_cache_stats,
+    open_model,
+)
 
 __all__ = [
     "DiffusionModel",
     "GaussianPrior",
     "ModelRef",
     "Prior",
+    "clear_model_cache",
     "fetch_weights",
     "fingerprint",
     "load_model",
+    "model_cache_stats",
+    "model_handle",
+    "model_ref",
     "open_model",
+    "resolve_handle",
 ]

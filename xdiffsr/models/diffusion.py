@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +32,8 @@ class DiffusionModel(Prior):
         See :class:`Prior`.
     metadata : dict
         Free-form JSON-serialisable description (training data, steps, ...).
+    reference : ModelRef, optional
+        The file it was loaded from (set by :func:`xdiffsr.load_model`), see :class:`Prior`.
     """
 
     def __init__(
@@ -46,11 +48,13 @@ class DiffusionModel(Prior):
         attrs=None,
         name: str = "model",
         metadata: Mapping[str, Any] | None = None,
+        reference: Any = None,
     ):
         super().__init__(variables, units, grid, center, scale, attrs)
         self.precond = precond.eval()
         self.name = name
         self.metadata = dict(metadata or {})
+        self.reference = reference
         self.sigma_min = float(getattr(precond, "sigma_min", 0.002))
         self.sigma_max = float(getattr(precond, "sigma_max", 80.0))
 
@@ -78,6 +82,16 @@ class DiffusionModel(Prior):
             "metadata": self.metadata,
         }
 
+    def _fingerprint_items(self) -> Iterable[tuple[str, Any]]:
+        header = {k: v for k, v in self._header().items() if k in ("unet_config", "metadata")}
+        weights = sorted(self.precond.state_dict().items())
+        return [
+            *super()._fingerprint_items(),
+            ("header", header),
+            ("sigma_data", float(self.precond.sigma_data)),
+            *((f"weight:{k}", v) for k, v in weights),
+        ]
+
     def save(self, path: str | Path) -> Path:
         """Write weights and metadata to a safetensors file (JSON metadata in its header)."""
         from safetensors.torch import save_file
@@ -96,8 +110,14 @@ class DiffusionModel(Prior):
         return path
 
     @classmethod
-    def load(cls, path: str | Path, *, device: str | torch.device = "cpu") -> DiffusionModel:
-        """Read a model written by :meth:`save` (safetensors only; never pickle)."""
+    def load(
+        cls, path: str | Path, *, device: str | torch.device = "cpu", reference: Any = None
+    ) -> DiffusionModel:
+        """Read a model file written by :meth:`save` (safetensors only; never pickle).
+
+        The low-level reader: use :func:`xdiffsr.load_model`, which also accepts registered
+        names, verifies and caches, and sets :attr:`reference` (given here as ``reference``).
+        """
         from safetensors import SafetensorError, safe_open
 
         try:
@@ -133,6 +153,6 @@ class DiffusionModel(Prior):
             attrs=h.get("attrs"),
             name=h.get("name", Path(path).stem),
             metadata=h.get("metadata"),
+            reference=reference,
         )
-        model.source = str(Path(path).resolve())  # lets dask workers load it themselves
         return model

@@ -6,7 +6,9 @@ A prior knows its variables (channels), units, grid and normalisation, and gives
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import hashlib
+import json
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -34,11 +36,16 @@ class Prior:
         Normalisation: ``x = (state - center) / scale``.
     sigma_min, sigma_max : float
         Default noise range of the sampler.
+    reference : ModelRef or None
+        The file the prior was loaded from (:class:`xdiffsr.ModelRef`: sha256, path, registered
+        name), set by :func:`xdiffsr.load_model`; None for an in-memory prior. Lazy tasks carry
+        it instead of the weights.
     """
 
     name: str = "prior"
     sigma_min: float = 0.002
     sigma_max: float = 80.0
+    reference: Any = None
 
     def __init__(
         self,
@@ -88,12 +95,54 @@ class Prior:
     def describe(self) -> str:
         return f"{type(self).__name__}({self.name!r})"
 
+    def fingerprint(self) -> str:
+        """sha256 of the prior's content: metadata, normalisation and weights or statistics.
+
+        Independent of where the prior came from and of its device; the model identity in a
+        zarr store's run record and in the keys of lazy tasks.
+        """
+        h = hashlib.sha256()
+        for key, value in self._fingerprint_items():
+            h.update(key.encode())
+            _hash_value(h, value)
+        return h.hexdigest()
+
+    def _fingerprint_items(self) -> Iterable[tuple[str, Any]]:
+        """(name, value) pairs of the content that :meth:`fingerprint` hashes (extended by the
+        subclasses with their weights or statistics)."""
+        return [
+            ("type", type(self).__name__),
+            ("name", self.name),
+            ("variables", list(self.variables)),
+            ("units", self.units),
+            ("attrs", self.attrs),
+            ("lat", self.grid.lat),
+            ("lon", self.grid.lon),
+            ("center", self.center),
+            ("scale", self.scale),
+            ("sigma", [float(self.sigma_min), float(self.sigma_max)]),
+        ]
+
     def __repr__(self) -> str:
         H, W = self.grid.shape
         return (
             f"<{type(self).__name__} {self.name!r}: {len(self.variables)} variables "
             f"{list(self.variables)} on {H}x{W} lat/lon>"
         )
+
+
+def _hash_value(h, value: Any) -> None:
+    """Feed ``value`` to the hash ``h``: arrays and tensors by dtype, shape and bytes, anything
+    else as sorted JSON."""
+    if isinstance(value, torch.Tensor):
+        t = value.detach().cpu().contiguous()
+        h.update(f"{t.dtype}{tuple(t.shape)}".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    elif isinstance(value, np.ndarray):
+        h.update(f"{value.dtype}{value.shape}".encode())
+        h.update(np.ascontiguousarray(value).tobytes())
+    else:
+        h.update(json.dumps(value, sort_keys=True, default=str).encode())
 
 
 def _stack_dataset(ds: xr.Dataset, variables: Sequence[str], grid: Grid) -> np.ndarray:
@@ -233,6 +282,15 @@ class GaussianPrior(Prior):
         obj._mean_n, obj._U, obj._lam = obj.normalise(mu), Vt[:r].T, lam
         obj.floor, obj.name = float(floor), name
         return obj
+
+    def _fingerprint_items(self) -> Iterable[tuple[str, Any]]:
+        return [
+            *super()._fingerprint_items(),
+            ("mean", self._mean_n),
+            ("eigvecs", self._U),
+            ("eigvals", self._lam),
+            ("floor", float(self.floor)),
+        ]
 
     def _build_denoiser(self) -> nn.Module:
         return GaussianDenoiser(

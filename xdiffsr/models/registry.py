@@ -23,11 +23,14 @@ from __future__ import annotations
 
 import hashlib
 import os
+import threading
 import warnings
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
 import pooch
+import torch
 
 from xdiffsr.errors import ModelError, XDiffSRWarning
 from xdiffsr.models.diffusion import DiffusionModel
@@ -41,7 +44,17 @@ BASE_URL = f"https://github.com/xdiffsr/xdiffsr-weights/releases/download/{WEIGH
 ENV_CACHE = "XDIFFSR_CACHE"
 ENV_URL = "XDIFFSR_WEIGHTS_URL"
 
-__all__ = ["BASE_URL", "fetch_weights", "load_model", "make_fetcher", "registry"]
+__all__ = [
+    "BASE_URL",
+    "ModelRef",
+    "clear_model_cache",
+    "fetch_weights",
+    "load_model",
+    "make_fetcher",
+    "model_cache_stats",
+    "open_model",
+    "registry",
+]
 
 
 def registry(path: str | Path | None = None) -> dict[str, str]:
@@ -89,7 +102,20 @@ def _file_name(name: str, entries: Mapping[str, str]) -> str:
     )
 
 
-def _sha256(path: Path) -> str:
+_LOCK = threading.RLock()
+
+
+_FILE_HASHES: dict[tuple[str, int, int], str] = {}  # (path, mtime_ns, size) -> sha256
+
+
+_MODELS: dict[tuple[ModelRef, str], DiffusionModel] = {}  # (reference, device) -> model
+
+
+_STATS: dict[str, int] = {"loads": 0, "hits": 0}  # model files read, cache hits
+
+
+def _file_sha256(path: str | Path) -> str:
+    """sha256 of a file's bytes, read now."""
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
@@ -97,11 +123,20 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
+def _sha256(path: str | Path) -> str:
+    """sha256 of a file, remembered per (path, mtime, size): a model file's identity."""
+    st = os.stat(path)
+    key = (str(Path(path).resolve()), st.st_mtime_ns, st.st_size)
+    if key not in _FILE_HASHES:
+        _FILE_HASHES[key] = _file_sha256(path)
+    return _FILE_HASHES[key]
+
+
 def _verified(path: Path, known: str, what: str, then: str) -> bool:
     """True if ``path`` exists and its sha256 is ``known``; warn if it exists but differs."""
     if not path.is_file():
         return False
-    got = _sha256(path)
+    got = _file_sha256(path)  # never the remembered hash: this check guards the content
     if got == known.removeprefix("sha256:"):
         return True
     warnings.warn(
@@ -201,23 +236,124 @@ def _is_bare_name(arg) -> bool:
     return isinstance(arg, str) and "/" not in arg and os.sep not in arg
 
 
+@dataclass(frozen=True)
+class ModelRef:
+    """A light, picklable reference to a model file: what a task carries instead of the weights.
+
+    Every model loaded by :func:`load_model` carries its own as ``model.reference``.
+
+    Parameters
+    ----------
+    sha256 : str
+        Hex digest of the safetensors file; the cache key, and checked before a worker loads.
+    path : str, optional
+        Where the file lies (on the client; a worker uses it if it sees the same file).
+    name : str, optional
+        Registered name (``"default"``); a worker without the file fetches it with
+        :func:`fetch_weights` (pooch cache, hash-checked).
+    """
+
+    sha256: str
+    path: str | None = None
+    name: str | None = None
+
+    @property
+    def token(self) -> str:
+        """``"sha256:<hex>"``: the model's identity in task keys."""
+        return f"sha256:{self.sha256}"
+
+    @classmethod
+    def of(cls, name_or_path: str | os.PathLike, *, progress: bool = True) -> ModelRef:
+        """Reference a registered model name or a model file (hashes the file once).
+
+        Raises
+        ------
+        ModelError
+            Missing file or unknown name (listing the registered ones), as :func:`load_model`.
+        """
+        name = os.fspath(name_or_path)
+        bare = _is_bare_name(name_or_path)
+        entries = registry()
+        known = set(entries) | {k.removesuffix(SUFFIX) for k in entries}
+        registered = bare and ALIASES.get(name, name) in known
+        path = Path(name)
+        if not registered and path.is_file():
+            return cls(_sha256(path), str(path.resolve()), None)
+        if not registered and (not bare or path.suffix):
+            raise ModelError(
+                f"no model file {name!r}; give the path of a {SUFFIX} model written by "
+                "DiffusionModel.save, or a registered name: "
+                f"{sorted(k.removesuffix(SUFFIX) for k in entries)}."
+            )
+        found = fetch_weights(name, progress=progress)
+        return cls(_sha256(found), str(found), name)
+
+    def _locate(self) -> Path:
+        if self.path and Path(self.path).is_file() and _sha256(self.path) == self.sha256:
+            return Path(self.path)
+        if self.name:
+            found = fetch_weights(self.name, progress=False)
+            if _sha256(found) == self.sha256:
+                return found
+        raise ModelError(
+            f"model file with sha256 {self.sha256} not found on this worker (path "
+            f"{self.path!r}, name {self.name!r}); put the file at the same path on every worker, "
+            "or use a registered model name so workers fetch it themselves."
+        )
+
+    def resolve(self, device: str | torch.device | None = "cpu") -> DiffusionModel:
+        """The model on ``device`` (None: the CPU), read once per process and device (the
+        cache shared with :func:`load_model`, keyed by the reference: a model's ``reference``
+        is always the one it was loaded through)."""
+        dev = str(torch.device(device or "cpu"))
+        key = (self, dev)
+        with _LOCK:
+            if key in _MODELS:
+                _STATS["hits"] += 1
+                return _MODELS[key]
+            model = DiffusionModel.load(self._locate(), device=dev, reference=self)
+            _MODELS[key] = model
+            _STATS["loads"] += 1
+            return model
+
+
+def model_cache_stats() -> dict[str, int]:
+    """This process's model cache counters: ``loads`` (files read) and ``hits``."""
+    with _LOCK:
+        return dict(_STATS)
+
+
+def clear_model_cache() -> None:
+    """Forget this process's loaded models (and reset the counters)."""
+    with _LOCK:
+        _MODELS.clear()
+        _STATS.update(loads=0, hits=0)
+
+
 def load_model(
-    name_or_path: str | os.PathLike, *, device: str = "cpu", progress: bool = True
+    name_or_path: str | os.PathLike, *, device: str | torch.device | None = "cpu",
+    progress: bool = True,
 ) -> DiffusionModel:
     """Load a diffusion model by registered name or from a file written by ``DiffusionModel.save``.
 
-    A registered name given as a plain string with no directory part (``"default"``,
-    ``"xdiffsr-default"``, ``"xdiffsr-default.safetensors"``) goes through :func:`fetch_weights`.
-    Anything else is a path: an existing file is loaded with :meth:`DiffusionModel.load`; a
-    missing one raises "no model file"; an unregistered bare name without a suffix raises
-    "unknown model" with the list of registered names.
+    The one way to load a model. A registered name given as a plain string with no directory
+    part (``"default"``, ``"xdiffsr-default"``, ``"xdiffsr-default.safetensors"``) goes through
+    :func:`fetch_weights`. Anything else is a path: an existing file is loaded; a missing one
+    raises "no model file"; an unregistered bare name without a suffix raises "unknown model"
+    with the list of registered names.
+
+    The model is read once per process and device: loading the same file (same path or name,
+    same sha256) again returns the same object (:func:`clear_model_cache` forgets them). It
+    carries its :class:`ModelRef` as ``model.reference``, so lazy ``super_resolve(...,
+    chunks=...)`` graphs and :func:`xdiffsr.reconstruct_to_zarr` tasks carry only the reference
+    and dask workers load the file themselves (:meth:`ModelRef.resolve`, the same cache).
 
     Parameters
     ----------
     name_or_path : str or path
         Registered model name or alias, or a ``.safetensors`` file.
-    device : str
-        Torch device to put the weights on.
+    device : str or torch.device
+        Torch device to put the weights on (None: the CPU).
     progress : bool
         Progress bar if a download is needed.
 
@@ -230,19 +366,8 @@ def load_model(
     ModelError
         Missing file, unknown name (listing the available ones), bad hash or unreadable file.
     """
-    entries = registry()
-    name = os.fspath(name_or_path)
-    bare = _is_bare_name(name_or_path)
-    known = set(entries) | {k.removesuffix(SUFFIX) for k in entries}
-    if bare and ALIASES.get(name, name) in known:
-        return DiffusionModel.load(fetch_weights(name, progress=progress), device=device)
-    path = Path(name)
-    if path.is_file():
-        return DiffusionModel.load(path, device=device)
-    if not bare or path.suffix:
-        raise ModelError(
-            f"no model file {name!r}; give the path of a {SUFFIX} model written by "
-            "DiffusionModel.save, or a registered name: "
-            f"{sorted(k.removesuffix(SUFFIX) for k in entries)}."
-        )
-    return DiffusionModel.load(fetch_weights(name, progress=progress), device=device)
+    return ModelRef.of(name_or_path, progress=progress).resolve(device)
+
+
+#: The former name of :func:`load_model` (the same function).
+open_model = load_model

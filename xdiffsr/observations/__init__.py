@@ -1,7 +1,8 @@
-"""Observation sources, the vertical (sounding to model level) operator, and likelihoods."""
+"""Observation sources, the vertical (sounding to model level) operator, the default observation
+errors (one table, :mod:`xdiffsr.observations.error_model`) and likelihoods."""
 
+from xdiffsr.observations.error_model import DEFAULT_ERROR_STD, DEFAULT_ERRORS, default_error_std
 from xdiffsr.observations.sources import (
-    DEFAULT_ERROR_STD,
     CallableObservations,
     GridObservations,
     ObsBlock,
@@ -10,7 +11,6 @@ from xdiffsr.observations.sources import (
     as_source,
 )
 from xdiffsr.observations.vertical import (
-    DEFAULT_ERRORS,
     match_times,
     parse_model_variable,
     soundings_to_observations,
@@ -25,6 +25,7 @@ __all__ = [
     "Observations",
     "PointObservations",
     "as_source",
+    "default_error_std",
     "match_times",
     "parse_model_variable",
     "soundings_to_observations",

@@ -8,6 +8,8 @@ error variances and the index of the model variable each observation belongs to.
 
 from __future__ import annotations
 
+import hashlib
+import threading
 import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
@@ -19,7 +21,11 @@ import scipy.sparse as sp
 import xarray as xr
 
 from xdiffsr.errors import ArgumentError, ObservationError, XDiffSRWarning
-from xdiffsr.grid import convert_units, find_time, grid_of, to_datetime64
+from xdiffsr.grid import Grid, find_time, grid_of, to_datetime64
+from xdiffsr.observations.error_model import DEFAULT_ERROR_STD, default_error_std
+from xdiffsr.observations.vertical import soundings_to_observations
+from xdiffsr.regrid import point_weights, regrid_weights
+from xdiffsr.units import convert_units
 
 __all__ = [
     "DEFAULT_ERROR_STD",
@@ -30,37 +36,6 @@ __all__ = [
     "PointObservations",
     "as_source",
 ]
-
-#: Default observation-error standard deviations by quantity (first letters of the variable name),
-#: used when a source gives neither ``sigma_y`` nor an ``error`` column. Nominal values of the
-#: order of radiosonde and analysis errors in the free troposphere; override them per source.
-DEFAULT_ERROR_STD: dict[str, float] = {
-    "t": 1.0,  # K
-    "u": 2.0,  # m s-1
-    "v": 2.0,  # m s-1
-    "z": 100.0,  # m2 s-2 (about 10 m of geopotential height)
-    "q": 1e-3,  # kg kg-1
-    "r": 10.0,  # %
-    "sp": 100.0,  # Pa
-    "msl": 100.0,  # Pa
-    "t2m": 1.0,  # K
-    "u10": 2.0,
-    "v10": 2.0,
-}
-
-
-def default_error_std(variable: str) -> float:
-    """Default error standard deviation of a model variable (see :data:`DEFAULT_ERROR_STD`)."""
-    if variable in DEFAULT_ERROR_STD:
-        return DEFAULT_ERROR_STD[variable]
-    quantity = variable.rstrip("0123456789")
-    if quantity in DEFAULT_ERROR_STD:
-        return DEFAULT_ERROR_STD[quantity]
-    raise ObservationError(
-        f"no default observation error for variable {variable!r}; pass sigma_y (a variance, or a "
-        "dict by variable) to the source, or add an 'error' column (standard deviation)."
-    )
-
 
 @dataclass
 class ObsBlock:
@@ -210,8 +185,6 @@ class PointObservations(Observations):
         return out
 
     def at_time(self, t, prior) -> ObsBlock | None:
-        from xdiffsr.regrid import point_weights
-
         times = self.data["time"].to_numpy()
         tol = self._tol.to_timedelta64()
         lo, hi = np.searchsorted(times, t - tol, "left"), np.searchsorted(times, t + tol, "right")
@@ -262,6 +235,34 @@ class PointObservations(Observations):
         )
 
 
+_OPERATOR_LOCK = threading.Lock()
+
+
+_OPERATORS: dict[tuple[str, str, str], sp.csr_matrix] = {}  # (method, model grid, obs grid)
+
+
+_OPERATOR_STATS: dict[str, int] = {"operators": 0, "operator_hits": 0}
+
+
+def _grid_key(grid: Grid) -> str:
+    h = hashlib.sha1(np.asarray(grid.lat, np.float64).tobytes())
+    h.update(np.asarray(grid.lon, np.float64).tobytes())
+    return h.hexdigest()
+
+
+def operator_cache_stats() -> dict[str, int]:
+    """This process's regridding-operator counters: ``operators`` built, ``operator_hits``."""
+    with _OPERATOR_LOCK:
+        return dict(_OPERATOR_STATS)
+
+
+def clear_operator_cache() -> None:
+    """Forget this process's regridding operators (and reset the counters)."""
+    with _OPERATOR_LOCK:
+        _OPERATORS.clear()
+        _OPERATOR_STATS.update(operators=0, operator_hits=0)
+
+
 @dataclass
 class GridObservations(Observations):
     """Gridded observations (a coarse analysis, a coarse model's forecast) on a regular lat/lon
@@ -297,15 +298,29 @@ class GridObservations(Observations):
         tol = self._tol.to_timedelta64()
         return replace(self, data=self.data.sel({self._time: slice(start - tol, stop + tol)}))
 
-    def _operator(self, prior) -> sp.csr_matrix:
-        key = (id(prior), self.method or "conservative")
-        if key not in self._cache:
-            from xdiffsr.regrid import regrid_weights
+    @property
+    def grid(self) -> Grid:
+        """The grid of the observations (lat, lon as stored in the dataset)."""
+        return self._grid
 
-            self._cache[key] = regrid_weights(
-                prior.grid.lat, prior.grid.lon, self._grid.lat, self._grid.lon, method=key[1]
-            ).tocsr()
-        return self._cache[key]
+    def operator(self, prior) -> sp.csr_matrix:
+        """Regridding matrix from the model grid of ``prior`` to this grid, shape (obs points,
+        model points), built once per process for each (method, model grid, obs grid) and
+        shared by every source and task (:func:`operator_cache_stats`)."""
+        method = self.method or "conservative"
+        key = (method, _grid_key(prior.grid), _grid_key(self._grid))
+        with _OPERATOR_LOCK:
+            if key in _OPERATORS:
+                _OPERATOR_STATS["operator_hits"] += 1
+                return _OPERATORS[key]
+        op = regrid_weights(
+            prior.grid.lat, prior.grid.lon, self._grid.lat, self._grid.lon, method=method
+        ).tocsr()
+        with _OPERATOR_LOCK:
+            if key not in _OPERATORS:
+                _OPERATORS[key] = op
+                _OPERATOR_STATS["operators"] += 1
+            return _OPERATORS[key]
 
     def at_time(self, t, prior) -> ObsBlock | None:
         ds = self.data
@@ -323,7 +338,7 @@ class GridObservations(Observations):
             if abs(times[k] - t) > self._tol.to_timedelta64():
                 return None
             ds = ds.isel({self._time: k})
-        R = self._operator(prior)
+        R = self.operator(prior)
         n_model = int(np.prod(prior.grid.shape))
         blocks, ys, vars_, idx = [], [], [], []
         for name in map(str, ds.data_vars):
@@ -450,8 +465,6 @@ def as_source(obj, prior=None) -> Observations:
         return obj
     if isinstance(obj, pd.DataFrame):
         if _is_sounding_frame(obj):
-            from xdiffsr.observations.vertical import soundings_to_observations
-
             if prior is None:
                 raise ArgumentError("IGRA sounding frames need the model to pick pressure levels.")
             tidy = soundings_to_observations(obj, list(prior.variables))

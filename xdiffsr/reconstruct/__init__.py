@@ -2,12 +2,13 @@
 
 from xdiffsr.reconstruct.api import super_resolve
 from xdiffsr.reconstruct.sample import member_seed, member_seeds, sample_time
-from xdiffsr.reconstruct.settings import SAMPLER_DEFAULTS
+from xdiffsr.reconstruct.settings import SAMPLER_DEFAULTS, SamplerSettings
 from xdiffsr.reconstruct.store import reconstruct_to_zarr
 from xdiffsr.reconstruct.tasks import cache_stats, clear_cache, worker_device
 
 __all__ = [
     "SAMPLER_DEFAULTS",
+    "SamplerSettings",
     "cache_stats",
     "clear_cache",
     "member_seed",

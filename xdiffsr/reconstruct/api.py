@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 import torch
 import xarray as xr
+from tqdm.auto import tqdm
 
+from xdiffsr.errors import XDiffSRWarning
 from xdiffsr.models.prior import Prior
 from xdiffsr.models.reference import ModelRef, model_handle
 from xdiffsr.reconstruct.output import _to_dataset
 from xdiffsr.reconstruct.plan import Plan, _plan, _time_chunks
-from xdiffsr.reconstruct.sample import run_times
+from xdiffsr.reconstruct.sample import run_times, steps_per_time
+from xdiffsr.reconstruct.settings import SamplerSettings
 from xdiffsr.reconstruct.tasks import chunk_task_args, compute_chunk
 
 
@@ -23,81 +27,111 @@ def super_resolve(
     weights: Sequence[float] | None = None,
     *,
     model: Prior,
-    members: int = 8,
-    steps: int = 18,
-    seed: int = 0,
     device: str | torch.device | None = None,
-    guidance: str = "sda",
-    lambda_g: float = 1.0,
-    clip: float | None = None,
-    cg_iters: int = 10,
-    S_churn: float = 0.0,
-    S_tmin: float = 0.0,
-    S_tmax: float = float("inf"),
-    S_noise: float = 1.0,
-    corrector_guidance: bool = True,
-    sigma_min: float | None = None,
-    sigma_max: float | None = None,
-    batch_size: int | None = None,
-    max_memory: int | float | str | None = None,
-    precision: str = "fp32",
-    channels_last: bool = False,
-    compile: bool | str = False,
-    checkpoint: bool = False,
     chunks: Mapping[str, int] | int | None = None,
     progress: bool = False,
+    settings: SamplerSettings | None = None,
+    **sampler_options: Any,
 ) -> xr.Dataset:
-    """Posterior ensemble of the high-resolution state at the times of ``ds``.
+    """Draw posterior ensemble members of the high-resolution state given every source.
 
-    See :meth:`xdiffsr.accessor.DiffSRAccessor.super_resolve` for the parameters. With
-    ``chunks`` (or a dask-backed ``ds``) the result is lazy: one task per time chunk, which
-    receives a light reference to the model (resolved once per worker process, see
-    :mod:`xdiffsr.parallel`) and only the observations of its time window.
+    Each member is a sample of the stochastic Heun sampler of Chakraborty et al. (2025),
+    Algorithm 1, guided by the weighted sum of the sources' Gaussian log-likelihoods
+    (Eqs. 13-14), or by moment matching (MMPS). Also ``ds.diffsr.super_resolve(obs, ...)``.
+
+    Parameters
+    ----------
+    ds : xarray.Dataset
+        Supplies the times to reconstruct (a datetime time coordinate) and optionally the output
+        grid (lat/lon with the model's points in any order or convention).
+    obs : list
+        Observation sources: tidy DataFrames of point observations (time, lat, lon, variable,
+        value[, error]), IGRA sounding frames from :func:`xdiffsr.io.igra.read_igra`,
+        Datasets on any regular lat/lon grid (coarse analyses or forecasts), or
+        :class:`xdiffsr.PointObservations` / :class:`xdiffsr.GridObservations` carrying
+        ``sigma_y``, ``gamma``, ``method``, ``tolerance`` and ``weight``.
+    weights : list of float, optional
+        One weight per source (Eq. 14), >= 0. Default: each source's ``weight`` or 1.
+    model : Prior
+        A diffusion model (:func:`xdiffsr.load_model`) or :class:`xdiffsr.GaussianPrior`.
+    device : str, optional
+        'cuda' when available, else 'cpu'.
+    chunks : int or dict, optional
+        ``{'time': n}``: return a lazy (dask) result whose tasks reconstruct ``n`` times each;
+        a dask-backed ``ds`` is lazy with its own time chunks.
+    progress : bool
+        A tqdm progress bar (notebook widget or terminal) over the times and sampler steps
+        (``len(times) * steps`` in all). Eager results only: a lazy result warns and shows
+        none (use dask's ``ProgressBar`` or ``distributed.progress`` on its computation).
+    settings : SamplerSettings, optional
+        Sampler settings; ``**sampler_options`` change some of them.
+    **sampler_options
+        The fields of :class:`xdiffsr.SamplerSettings` (its docstring lists them with their
+        defaults): ``members`` (8), ``steps`` (18), ``seed`` (0), ``guidance`` ('sda', 'mmps'
+        or 'none'), ``lambda_g``, ``clip``, ``cg_iters``, ``S_churn``, ``S_tmin``, ``S_tmax``,
+        ``S_noise``, ``corrector_guidance``, ``sigma_min``, ``sigma_max``, and the speed and
+        memory options ``batch_size``, ``max_memory`` (``"40GB"``, ``"auto"``; CUDA),
+        ``precision`` ('fp32', 'bf16'), ``channels_last``, ``compile`` and ``checkpoint``.
+        Members depend only on (seed, timestamp, member index): not on ``batch_size``, the
+        chunks or the workers.
+
+    Returns
+    -------
+    xarray.Dataset
+        One variable per model variable with dims (time, member, lat, lon), on the grid of
+        ``ds`` if it has one (same points as the model's, any order), else the model grid; CF
+        attributes, and provenance attributes (model, sampler, sources, weights, grid
+        orientation). ``sampler`` is strict JSON of :meth:`SamplerSettings.record` (an
+        infinite ``S_tmax`` is the string ``"inf"``).
+
+    Raises
+    ------
+    ArgumentError
+        An unknown sampler option (naming the closest valid one), an invalid value, a ``model``
+        that is not a prior, weights that do not match the sources.
+
+    References
+    ----------
+    Chakraborty et al. (2025), Multimodal atmospheric super-resolution with deep generative
+    models. Karras et al. (2022). Rozet & Louppe (2023). Rozet et al. (2024).
     """
-    sampler = dict(
-        lambda_g=lambda_g,
-        clip=clip,
-        cg_iters=cg_iters,
-        S_churn=S_churn,
-        S_tmin=S_tmin,
-        S_tmax=S_tmax,
-        S_noise=S_noise,
-        corrector_guidance=corrector_guidance,
-        sigma_min=sigma_min,
-        sigma_max=sigma_max,
-        batch_size=batch_size,
-        max_memory=max_memory,
-        precision=precision,
-        channels_last=channels_last,
-        compile=compile,
-        checkpoint=checkpoint,
-    )
-    plan = _plan(ds, obs, weights, model, members, steps, seed, guidance, sampler)
+    settings = SamplerSettings.from_options(settings, **sampler_options)
+    plan = _plan(ds, obs, weights, model, settings)
     n_chunk = _time_chunks(ds, plan.tname, chunks)
     if n_chunk is None:
         dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-        data = run_times(
-            model,
-            plan.sources,
-            plan.weights,
-            plan.times,
-            device=dev,
-            settings=plan.settings,
-            ilat=plan.ilat,
-            ilon=plan.ilon,
-            n_sources=len(plan.sources),
-        )
+        total = len(plan.times) * steps_per_time(model, settings)
+        with tqdm(total=total, unit="step", desc="xdiffsr", disable=not progress) as bar:
+            data = run_times(
+                model,
+                plan.sources,
+                plan.weights,
+                plan.times,
+                device=dev,
+                settings=settings,
+                ilat=plan.ilat,
+                ilon=plan.ilon,
+                n_sources=len(plan.sources),
+                progress=bar.update if progress else None,
+            )
     else:
+        if progress:
+            warnings.warn(
+                "progress=True shows no bar for a lazy result (chunks or a dask-backed ds); "
+                "use dask.diagnostics.ProgressBar or distributed.progress when computing it.",
+                XDiffSRWarning,
+                stacklevel=2,
+            )
         data = _lazy(plan, model, device, n_chunk)
     return _to_dataset(
-        data, plan.times, plan.tname, plan.grid, model, plan.sources, plan.weights, plan.settings
+        data, plan.times, plan.tname, plan.grid, model, plan.sources, plan.weights, settings
     )
 
 
 def _lazy(plan: Plan, model: Prior, device, n_chunk: int):
     """Dask array (time, member, C, H, W): one task per time chunk.
 
-    Each task gets a light handle of the model (:func:`xdiffsr.parallel.model_handle`: a file
+    Each task gets a light handle of the model (:func:`xdiffsr.models.model_handle`: a file
     reference resolved through a per-process cache, or one shared graph key for in-memory
     priors), the sources windowed to its times, and resolves its device on the worker.
     """
@@ -106,9 +140,11 @@ def _lazy(plan: Plan, model: Prior, device, n_chunk: int):
     from dask.base import tokenize
 
     handle = model_handle(model)
-    shape = (plan.settings["members"], *model.state_shape)
+    shape = (plan.settings.members, *model.state_shape)
     ident = handle.token if isinstance(handle, ModelRef) else handle.key
-    base = tokenize(ident, plan.settings, plan.weights, plan.ilat, plan.ilon, str(device))
+    base = tokenize(
+        ident, plan.settings.as_dict(), plan.weights, plan.ilat, plan.ilon, str(device)
+    )
     parts = []
     for i0 in range(0, len(plan.times), n_chunk):
         tc = plan.times[i0 : i0 + n_chunk]

@@ -10,10 +10,14 @@ import xarray as xr
 
 from xdiffsr.grid import Grid
 from xdiffsr.models.prior import Prior
-from xdiffsr.reconstruct.settings import SPEED_SETTINGS
+from xdiffsr.reconstruct.settings import SamplerSettings
 
 
-def _to_dataset(data, times, tname, grid: Grid, prior: Prior, sources, weights, settings):
+def _to_dataset(
+    data, times, tname, grid: Grid, prior: Prior, sources, weights, settings: SamplerSettings
+) -> xr.Dataset:
+    """The members as a Dataset; the ``sampler`` attribute is strict JSON
+    (:meth:`SamplerSettings.to_json`: an infinite ``S_tmax`` is the string ``"inf"``)."""
     lat_name, lon_name = "lat", "lon"
     coords = {
         tname: (tname, times),
@@ -46,9 +50,7 @@ def _to_dataset(data, times, tname, grid: Grid, prior: Prior, sources, weights, 
             "title": "xdiffsr posterior ensemble",
             "Conventions": "CF-1.8",
             "model": prior.describe(),
-            "sampler": json.dumps(
-                {k: v for k, v in settings.items() if k not in SPEED_SETTINGS}, default=str
-            ),
+            "sampler": settings.to_json(),
             "sources": json.dumps([s.describe() for s in sources]),
             "weights": json.dumps([float(x) for x in weights]),
             **grid.describe(),

@@ -4,20 +4,17 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from numbers import Integral
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import xarray as xr
 
-from xdiffsr.core.memory import parse_memory
-from xdiffsr.core.runtime import check_network_options
 from xdiffsr.errors import ArgumentError, CoordinateError
 from xdiffsr.grid import Grid, find_time, grid_of, to_datetime64
 from xdiffsr.models.prior import Prior
 from xdiffsr.observations.sources import Observations, as_source
-from xdiffsr.reconstruct.settings import GUIDANCES, NETWORK_SETTINGS, SAMPLER_DEFAULTS
+from xdiffsr.reconstruct.settings import SamplerSettings
 
 
 @dataclass
@@ -32,7 +29,7 @@ class Plan:
     grid: Grid
     ilat: np.ndarray
     ilon: np.ndarray
-    settings: dict[str, Any]
+    settings: SamplerSettings
 
 
 def _check_weights(weights, n: int, sources: Sequence[Observations]) -> list[float]:
@@ -65,27 +62,12 @@ def _output_grid(ds: xr.Dataset, prior: Prior) -> tuple[Grid, tuple[np.ndarray, 
     return target, perm
 
 
-def _check_batch_size(value: Any) -> int | None:
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, Integral) or value < 1:
-        raise ArgumentError(
-            f"batch_size={value!r} must be a positive integer (members per network batch), or "
-            "None for all members in one batch."
-        )
-    return int(value)
-
-
 def _plan(
     ds: xr.Dataset,
     obs: Sequence[Any],
     weights: Sequence[float] | None,
     model: Prior,
-    members: int,
-    steps: int,
-    seed: int,
-    guidance: str,
-    sampler: Mapping[str, Any],
+    settings: SamplerSettings,
 ) -> Plan:
     """Validate the arguments of :func:`super_resolve` and gather them in a :class:`Plan`."""
     if not isinstance(model, Prior):
@@ -93,11 +75,11 @@ def _plan(
             f"model={model!r} is not an xdiffsr prior; pass xdiffsr.load_model(...) or an "
             "xdiffsr.GaussianPrior."
         )
-    if guidance not in GUIDANCES:
-        raise ArgumentError(f"guidance={guidance!r}; choose one of {GUIDANCES}.")
-    for name, val in (("members", members), ("steps", steps)):
-        if int(val) != val or val < 1:
-            raise ArgumentError(f"{name}={val!r} must be a positive integer.")
+    if not isinstance(settings, SamplerSettings):
+        raise ArgumentError(
+            f"settings={settings!r} is not a SamplerSettings; build one with "
+            "xdiffsr.SamplerSettings.from_options(...)."
+        )
     if isinstance(obs, pd.DataFrame | xr.Dataset | Observations):
         obs = [obs]
     sources = [as_source(o, model) for o in obs]
@@ -110,27 +92,6 @@ def _plan(
         )
     times = to_datetime64(ds[tname].values)
     grid, (ilat, ilon) = _output_grid(ds, model)
-    sampler = {**SAMPLER_DEFAULTS, **sampler}
-    network = check_network_options(**{k: sampler[k] for k in NETWORK_SETTINGS})
-    settings = dict(
-        members=int(members),
-        steps=int(steps),
-        seed=int(seed),
-        guidance=guidance,
-        lambda_g=float(sampler["lambda_g"]),
-        clip=sampler["clip"],
-        cg_iters=int(sampler["cg_iters"]),
-        S_churn=float(sampler["S_churn"]),
-        S_tmin=float(sampler["S_tmin"]),
-        S_tmax=float(sampler["S_tmax"]),
-        S_noise=float(sampler["S_noise"]),
-        corrector_guidance=bool(sampler["corrector_guidance"]),
-        sigma_min=sampler["sigma_min"],
-        sigma_max=sampler["sigma_max"],
-        batch_size=_check_batch_size(sampler["batch_size"]),
-        max_memory=parse_memory(sampler["max_memory"], "max_memory"),
-        **network,
-    )
     return Plan(times, tname, sources, w, grid, np.asarray(ilat), np.asarray(ilon), settings)
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -18,7 +18,7 @@ from xdiffsr.errors import XDiffSRWarning
 from xdiffsr.models.prior import Prior
 from xdiffsr.observations.likelihood import likelihoods
 from xdiffsr.observations.sources import Observations
-from xdiffsr.reconstruct.settings import NETWORK_SETTINGS
+from xdiffsr.reconstruct.settings import SamplerSettings
 
 
 def member_seed(seed: int, time: np.datetime64) -> int:
@@ -50,7 +50,7 @@ def _denoiser_at(
     weights: Sequence[float],
     time: np.datetime64,
     device,
-    settings: Mapping[str, Any],
+    settings: SamplerSettings,
 ) -> tuple[torch.nn.Module, list[int]]:
     """The (guided) denoiser at ``time`` with the network options of ``settings``, and the number
     of observations each source contributed."""
@@ -60,33 +60,29 @@ def _denoiser_at(
         counts.append(0 if block is None else block.n_obs)
         if block is not None and block.n_obs and w > 0:
             blocks.append((block, src.gamma, w))
-    net_opts = {k: settings[k] for k in NETWORK_SETTINGS if k in settings}
-    den = with_network_options(prior.denoiser(device), **net_opts)
+    den = with_network_options(prior.denoiser(device), **settings.network_options())
     liks = likelihoods(blocks, prior, device)
-    guidance = settings["guidance"]
-    if guidance == "sda" and liks:
-        den = ScoreGuidance(den, liks, lambda_g=settings["lambda_g"], clip=settings["clip"])
-    elif guidance == "mmps" and liks:
-        den = MMPSGuidance(
-            den, liks, cg_iters=settings["cg_iters"], lambda_g=settings["lambda_g"]
-        )
+    if settings.guidance == "sda" and liks:
+        den = ScoreGuidance(den, liks, lambda_g=settings.lambda_g, clip=settings.clip)
+    elif settings.guidance == "mmps" and liks:
+        den = MMPSGuidance(den, liks, cg_iters=settings.cg_iters, lambda_g=settings.lambda_g)
     return den, counts
 
 
-def _sigmas(prior: Prior, settings: Mapping[str, Any]) -> torch.Tensor:
+def _sigmas(prior: Prior, settings: SamplerSettings) -> torch.Tensor:
     return karras_sigmas(
-        settings["steps"],
-        sigma_min=settings["sigma_min"] or prior.sigma_min,
-        sigma_max=settings["sigma_max"] or prior.sigma_max,
+        settings.steps,
+        sigma_min=settings.sigma_min or prior.sigma_min,
+        sigma_max=settings.sigma_max or prior.sigma_max,
     )
 
 
-def _batch_size(den, prior: Prior, device, settings: Mapping[str, Any]) -> int:
+def _batch_size(den, prior: Prior, device, settings: SamplerSettings) -> int:
     """Members per network batch: ``batch_size`` (all members if None), lowered to what fits
     ``max_memory`` on a CUDA device (probed at batch 1 and 2, extrapolated linearly)."""
-    members = settings["members"]
-    cap = min(members, settings.get("batch_size") or members)
-    max_memory = settings.get("max_memory")
+    members = settings.members
+    cap = min(members, settings.batch_size or members)
+    max_memory = settings.max_memory
     if max_memory is None:
         return cap
     device = torch.device(device)
@@ -109,13 +105,13 @@ def _draw(
     prior: Prior,
     time: np.datetime64,
     device,
-    settings: Mapping[str, Any],
+    settings: SamplerSettings,
     batch: int,
     callback: Callable | None = None,
 ) -> np.ndarray:
     """Normalised members (members, C, H, W), float64, sampled ``batch`` members at a time."""
-    members = settings["members"]
-    gens = _member_generators(settings["seed"], time, members, device)
+    members = settings.members
+    gens = _member_generators(settings.seed, time, members, device)
     sigmas = _sigmas(prior, settings)
     out = np.empty((members, *prior.state_shape), dtype=np.float64)
     for b0 in range(0, members, batch):
@@ -128,11 +124,11 @@ def _draw(
                 den,
                 latents,
                 sigmas,
-                S_churn=settings["S_churn"],
-                S_tmin=settings["S_tmin"],
-                S_tmax=settings["S_tmax"],
-                S_noise=settings["S_noise"],
-                corrector_guidance=settings["corrector_guidance"],
+                S_churn=settings.S_churn,
+                S_tmin=settings.S_tmin,
+                S_tmax=settings.S_tmax,
+                S_noise=settings.S_noise,
+                corrector_guidance=settings.corrector_guidance,
                 generator=g,
                 callback=cb,
             )
@@ -146,62 +142,46 @@ def sample_time(
     weights: Sequence[float],
     time: np.datetime64,
     *,
-    members: int,
-    steps: int,
-    seed: int,
     device,
-    guidance: str,
-    lambda_g: float,
-    clip: float | None,
-    cg_iters: int,
-    S_churn: float,
-    S_tmin: float,
-    S_tmax: float,
-    S_noise: float,
-    corrector_guidance: bool,
-    sigma_min: float | None,
-    sigma_max: float | None,
-    batch_size: int | None = None,
-    max_memory: int | str | None = None,
-    precision: str = "fp32",
-    channels_last: bool = False,
-    compile: bool | str = False,
-    checkpoint: bool = False,
+    settings: SamplerSettings | None = None,
     callback: Callable | None = None,
+    **sampler_options: Any,
 ) -> tuple[np.ndarray, list[int]]:
     """Posterior members at one time, shape (members, C, H, W) in physical units, and the number
     of observations each source contributed.
 
-    Members are drawn ``batch_size`` at a time (fitted to ``max_memory`` on CUDA); each has its
-    own generator (:func:`member_seeds`), so the members do not depend on the batching. The
-    callback's dict gains ``"members"``, the slice of members of the current batch.
+    The sampler settings are ``settings`` updated with ``sampler_options`` (any field of
+    :class:`SamplerSettings`, validated by :meth:`SamplerSettings.from_options`). Members are
+    drawn ``batch_size`` at a time (fitted to ``max_memory`` on CUDA); each has its own
+    generator (:func:`member_seeds`), so the members do not depend on the batching. The
+    callback (of :func:`xdiffsr.core.sampler.heun_sampler`) is called after every step; its
+    dict gains ``"members"``, the slice of members of the current batch.
     """
-    settings = dict(
-        members=members,
-        steps=steps,
-        seed=seed,
-        guidance=guidance,
-        lambda_g=lambda_g,
-        clip=clip,
-        cg_iters=cg_iters,
-        S_churn=S_churn,
-        S_tmin=S_tmin,
-        S_tmax=S_tmax,
-        S_noise=S_noise,
-        corrector_guidance=corrector_guidance,
-        sigma_min=sigma_min,
-        sigma_max=sigma_max,
-        batch_size=batch_size,
-        max_memory=max_memory,
-        precision=precision,
-        channels_last=channels_last,
-        compile=compile,
-        checkpoint=checkpoint,
-    )
+    settings = SamplerSettings.from_options(settings, **sampler_options)
     den, counts = _denoiser_at(prior, sources, weights, time, device, settings)
     batch = _batch_size(den, prior, device, settings)
     x = _draw(den, prior, time, device, settings, batch, callback)
     return prior.denormalise(x), counts
+
+
+def steps_per_time(prior: Prior, settings: SamplerSettings) -> int:
+    """Sampler steps (callback calls) of one batch of members at one time."""
+    return int(_sigmas(prior, settings).numel()) - 1
+
+
+def _warn_missing(t, counts: Sequence[int], srcs: Sequence[Observations], n_sources: int) -> None:
+    if sum(counts) == 0 and n_sources:
+        warnings.warn(
+            f"no observations at {t}: members are prior samples.", XDiffSRWarning, stacklevel=3
+        )
+    for s, n in zip(srcs, counts):
+        if n == 0 and n_sources > 1:
+            warnings.warn(
+                f"source {s.describe()} has no observation at {t}; that time "
+                "runs with the other sources.",
+                XDiffSRWarning,
+                stacklevel=3,
+            )
 
 
 def run_times(
@@ -211,14 +191,20 @@ def run_times(
     times: np.ndarray,
     *,
     device,
-    settings: Mapping[str, Any],
+    settings: SamplerSettings,
     ilat: np.ndarray,
     ilon: np.ndarray,
     n_sources: int,
+    progress: Callable[[float], Any] | None = None,
 ) -> np.ndarray:
     """Members at each of ``times``: float32 array (time, member, C, H, W) on the output grid
-    (model grid permuted by ``ilat``, ``ilon``). Warns about times without observations."""
-    members = settings["members"]
+    (model grid permuted by ``ilat``, ``ilon``). Warns about times without observations.
+
+    ``progress``, if given, is called after every sampler step with the fraction of one time's
+    step done (1 when all members are one batch; ``batch / members`` otherwise), so that the
+    calls of a time add up to :func:`steps_per_time` (e.g. a tqdm bar's ``update``).
+    """
+    members = settings.members
     out = np.empty((len(times), members, *prior.state_shape), dtype=np.float32)
     batches: dict[str, int] = {}  # fitted once per kind of denoiser (guided or not)
     for k, t in enumerate(times):
@@ -226,20 +212,17 @@ def run_times(
         kind = type(den).__name__
         if kind not in batches:
             batches[kind] = _batch_size(den, prior, device, settings)
-        x = prior.denormalise(_draw(den, prior, t, device, settings, batches[kind]))
-        if sum(counts) == 0 and n_sources:
-            warnings.warn(
-                f"no observations at {t}: members are prior samples.",
-                XDiffSRWarning,
-                stacklevel=2,
-            )
-        for s, n in zip(srcs, counts):
-            if n == 0 and n_sources > 1:
-                warnings.warn(
-                    f"source {s.describe()} has no observation at {t}; that time "
-                    "runs with the other sources.",
-                    XDiffSRWarning,
-                    stacklevel=2,
-                )
+        cb = None if progress is None else _step_counter(progress, members)
+        x = prior.denormalise(_draw(den, prior, t, device, settings, batches[kind], cb))
+        _warn_missing(t, counts, srcs, n_sources)
         out[k] = x[:, :, ilat][:, :, :, ilon]
     return out
+
+
+def _step_counter(progress: Callable[[float], Any], members: int) -> Callable[[dict], None]:
+    def step(info: dict) -> None:
+        rows = info["members"]
+        n = rows.stop - rows.start
+        progress(1 if n == members else n / members)
+
+    return step

@@ -1,39 +1,215 @@
-"""Sampler settings: names, defaults and which of them change only speed."""
+"""Sampler settings: :class:`SamplerSettings`, the one place the sampler options are defined.
+
+Every entry point (:func:`xdiffsr.super_resolve`, the ``Dataset.diffsr`` accessor,
+:func:`xdiffsr.reconstruct_to_zarr`, :func:`xdiffsr.reconstruct.sample_time`, the benchmarks)
+builds one with :meth:`SamplerSettings.from_options`, which validates every value and refuses
+unknown options with the closest valid name.
+"""
 
 from __future__ import annotations
 
+import dataclasses
+import difflib
+import json
+import math
+from dataclasses import dataclass, field
+from numbers import Real
 from typing import Any
+
+from xdiffsr.core.memory import parse_memory
+from xdiffsr.core.runtime import check_network_options
+from xdiffsr.errors import ArgumentError
 
 GUIDANCES = ("sda", "mmps", "none")
 
+_SPEED = {"speed": True}  # changes speed and memory only: not provenance, may change on resume
+_NETWORK = {"network": True}  # passed to xdiffsr.core.runtime.with_network_options
 
-#: Settings of how the network runs (:func:`xdiffsr.core.runtime.with_network_options`).
-NETWORK_SETTINGS = ("precision", "channels_last", "compile", "checkpoint")
+
+@dataclass(frozen=True)
+class SamplerSettings:
+    """Validated options of the posterior sampler (immutable).
+
+    Parameters
+    ----------
+    members : int
+        Ensemble size (> 0).
+    steps : int
+        Noise levels of the Karras schedule (> 0; the sampler evaluates ``2 steps - 1`` times).
+    seed : int
+        Global seed; the members at a time depend only on (seed, timestamp, member index).
+    guidance : {'sda', 'mmps', 'none'}
+        'sda': the likelihood gradient with variance ``Sigma_y + sigma^2 Gamma``; 'mmps':
+        moment-matching posterior sampling (exact for a Gaussian prior, slower); 'none':
+        unguided prior samples.
+    lambda_g : float
+        Guidance scale (finite, >= 0).
+    clip : float, optional
+        Maximum RMS of the SDA guidance step (finite, > 0), or None for no clipping.
+    cg_iters : int
+        Conjugate-gradient iterations of MMPS (> 0).
+    S_churn, S_tmin, S_tmax, S_noise : float
+        Stochastic churn of Karras et al. (2022), Algorithm 2: amount (>= 0), noise range
+        ``[S_tmin, S_tmax]`` where it applies (``S_tmax`` may be ``inf``) and noise inflation.
+    corrector_guidance : bool
+        Guide the Heun corrector evaluation too.
+    sigma_min, sigma_max : float, optional
+        Noise range of the schedule (> 0); None: the prior's own.
+    batch_size : int, optional
+        Members per network batch (> 0); None: all members in one batch. Speed only.
+    max_memory : int, float or str, optional
+        CUDA memory budget: bytes, a size such as ``"40GB"``, or ``"auto"``. Speed only.
+    precision : {'fp32', 'bf16'}
+        Network precision (bf16 autocast). Changes the numbers, so it is provenance.
+    channels_last, compile, checkpoint
+        Network speed options (:func:`xdiffsr.core.runtime.check_network_options`). Speed only.
+    """
+
+    members: int = 8
+    steps: int = 18
+    seed: int = 0
+    guidance: str = "sda"
+    lambda_g: float = 1.0
+    clip: float | None = None
+    cg_iters: int = 10
+    S_churn: float = 0.0
+    S_tmin: float = 0.0
+    S_tmax: float = math.inf
+    S_noise: float = 1.0
+    corrector_guidance: bool = True
+    sigma_min: float | None = None
+    sigma_max: float | None = None
+    batch_size: int | None = field(default=None, metadata=_SPEED)
+    max_memory: int | str | None = field(default=None, metadata=_SPEED)
+    precision: str = field(default="fp32", metadata=_NETWORK)
+    channels_last: bool = field(default=False, metadata={**_SPEED, **_NETWORK})
+    compile: bool | str = field(default=False, metadata={**_SPEED, **_NETWORK})
+    checkpoint: bool = field(default=False, metadata={**_SPEED, **_NETWORK})
+
+    def __post_init__(self) -> None:
+        for name in ("members", "steps", "cg_iters"):
+            self._set(name, _integer(name, getattr(self, name), minimum=1))
+        self._set("seed", _integer("seed", self.seed))
+        if self.batch_size is not None:
+            self._set("batch_size", _integer("batch_size", self.batch_size, minimum=1))
+        if self.guidance not in GUIDANCES:
+            raise ArgumentError(f"guidance={self.guidance!r}; choose one of {GUIDANCES}.")
+        for name in ("lambda_g", "S_churn", "S_tmin", "S_noise"):
+            self._set(name, _number(name, getattr(self, name), minimum=0.0))
+        self._set("S_tmax", _number("S_tmax", self.S_tmax, minimum=self.S_tmin, inf=True))
+        for name in ("clip", "sigma_min", "sigma_max"):
+            if getattr(self, name) is not None:
+                self._set(name, _number(name, getattr(self, name), minimum=0.0, strict=True))
+        if self.sigma_min is not None and self.sigma_max is not None:
+            if self.sigma_min >= self.sigma_max:
+                raise ArgumentError(
+                    f"sigma_min={self.sigma_min!r} must be below sigma_max={self.sigma_max!r}."
+                )
+        if not isinstance(self.corrector_guidance, bool):
+            raise ArgumentError(
+                f"corrector_guidance={self.corrector_guidance!r} must be True or False."
+            )
+        self._set("max_memory", parse_memory(self.max_memory, "max_memory"))
+        for name, value in check_network_options(**self._network_fields()).items():
+            self._set(name, value)
+
+    def _set(self, name: str, value: Any) -> None:
+        object.__setattr__(self, name, value)  # normalising a frozen dataclass's own fields
+
+    def _network_fields(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in NETWORK_SETTINGS}
+
+    @classmethod
+    def from_options(cls, base: SamplerSettings | None = None, **options: Any) -> SamplerSettings:
+        """Settings from keyword options (on top of ``base``, default: the defaults).
+
+        Raises
+        ------
+        ArgumentError
+            An unknown option (the message names the closest valid one and lists them all), or
+            an invalid value.
+        """
+        names = [f.name for f in dataclasses.fields(cls)]
+        for key in options:
+            if key not in names:
+                close = difflib.get_close_matches(key, names, n=1, cutoff=0.6)
+                hint = f" Did you mean {close[0]!r}?" if close else ""
+                raise ArgumentError(
+                    f"unknown sampler option {key!r}.{hint} Valid options: {', '.join(names)}."
+                )
+        return dataclasses.replace(base or cls(), **options)
+
+    def replace(self, **options: Any) -> SamplerSettings:
+        """A copy with ``options`` changed (validated as in :meth:`from_options`)."""
+        return self.from_options(self, **options)
+
+    def as_dict(self) -> dict[str, Any]:
+        """Every setting, as a plain dict."""
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+
+    def network_options(self) -> dict[str, Any]:
+        """Keyword arguments of :func:`xdiffsr.core.runtime.with_network_options`."""
+        return self._network_fields()
+
+    def record(self) -> dict[str, Any]:
+        """The settings that determine the members (all but :data:`SPEED_SETTINGS`), JSON-safe.
+
+        Infinite numbers (``S_tmax`` by default) are written as the strings ``"inf"`` /
+        ``"-inf"``, so the record is strict JSON (no ``Infinity``): ``float(value)`` reads them
+        back. ``compile`` is normalised to False or a mode string.
+        """
+        return {k: _json_safe(v) for k, v in self.as_dict().items() if k not in SPEED_SETTINGS}
+
+    def to_json(self) -> str:
+        """:meth:`record` as strict JSON (the ``sampler`` provenance attribute)."""
+        return json.dumps(self.record(), allow_nan=False)
+
+
+def _integer(name: str, value: Any, minimum: int | None = None) -> int:
+    ok = (
+        not isinstance(value, bool)
+        and isinstance(value, Real)
+        and math.isfinite(value)
+        and int(value) == value
+    )
+    if not ok or (minimum is not None and value < minimum):
+        need = "an integer" if minimum is None else f"an integer >= {minimum}"
+        raise ArgumentError(f"{name}={value!r} must be {need}.")
+    return int(value)
+
+
+def _number(
+    name: str, value: Any, minimum: float, *, strict: bool = False, inf: bool = False
+) -> float:
+    ok = isinstance(value, Real) and not isinstance(value, bool)
+    x = float(value) if ok else math.nan
+    if math.isnan(x) or (math.isinf(x) and not (inf and x > 0)):
+        allowed = " or inf" if inf else ""
+        raise ArgumentError(f"{name}={value!r} must be a finite number{allowed}.")
+    if x < minimum or (strict and x == minimum):
+        raise ArgumentError(f"{name}={value!r} must be {'>' if strict else '>='} {minimum:g}.")
+    return x
+
+
+def _json_safe(value: Any) -> Any:
+    if isinstance(value, float) and math.isinf(value):
+        return "inf" if value > 0 else "-inf"
+    return value
+
+
+#: Settings of how the network runs (:meth:`SamplerSettings.network_options`).
+NETWORK_SETTINGS: tuple[str, ...] = tuple(
+    f.name for f in dataclasses.fields(SamplerSettings) if f.metadata.get("network")
+)
 
 
 #: Settings that change speed and memory only (the members agree to float rounding): left out
 #: of the ``sampler`` attribute and of the settings a zarr store must match to be resumed.
 #: ``precision`` changes the numbers, so it is recorded and checked.
-SPEED_SETTINGS = ("batch_size", "max_memory", "channels_last", "compile", "checkpoint")
-
-
-#: Defaults of the keyword options of :func:`super_resolve` beyond the main ones
-#: (``**sampler_options`` of the accessor and of :func:`xdiffsr.parallel.reconstruct_to_zarr`).
-SAMPLER_DEFAULTS: dict[str, Any] = dict(
-    lambda_g=1.0,
-    clip=None,
-    cg_iters=10,
-    S_churn=0.0,
-    S_tmin=0.0,
-    S_tmax=float("inf"),
-    S_noise=1.0,
-    corrector_guidance=True,
-    sigma_min=None,
-    sigma_max=None,
-    batch_size=None,
-    max_memory=None,
-    precision="fp32",
-    channels_last=False,
-    compile=False,
-    checkpoint=False,
+SPEED_SETTINGS: tuple[str, ...] = tuple(
+    f.name for f in dataclasses.fields(SamplerSettings) if f.metadata.get("speed")
 )
+
+
+#: Defaults of every sampler option, derived from :class:`SamplerSettings`.
+SAMPLER_DEFAULTS: dict[str, Any] = SamplerSettings().as_dict()

@@ -30,11 +30,12 @@ References
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import uuid
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -44,11 +45,11 @@ import xarray as xr
 
 from xdiffsr.errors import ArgumentError
 from xdiffsr.models.prior import Prior
-from xdiffsr.models.reference import ModelRef, fingerprint, model_handle, model_ref
+from xdiffsr.models.reference import ModelRef, model_handle, model_ref
 from xdiffsr.reconstruct.output import _to_dataset
 from xdiffsr.reconstruct.plan import Plan, _plan, _time_chunks
-from xdiffsr.reconstruct.settings import SAMPLER_DEFAULTS, SPEED_SETTINGS
-from xdiffsr.reconstruct.tasks import ChunkArgs, _grid_hash, chunk_task_args, compute_chunk
+from xdiffsr.reconstruct.settings import SamplerSettings
+from xdiffsr.reconstruct.tasks import ChunkArgs, chunk_task_args, compute_chunk
 
 DONE = "xdiffsr_done"  #: uint8 per time, 1 once the time's chunk is written (written last)
 
@@ -102,10 +103,6 @@ def write_chunk(handle, args: ChunkArgs, target: _Target, i0: int, retries: int 
     return i0
 
 
-def _on_chunk_done(i0: int) -> None:
-    """Hook called on the client after each chunk completes (tests interrupt runs here)."""
-
-
 def _open(store, storage_options, **kw) -> xr.Dataset:
     ctx = _quiet()
     try:
@@ -126,18 +123,20 @@ def _store_exists(store, storage_options) -> bool:
     return True
 
 
+def _grid_hash(lat, lon) -> str:
+    h = hashlib.sha1(np.asarray(lat, np.float64).tobytes())
+    h.update(np.asarray(lon, np.float64).tobytes())
+    return h.hexdigest()
+
+
 def _run_record(plan: Plan, prior: Prior, n_chunk: int) -> dict[str, Any]:
     return {
-        "model": fingerprint(prior),
+        "model": prior.fingerprint(),
         "model_name": prior.describe(),
         "variables": list(prior.variables),
         "grid": _grid_hash(plan.grid.lat, plan.grid.lon),
         # speed-only settings (batch size, memory budget, compile...) may change on resume
-        "settings": json.loads(
-            json.dumps(
-                {k: v for k, v in plan.settings.items() if k not in SPEED_SETTINGS}, default=str
-            )
-        ),
+        "settings": plan.settings.record(),
         "weights": [float(x) for x in plan.weights],
         "sources": [s.describe() for s in plan.sources],
         "chunk": int(n_chunk),
@@ -171,14 +170,14 @@ def _create(store, storage_options, plan: Plan, prior: Prior, record, n_chunk: i
     import dask.array as da
 
     T = len(plan.times)
-    shape = (T, plan.settings["members"], *prior.state_shape)
+    shape = (T, plan.settings.members, *prior.state_shape)
     zeros = da.zeros(shape, chunks=(n_chunk, *shape[1:]), dtype=np.float32)
     tmpl = _to_dataset(
         zeros, plan.times, plan.tname, plan.grid, prior, plan.sources, plan.weights, plan.settings
     )
     tmpl[DONE] = (plan.tname, da.zeros(T, chunks=n_chunk, dtype=np.uint8))
     tmpl[DONE].attrs["long_name"] = "1 once this time's chunk is completely written"
-    tmpl.attrs[RUN_ATTR] = json.dumps(record)
+    tmpl.attrs[RUN_ATTR] = json.dumps(record, allow_nan=False)
     enc = {v: {"chunks": (n_chunk, *shape[1:2], *shape[3:])} for v in prior.variables}
     enc[DONE] = {"chunks": (n_chunk,)}
     ctx = _quiet()
@@ -235,16 +234,14 @@ def reconstruct_to_zarr(
     *,
     model: Prior | ModelRef | str | os.PathLike,
     chunks: Mapping[str, int] | int | None = None,
-    members: int = 8,
-    steps: int = 18,
-    seed: int = 0,
     device: str | torch.device | None = None,
-    guidance: str = "sda",
     client: Any = None,
     progress: bool = True,
     retries: int = 2,
     storage_options: Mapping[str, Any] | None = None,
     overwrite: bool = False,
+    callback: Callable[[slice], Any] | None = None,
+    settings: SamplerSettings | None = None,
     **sampler_options: Any,
 ) -> xr.Dataset:
     """Reconstruct every time of ``ds`` into a zarr store, chunk by chunk, resumably.
@@ -267,18 +264,17 @@ def reconstruct_to_zarr(
         Output: a local path, an fsspec URL (``"s3://..."``, ``"memory://..."``, with
         ``storage_options``) or a zarr store object reachable from the workers.
     model : Prior, ModelRef, str or path
-        A registered model name (``"default"``) or a model file: workers load it once per process
-        (:class:`ModelRef`). An in-memory prior (``GaussianPrior``, an unsaved
+        A registered model name (``"default"``), a model file, or a model from
+        :func:`xdiffsr.load_model`: workers load the file once per process (its
+        :class:`ModelRef`). An in-memory prior (``GaussianPrior``, an unsaved
         ``DiffusionModel``) is shipped once per worker (``client.scatter`` or one shared graph
         key).
     chunks : int or dict
         Times per task, ``{"time": n}`` (default: ds's own time chunks, else 1). Fixed by the
         store once created.
-    members, steps, seed, device, guidance, **sampler_options
-        As in :func:`xdiffsr.super_resolve`. ``device=None`` picks each worker's own GPU
-        (:func:`worker_device`), else the CPU. The speed options ``batch_size``,
-        ``max_memory``, ``channels_last``, ``compile`` and ``checkpoint`` may change when a
-        store is resumed; ``precision`` may not (bf16 changes the numbers).
+    device : str, optional
+        ``None`` picks each worker's own GPU (:func:`xdiffsr.reconstruct.worker_device`), else
+        the CPU.
     client : distributed.Client, optional
         Cluster to run on (default: the current client if one exists, else dask's configured
         scheduler: threads, processes or sync).
@@ -291,6 +287,17 @@ def reconstruct_to_zarr(
         fsspec options for URL stores.
     overwrite : bool
         Replace an existing store instead of resuming it.
+    callback : callable, optional
+        Called on the client after each chunk is written and marked complete, with the slice of
+        its time indices in ``ds`` (``slice(i0, i1)``), in completion order. An exception it
+        raises stops the run (cancelling the pending chunks); the store can be resumed.
+    settings : SamplerSettings, optional
+        Sampler settings; ``**sampler_options`` change some of them.
+    **sampler_options
+        The sampler options of :func:`xdiffsr.super_resolve` (:class:`SamplerSettings`:
+        ``members``, ``steps``, ``seed``, ``guidance``, ...). The speed options ``batch_size``,
+        ``max_memory``, ``channels_last``, ``compile`` and ``checkpoint`` may change when a
+        store is resumed; ``precision`` may not (bf16 changes the numbers).
 
     Returns
     -------
@@ -301,97 +308,114 @@ def reconstruct_to_zarr(
     Raises
     ------
     ArgumentError
-        An existing store written with other settings (model, variables, grid, members, steps,
-        seed, sampler options including ``precision``, weights, sources, chunk size) or other
-        times; a store not made by this function.
+        An unknown or invalid sampler option; an existing store written with other settings
+        (model, variables, grid, members, steps, seed, sampler options including
+        ``precision``, weights, sources, chunk size) or other times; a store not made by this
+        function.
     """
-    sampler = dict(SAMPLER_DEFAULTS)
-    unknown = sorted(set(sampler_options) - set(sampler))
-    if unknown:
-        raise ArgumentError(f"unknown sampler options {unknown}; known: {sorted(sampler)}.")
-    sampler.update(sampler_options)
+    settings = SamplerSettings.from_options(settings, **sampler_options)
+    if isinstance(retries, bool) or int(retries) != retries or retries < 0:
+        raise ArgumentError(f"retries={retries!r} must be an integer >= 0.")
     ref = model_ref(model)  # None for an in-memory prior
     prior = model if isinstance(model, Prior) else ref.resolve("cpu")
-    if int(retries) != retries or retries < 0:
-        raise ArgumentError(f"retries={retries!r} must be an integer >= 0.")
-    plan = _plan(ds, obs, weights, prior, members, steps, seed, guidance, sampler)
+    plan = _plan(ds, obs, weights, prior, settings)
     n_chunk = _time_chunks(ds, plan.tname, chunks) or 1
-    record = _run_record(plan, prior, n_chunk)
+    _open_or_create(store, storage_options, plan, prior, n_chunk, overwrite)
     T = len(plan.times)
+    todo = _pending(store, storage_options, T, n_chunk)
+    if todo:
+        job = _Job(
+            _Target(store, storage_options, plan.tname, prior.variables),
+            plan, ref, prior, n_chunk, device, int(retries),
+        )
+        client = client or _default_client()
+        runner = _run_distributed if client is not None else _run_local
+        with _progress(T, T - sum(min(n_chunk, T - i) for i in todo), progress) as bar:
+
+            def finished(i0: int) -> None:
+                i1 = min(i0 + n_chunk, T)
+                bar.update(i1 - i0)
+                if callback is not None:
+                    callback(slice(i0, i1))
+
+            runner(client, job, todo, finished)
+    return _open(store, storage_options, consolidated=None).drop_vars(DONE)
+
+
+def _open_or_create(store, storage_options, plan: Plan, prior: Prior, n_chunk: int, overwrite):
+    """Create the store, or check that the existing one was written with these settings."""
+    record = _run_record(plan, prior, n_chunk)
     if overwrite or not _store_exists(store, storage_options):
         _create(store, storage_options, plan, prior, record, n_chunk, overwrite)
     else:
         _check_existing(_open(store, storage_options, consolidated=None), record, plan, store)
-    todo = _pending(store, storage_options, T, n_chunk)
-    target = _Target(store, storage_options, plan.tname, prior.variables)
-    if todo:
-        client = client or _default_client()
-        runner = _run_distributed if client is not None else _run_local
-        with _progress(T, T - sum(min(n_chunk, T - i) for i in todo), progress) as bar:
-            runner(client, ref, prior, plan, target, todo, n_chunk, device, retries, bar)
-    out = _open(store, storage_options, consolidated=None)
-    return out.drop_vars(DONE)
 
 
-def _args(plan: Plan, i0: int, n_chunk: int, device) -> ChunkArgs:
-    return chunk_task_args(plan, plan.times[i0 : i0 + n_chunk], device)
+@dataclass(frozen=True)
+class _Job:
+    """What the runners need besides the client and the pending chunks."""
+
+    target: _Target
+    plan: Plan
+    ref: ModelRef | None
+    prior: Prior
+    n_chunk: int
+    device: Any
+    retries: int
+
+    def args(self, i0: int) -> ChunkArgs:
+        return chunk_task_args(self.plan, self.plan.times[i0 : i0 + self.n_chunk], self.device)
 
 
-def _run_distributed(client, ref, prior, plan, target, todo, n_chunk, device, retries, bar):
+def _run_distributed(client, job: _Job, todo: list[int], finished: Callable[[int], None]):
     from dask.base import tokenize
     from distributed import as_completed
 
-    handle = ref if ref is not None else client.scatter(prior, broadcast=True, hash=True)
-    run = tokenize(target.store, plan.settings, list(todo), uuid.uuid4().hex)
+    handle = job.ref
+    if handle is None:
+        handle = client.scatter(job.prior, broadcast=True, hash=True)
+    run = tokenize(job.target.store, job.plan.settings.as_dict(), list(todo), uuid.uuid4().hex)
     futures = {}
     for i0 in todo:
         fut = client.submit(
             write_chunk,
             handle,
-            _args(plan, i0, n_chunk, device),
-            target,
+            job.args(i0),
+            job.target,
             i0,
             key=f"xdiffsr-write-{run}-{i0}",
-            retries=int(retries),
+            retries=job.retries,
             pure=False,
         )
         futures[fut] = i0
     try:
         for fut in as_completed(list(futures)):
             fut.result()
-            i0 = futures[fut]
-            bar.update(min(n_chunk, len(plan.times) - i0))
-            _on_chunk_done(i0)
+            finished(futures[fut])
     finally:
         client.cancel([f for f in futures if not f.done()])
 
 
-def _run_local(client, ref, prior, plan, target, todo, n_chunk, device, retries, bar):
+def _run_local(client, job: _Job, todo: list[int], finished: Callable[[int], None]):
     import dask
     from dask.callbacks import Callback
 
-    handle = ref if ref is not None else model_handle(prior)
+    handle = job.ref if job.ref is not None else model_handle(job.prior)
     starts = {}
     tasks = []
     for i0 in todo:
-        key = f"xdiffsr-write-{dask.base.tokenize(target.store, i0, uuid.uuid4().hex)}"
+        key = f"xdiffsr-write-{dask.base.tokenize(job.target.store, i0, uuid.uuid4().hex)}"
         starts[key] = i0
         tasks.append(
             dask.delayed(write_chunk, pure=False)(
-                handle,
-                _args(plan, i0, n_chunk, device),
-                target,
-                i0,
-                int(retries),
-                dask_key_name=key,
+                handle, job.args(i0), job.target, i0, job.retries, dask_key_name=key
             )
         )
 
     class _Done(Callback):
         def _posttask(self, key, result, dsk, state, worker_id):
             if key in starts:
-                bar.update(min(n_chunk, len(plan.times) - starts[key]))
-                _on_chunk_done(starts[key])
+                finished(starts[key])
 
     with _Done():
         dask.compute(*tasks)

@@ -1,37 +1,42 @@
-"""One time chunk as a task: device choice, observations windowed and read, operators shared."""
+"""One time chunk as a task: device choice, observations windowed and read, the model resolved.
+
+Models and regridding operators are built once per process by their own caches
+(:func:`xdiffsr.load_model`, :meth:`xdiffsr.GridObservations.operator`); :func:`cache_stats`
+reports both.
+"""
 
 from __future__ import annotations
 
 import copy
-import hashlib
 import sys
 from collections.abc import Sequence
-from typing import Any
 
 import numpy as np
 import torch
 import xarray as xr
 
-from xdiffsr.models.prior import Prior
-from xdiffsr.models.reference import _CACHE, _CACHE_STATS, _LOCK, _resolve
-from xdiffsr.observations.sources import GridObservations, Observations
+from xdiffsr.models.reference import resolve_handle
+from xdiffsr.models.registry import clear_model_cache, model_cache_stats
+from xdiffsr.observations.sources import (
+    Observations,
+    clear_operator_cache,
+    operator_cache_stats,
+)
 from xdiffsr.reconstruct.plan import Plan
 from xdiffsr.reconstruct.sample import run_times
-
-_OPERATORS: dict[tuple, Any] = {}  # (method, model grid hash, obs grid hash) -> sparse matrix
+from xdiffsr.reconstruct.settings import SamplerSettings
 
 
 def cache_stats() -> dict[str, int]:
-    """This process's cache counters (call on workers with ``client.run(cache_stats)``)."""
-    return dict(_CACHE_STATS)
+    """This process's cache counters (call on workers with ``client.run(cache_stats)``):
+    ``loads`` and ``hits`` of the model cache, ``operators`` built and ``operator_hits``."""
+    return {**model_cache_stats(), **operator_cache_stats()}
 
 
 def clear_cache() -> None:
     """Forget the cached models and operators of this process (and reset the counters)."""
-    with _LOCK:
-        _CACHE.clear()
-        _OPERATORS.clear()
-        _CACHE_STATS.update(loads=0, hits=0, operators=0, operator_hits=0)
+    clear_model_cache()
+    clear_operator_cache()
 
 
 def _local_gpu_index() -> int:
@@ -81,7 +86,9 @@ class ChunkArgs:
     """Everything a chunk task needs besides the model (a plain class: dask does not traverse
     it, so lazily opened observation slices travel as small graphs and are read by the task)."""
 
-    def __init__(self, times, srcs, weights, settings, ilat, ilon, device, n_sources):
+    def __init__(
+        self, times, srcs, weights, settings: SamplerSettings, ilat, ilon, device, n_sources
+    ):
         self.times = times
         self.srcs = srcs
         self.weights = weights
@@ -98,7 +105,8 @@ class ChunkArgs:
             for s in self.srcs
         ]
         return tokenize(
-            self.times, srcs, self.weights, self.settings, self.ilat, self.ilon, self.device
+            self.times, srcs, self.weights, self.settings.as_dict(), self.ilat, self.ilon,
+            self.device,
         )
 
 
@@ -125,43 +133,11 @@ def _materialise(srcs: Sequence[Observations]) -> list[Observations]:
     return out
 
 
-def _grid_hash(lat, lon) -> str:
-    h = hashlib.sha1(np.asarray(lat, np.float64).tobytes())
-    h.update(np.asarray(lon, np.float64).tobytes())
-    return h.hexdigest()
-
-
-def _share_operators(srcs: Sequence[Observations], prior: Prior) -> None:
-    """Give gridded sources the regridding matrix built once in this process.
-
-    Relies on :meth:`GridObservations._operator`'s cache key ``(id(prior), method)``.
-    """
-    for s in srcs:
-        if not isinstance(s, GridObservations):
-            continue
-        method = s.method or "conservative"
-        key = (
-            method,
-            _grid_hash(prior.grid.lat, prior.grid.lon),
-            _grid_hash(s._grid.lat, s._grid.lon),
-        )
-        with _LOCK:
-            if key in _OPERATORS:
-                _CACHE_STATS["operator_hits"] += 1
-                s._cache[(id(prior), method)] = _OPERATORS[key]
-                continue
-        op = s._operator(prior)
-        with _LOCK:
-            _OPERATORS.setdefault(key, op)
-            _CACHE_STATS["operators"] += 1
-
-
 def compute_chunk(handle, args: ChunkArgs) -> np.ndarray:
     """Run one time chunk on this worker: float32 array (time, member, C, H, W)."""
     dev = worker_device(args.device)
-    prior = _resolve(handle, dev)
+    prior = resolve_handle(handle, dev)
     srcs = _materialise(args.srcs)
-    _share_operators(srcs, prior)
     return run_times(
         prior,
         srcs,
