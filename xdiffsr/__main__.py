@@ -47,6 +47,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _add_evaluate(sub) -> None:
     from xdiffsr.evaluation.suite import BASELINES, CONFIGURATIONS
+    from xdiffsr.osse import COARSE_GRID
 
     ev = sub.add_parser(
         "evaluate",
@@ -94,7 +95,8 @@ def _add_evaluate(sub) -> None:
     ev.add_argument("--guidance", default="mmps", choices=["sda", "mmps", "none"])
     ev.add_argument("--cg-iters", type=int, default=2)
     ev.add_argument("--lead", default="12h", help="emulator lead time (multiple of 6h)")
-    ev.add_argument("--coarse-grid", nargs=2, type=int, default=[16, 32], metavar=("NLAT", "NLON"))
+    ev.add_argument("--coarse-grid", nargs=2, type=int, default=list(COARSE_GRID),
+                    metavar=("NLAT", "NLON"))
     ev.add_argument("--oi-rank", type=int, default=32)
     ev.add_argument("--device", default=None)
     ev.add_argument("--seed", type=int, default=0)
@@ -103,6 +105,7 @@ def _add_evaluate(sub) -> None:
 
 def _add_sequential(sub) -> None:
     from xdiffsr.evaluation.sequential import SEQUENTIAL_BASELINES, SEQUENTIAL_CONFIGURATIONS
+    from xdiffsr.osse import COARSE_GRID
 
     sq = sub.add_parser(
         "sequential",
@@ -138,7 +141,8 @@ def _add_sequential(sub) -> None:
     sq.add_argument("--steps", type=int, default=12)
     sq.add_argument("--guidance", default="mmps", choices=["sda", "mmps", "none"])
     sq.add_argument("--cg-iters", type=int, default=2)
-    sq.add_argument("--coarse-grid", nargs=2, type=int, default=[16, 32], metavar=("NLAT", "NLON"))
+    sq.add_argument("--coarse-grid", nargs=2, type=int, default=list(COARSE_GRID),
+                    metavar=("NLAT", "NLON"))
     sq.add_argument("--emulator-truncation", type=int, default=21)
     sq.add_argument("--emulator-layers", type=int, default=20)
     sq.add_argument("--emulator-dt-minutes", type=float, default=30.0)
@@ -200,7 +204,7 @@ def _stations(path: str | None, year: int | None):
     import pandas as pd
 
     from xdiffsr.errors import ArgumentError
-    from xdiffsr.evaluation.demo import load_stations
+    from xdiffsr.evaluation.datasets import load_stations
 
     if path is None:
         if year not in (None, 2023):

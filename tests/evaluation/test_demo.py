@@ -50,3 +50,29 @@ def test_cli_help(capsys):
         main(["demo", "--help"])
     assert exc.value.code == 0
     assert "--members" in capsys.readouterr().out
+
+
+def test_demo_and_evaluate_observe_on_the_same_coarse_grid():
+    """``xdiffsr demo`` and ``xdiffsr evaluate`` coarsen to one 16 x 32 grid, longitudes from 0."""
+    import inspect
+
+    from xdiffsr.evaluation.datasets import coarse_grid
+    from xdiffsr.evaluation.demo import observe
+    from xdiffsr.evaluation.sequential import evaluate_sequential
+    from xdiffsr.evaluation.suite import evaluate
+    from xdiffsr.grid import cell_centre_grid
+    from xdiffsr.osse import COARSE_GRID, coarsen
+
+    assert COARSE_GRID == (16, 32)
+    for fn in (evaluate, evaluate_sequential):
+        assert inspect.signature(fn).parameters["coarse_grid"].default == COARSE_GRID
+    truth = load_heldout().isel(time=[0])[["t850", "u500"]]
+    stations = load_stations().iloc[:5]
+    demo_lr, _ = observe(truth, stations)
+    suite_lr = coarsen(truth, *COARSE_GRID)  # what evaluate's LR configuration observes
+    lat, lon = cell_centre_grid(*COARSE_GRID)
+    for lr in (demo_lr, suite_lr, coarse_grid()):
+        np.testing.assert_array_equal(lr["lat"], lat)
+        np.testing.assert_array_equal(lr["lon"], lon)
+    assert lon[:2].tolist() == [0.0, 11.25] and lat[0] == -84.375
+    xr.testing.assert_allclose(demo_lr, suite_lr)

@@ -14,7 +14,7 @@ matplotlib.use("Agg")
 
 from xdiffsr.errors import ArgumentError
 from xdiffsr.evaluation import plot
-from xdiffsr.osse import cell_centre_grid
+from xdiffsr.grid import cell_centre_grid
 
 
 @pytest.fixture(scope="module")

@@ -19,6 +19,7 @@ import xarray as xr
 from tests.evaluation.test_suite import N_MODES, gaussian_world
 from xdiffsr import GaussianPrior
 from xdiffsr.errors import ArgumentError
+from xdiffsr.evaluation.cycling import sequential_experiment
 from xdiffsr.evaluation.metrics import rmse
 from xdiffsr.evaluation.sequential import evaluate_sequential, sequential_markdown
 from xdiffsr.osse import coarsen
@@ -182,14 +183,14 @@ def test_markdown_lays_out_leads_as_columns():
 )
 def test_cli_sequential_with_the_dynamical_core(tmp_path, monkeypatch):
     """``xdiffsr sequential`` end to end: packaged states 12 h apart, T21 core, one cycle."""
-    import xdiffsr
     from xdiffsr.__main__ import main
-    from xdiffsr.evaluation.demo import load_heldout
+    from xdiffsr.evaluation import scores
+    from xdiffsr.evaluation.datasets import load_heldout
 
     truth = load_heldout()
     truth.to_netcdf(tmp_path / "truth.nc")
     prior = GaussianPrior.fit(truth[["t850", "u500", "sp"]], rank=1)
-    monkeypatch.setattr(xdiffsr, "load_model", lambda name: prior)
+    monkeypatch.setattr(scores, "load_model", lambda name: prior)
     pd.DataFrame(
         {"id": ["A", "B", "C"], "lat": [45.0, 0.0, -30.0], "lon": [10.0, 200.0, 300.0]}
     ).to_csv(tmp_path / "st.csv", index=False)
@@ -225,8 +226,6 @@ def test_cli_sequential_with_the_dynamical_core(tmp_path, monkeypatch):
 
 
 def test_sequential_experiment_cycle_must_fit_the_emulator(world):
-    from xdiffsr.osse import sequential_experiment
-
     truth, _prior, _stations = world
     emu = PerfectEmulator(truth)
     init = coarsen(truth.isel(time=[0]), 8, 16)

@@ -24,7 +24,8 @@ from xdiffsr.evaluation.baselines import (
 )
 from xdiffsr.evaluation.metrics import latitude_weights
 from xdiffsr.evaluation.suite import CONFIGURATIONS, METRICS, evaluate, results_markdown
-from xdiffsr.osse import cell_centre_grid, coarsen
+from xdiffsr.grid import cell_centre_grid
+from xdiffsr.osse import coarsen
 
 HAS_DINOSAUR = importlib.util.find_spec("dinosaur") is not None
 
@@ -302,7 +303,7 @@ def test_results_markdown_has_one_table_per_metric():
 )
 def test_emulator_configurations_on_the_heldout_states(tmp_path):
     """All six configurations on the packaged states with a 12-h lead (T21, 6 layers)."""
-    from xdiffsr.evaluation.demo import load_heldout
+    from xdiffsr.evaluation.datasets import load_heldout
     from xdiffsr.osse import Emulator
 
     truth = load_heldout()
@@ -340,9 +341,9 @@ def test_cli_evaluate_tiny(world, tmp_path, monkeypatch):
     truth.to_netcdf(tmp_path / "truth.nc")
     train.to_netcdf(tmp_path / "train.nc")
     stations.to_csv(tmp_path / "stations.csv", index=False)
-    import xdiffsr
+    from xdiffsr.evaluation import scores
 
-    monkeypatch.setattr(xdiffsr, "load_model", lambda name: prior)
+    monkeypatch.setattr(scores, "load_model", lambda name: prior)
     rc = main(
         [
             "evaluate",

@@ -177,7 +177,7 @@ def solid_body_state(lat, lon, *, u0=20.0, temp=250.0, times=None) -> xr.Dataset
 def test_emulator_initial_state_round_trip(emulator):
     # every field of this state is exactly representable at T21, so lead 0 reproduces it, and the
     # diagnosed geopotential is the isothermal hydrostatic one, z(p) = R T ln(p0 / p)
-    from xdiffsr.osse.emulator import cell_centre_grid
+    from xdiffsr.grid import cell_centre_grid
 
     lat, lon = cell_centre_grid(64, 128)
     fc = emulator.forecast(solid_body_state(lat, lon), lead_days=0)
@@ -192,7 +192,7 @@ def test_emulator_initial_state_round_trip(emulator):
 
 
 def test_emulator_forecast_dimensions(emulator):
-    from xdiffsr.osse.emulator import cell_centre_grid
+    from xdiffsr.grid import cell_centre_grid
 
     lat, lon = cell_centre_grid(16, 32)
     times = pd.date_range("2000-01-01", periods=2, freq="6h")
@@ -212,7 +212,8 @@ def test_emulator_forecast_dimensions(emulator):
 
 def test_coarsen_conserves_area_mean():
     from xdiffsr.evaluation.metrics import latitude_weights
-    from xdiffsr.osse.emulator import cell_centre_grid, coarsen
+    from xdiffsr.grid import cell_centre_grid
+    from xdiffsr.osse.emulator import coarsen
 
     lat, lon = cell_centre_grid(64, 128)
     rng = np.random.default_rng(0)
@@ -237,7 +238,8 @@ def test_coarsen_conserves_area_mean():
 
 
 def test_sequential_experiment_cycles(emulator):
-    from xdiffsr.osse.emulator import cell_centre_grid, sequential_experiment
+    from xdiffsr.evaluation.cycling import sequential_experiment
+    from xdiffsr.grid import cell_centre_grid
 
     lat, lon = cell_centre_grid(16, 32)
     init = solid_body_state(lat, lon, times=pd.DatetimeIndex(["2000-01-01"]))

@@ -8,15 +8,16 @@ import pytest
 import xarray as xr
 
 from tests.conftest import SHARED_DATA
-from xdiffsr.errors import ArgumentError, CoordinateError, UnitsError
+from xdiffsr.errors import ArgumentError, CoordinateError, UnitsError, XDiffSRWarning
 from xdiffsr.io.igra import read_igra, read_station_list, write_igra
 from xdiffsr.observations.vertical import G0, soundings_to_observations
 from xdiffsr.osse.stations import (
     active_stations,
-    bilinear_weights,
     simulate_soundings,
+    station_operator,
     subset_network,
 )
+from xdiffsr.regrid import point_weights
 
 SHARED = SHARED_DATA
 LIST = SHARED / "igra" / "igra2-station-list-v2.2.txt"
@@ -63,44 +64,69 @@ def test_active_stations_matches_text():
         active_stations(sl, 2015.5)
 
 
-def test_bilinear_exact_for_bilinear_field_and_wrap():
+def test_station_operator_is_the_assimilation_operator_and_wraps():
     lat = np.arange(90, -91, -3.0)  # descending, as ERA5
     lon = np.arange(0, 360, 3.0)
     f = lambda la, lo: 2.0 + 0.5 * la - 0.01 * la * lo  # noqa: E731
     la, lo = np.meshgrid(lat, lon, indexing="ij")
     grid = f(la, lo)
-    pts_lat = np.array([10.3, -45.7, 88.0])
-    pts_lon = np.array([100.1, 200.9, 3.5])
-    jj, ii, w, inside = bilinear_weights(lat, lon, pts_lat, pts_lon)
+    pts = pd.DataFrame({"lat": [10.3, -45.7, 88.0], "lon": [100.1, 200.9, 3.5]})
+    op, inside = station_operator(lat, lon, pts)
     assert inside.all()
-    np.testing.assert_allclose(w.sum(axis=1), 1.0)
-    np.testing.assert_allclose((grid[jj, ii] * w).sum(axis=1), f(pts_lat, pts_lon), rtol=1e-12)
+    ref = point_weights(lat, lon, pts["lat"], pts["lon"], "bilinear")
+    assert (op != ref).nnz == 0
+    np.testing.assert_allclose(op @ grid.ravel(), f(pts["lat"], pts["lon"]), rtol=1e-12)
     # across the wrap: 358.5E == -1.5E lies halfway between columns 357 and 0
     for lon_pt in (358.5, -1.5):
-        jj, ii, w, _ = bilinear_weights(lat, lon, np.array([30.0]), np.array([lon_pt]))
-        val = (grid[jj, ii] * w).sum()
-        assert val == pytest.approx(0.5 * (f(30.0, 357.0) + f(30.0, 0.0)))
-    # [-180, 180) grid gives the same weights for the same physical point
-    lon2 = np.arange(-180, 180, 3.0)
-    jj, ii, w, _ = bilinear_weights(lat, lon2, np.array([30.0]), np.array([178.5]))
-    assert set(lon2[ii[0]]) == {177.0, 180.0 - 360.0}
+        op, _ = station_operator(lat, lon, pd.DataFrame({"lat": [30.0], "lon": [lon_pt]}))
+        assert (op @ grid.ravel())[0] == pytest.approx(0.5 * (f(30.0, 357.0) + f(30.0, 0.0)))
 
 
-def test_bilinear_regional_grid_outside_and_errors():
+def test_station_operator_on_a_regional_grid_keeps_what_the_assimilation_accepts():
     lat = np.arange(50, 58.1, 0.25)
     lon = np.arange(-10, 2.01, 0.25)
-    _, _, w, inside = bilinear_weights(lat, lon, np.array([52.0, 52.0, 70.0]),
-                                       np.array([-5.0, 30.0, 0.0]))
-    assert inside.tolist() == [True, False, False]
-    assert (w[~inside] == 0).all()
-    # a regional grid across the antimeridian
-    lon_am = np.concatenate([np.arange(170, 180, 1.0), np.arange(-180, -169, 1.0)])
-    _, ii, w, inside = bilinear_weights(lat, lon_am, np.array([52.0, 52.0]),
-                                        np.array([179.5, 0.0]))
-    assert inside.tolist() == [True, False]
-    assert set(lon_am[ii[0]]) == {179.0, -180.0}
-    with pytest.raises(CoordinateError):
-        bilinear_weights(np.array([1.0, 1.0]), lon, np.array([1.0]), np.array([1.0]))
+    pts = pd.DataFrame({"lat": [52.0, 52.0, 70.0, 58.1], "lon": [-5.0, 30.0, 0.0, 2.1]})
+    op, inside = station_operator(lat, lon, pts)
+    # the edge point (58.1N, 2.1E) lies in the outermost half cell: accepted, as in assimilation
+    assert inside.tolist() == [True, False, False, True]
+    assert op.shape == (2, lat.size * lon.size)
+    with pytest.raises(ArgumentError, match="none of the"):
+        station_operator(lat, lon, pts.iloc[[1, 2]])
+
+
+@pytest.mark.parametrize("regional", [False, True])
+def test_simulated_values_equal_the_assimilation_operator(regional):
+    """Parity: a noise-free simulated sounding is ``point_weights @ field`` at every station,
+    edges included, and stations the operator refuses are not simulated."""
+    rng = np.random.default_rng(1)
+    if regional:
+        lat, lon = np.arange(30.0, 60.1, 2.5), np.arange(-20.0, 20.1, 2.5)
+        st_lat = np.concatenate([rng.uniform(28.75, 61.25, 40), [28.75, 61.25, 45.0, 45.0]])
+        st_lon = np.concatenate([rng.uniform(-21.25, 21.25, 40), [0.0, 0.0, -21.25, 21.25]])
+        st_lat = np.concatenate([st_lat, [70.0, 45.0]])  # two outside the cells
+        st_lon = np.concatenate([st_lon, [0.0, 40.0]])
+    else:
+        lat, lon = np.arange(-87.5, 88, 5.0), np.arange(0, 360, 5.0)
+        st_lat = np.concatenate([rng.uniform(-90, 90, 40), [90.0, -90.0, 0.0, 0.0]])
+        st_lon = np.concatenate([rng.uniform(-180, 360, 40), [0.0, 359.9, 357.5, -1.0]])
+    stations = pd.DataFrame(
+        {"id": [f"S{k:010d}" for k in range(st_lat.size)], "lat": st_lat, "lon": st_lon}
+    )
+    ds = _truth(lat=lat, lon=lon)
+    ds["t850"] = ds["t850"] + rng.normal(size=ds["t850"].shape)  # a rough field
+    zero = {"t": 0, "u": 0, "v": 0, "z": 0}
+    if regional:
+        with pytest.warns(XDiffSRWarning, match="2 of 46 stations"):
+            sim = simulate_soundings(ds, stations, errors=zero)
+    else:
+        sim = simulate_soundings(ds, stations, errors=zero)
+    got = sim[sim["pressure"] == 85000].set_index(["time", "station"])["temperature"]
+    expected_ids = stations["id"][: 44 if regional else None]
+    assert set(got.index.get_level_values("station")) == set(expected_ids)
+    op = point_weights(lat, lon, st_lat[: expected_ids.size], st_lon[: expected_ids.size])
+    for t in pd.DatetimeIndex(sim["time"].unique()):
+        value = op @ ds["t850"].sel(time=t).values.ravel()
+        np.testing.assert_allclose(got.loc[t].loc[expected_ids].to_numpy(), value, rtol=1e-12)
 
 
 def test_simulate_noise_free_equals_truth_and_schema(tmp_path):

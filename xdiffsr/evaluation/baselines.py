@@ -28,7 +28,11 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from xdiffsr.errors import ArgumentError, CoordinateError
+from xdiffsr.errors import ArgumentError
+from xdiffsr.grid import find_latlon
+from xdiffsr.models import GaussianPrior
+from xdiffsr.reconstruct import super_resolve
+from xdiffsr.regrid import Regridder
 
 __all__ = [
     "INTERPOLATION_METHODS",
@@ -69,7 +73,6 @@ def interpolation_baseline(
     ----------
     .. [4] Jones (1999); Keys (1981), IEEE Trans. ASSP 29, 1153-1160.
     """
-    from xdiffsr.regrid import Regridder
 
     if method not in INTERPOLATION_METHODS:
         raise ArgumentError(
@@ -153,8 +156,6 @@ def unguided_baseline(
     Dataset
         (time, member, lat, lon) on the model grid.
     """
-    from xdiffsr.reconstruct import super_resolve
-
     return super_resolve(
         _times_ds(times),
         [],
@@ -212,12 +213,8 @@ def optimal_interpolation_baseline(
     ----------
     .. [2] Gandin (1963); Rozet et al. (2024).
     """
-    from xdiffsr.models import GaussianPrior
-    from xdiffsr.reconstruct import super_resolve
-
     if prior is None:
-        if "lat" not in train.dims or "lon" not in train.dims:
-            raise CoordinateError(f"train: needs lat and lon dimensions, has {tuple(train.dims)}")
+        find_latlon(train, "train")  # a CoordinateError naming what is missing
         prior = GaussianPrior.fit(train, rank=rank, name=f"gaussian-oi-rank{rank}")
     return super_resolve(
         _times_ds(times),

@@ -1,10 +1,11 @@
 """``xdiffsr demo``: the whole chain, offline, on the packaged default model and held-out state.
 
 A held-out state of the OSSE nature run (shipped with the package) is observed twice: coarsely
-(conservative 11.25-degree cells, as the paper's low-resolution data) and by simulated radiosondes
-at real IGRA station locations. An ensemble is super-resolved from both with the default model;
-its RMSE against the truth is printed next to bicubic interpolation of the coarse field, and the
-ensemble (netCDF) and a figure are written.
+(conservative 11.25-degree cells, as the paper's low-resolution data: the 16 x 32 grid of
+:data:`xdiffsr.osse.COARSE_GRID`, longitudes 0, 11.25, ..., 348.75, the grid ``xdiffsr evaluate``
+uses) and by simulated radiosondes at real IGRA station locations. An ensemble is super-resolved
+from both with the default model; its RMSE against the truth is printed next to bicubic
+interpolation of the coarse field, and the ensemble (netCDF) and a figure are written.
 """
 
 from __future__ import annotations
@@ -16,38 +17,24 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-DATA = Path(__file__).resolve().parents[1] / "data"
-HELDOUT = DATA / "osse-heldout.nc"
-STATIONS = DATA / "igra-stations.csv"
+from xdiffsr.evaluation.datasets import HELDOUT, STATIONS, coarse_grid, load_heldout, load_stations
+from xdiffsr.evaluation.metrics import rmse
+from xdiffsr.evaluation.scores import resolve_model
+from xdiffsr.grid import find_latlon
+from xdiffsr.models import Prior
+from xdiffsr.osse import COARSE_GRID, coarsen
+from xdiffsr.osse.stations import simulate_soundings
+from xdiffsr.regrid import Regridder
 
-
-def load_heldout(path: str | Path = HELDOUT) -> xr.Dataset:
-    """The packaged held-out nature-run state(s): flat variables on (time, lat, lon)."""
-    return xr.load_dataset(path)
-
-
-def load_stations(path: str | Path = STATIONS) -> pd.DataFrame:
-    """IGRA v2 radiosonde stations active in the station list's last year (id, lat, lon)."""
-    return pd.read_csv(path)
-
-
-def coarse_grid(n_lat: int = 16, n_lon: int = 32) -> xr.Dataset:
-    """A global grid of ``n_lat x n_lon`` cell centres (11.25 degrees for 16 x 32)."""
-    dlat, dlon = 180.0 / n_lat, 360.0 / n_lon
-    return xr.Dataset(
-        coords={
-            "lat": (
-                "lat",
-                -90 + dlat * (np.arange(n_lat) + 0.5),
-                {"standard_name": "latitude", "units": "degrees_north"},
-            ),
-            "lon": (
-                "lon",
-                dlon * np.arange(n_lon) + dlon / 2,
-                {"standard_name": "longitude", "units": "degrees_east"},
-            ),
-        }
-    )
+__all__ = [
+    "HELDOUT",
+    "STATIONS",
+    "coarse_grid",
+    "load_heldout",
+    "load_stations",
+    "observe",
+    "run_demo",
+]
 
 
 def run_demo(
@@ -88,19 +75,12 @@ def run_demo(
     DataFrame
         Latitude-weighted RMSE per variable: ensemble mean, bicubic, and the ensemble spread.
     """
-    import xdiffsr
-    from xdiffsr.evaluation.metrics import rmse
-    from xdiffsr.osse.stations import simulate_soundings
-    from xdiffsr.regrid import Regridder
-
     t0 = time.perf_counter()
-    prior = model if isinstance(model, xdiffsr.Prior) else xdiffsr.load_model(model)
+    prior = resolve_model(model)
     truth = load_heldout().isel(time=[0]) if truth is None else truth
     truth = truth[[v for v in prior.variables if v in truth.data_vars]]
     stations = load_stations() if stations is None else stations
-    coarse_g = coarse_grid()
-    coarse = Regridder(truth, coarse_g, method="conservative")(truth)
-    sondes = simulate_soundings(truth, stations, seed=seed)
+    coarse, sondes = observe(truth, stations, seed=seed)
     ens = truth.drop_vars(list(truth.data_vars)).diffsr.super_resolve(
         [sondes, coarse],
         model=prior,
@@ -111,21 +91,8 @@ def run_demo(
         seed=seed,
         cg_iters=cg_iters,
     )
-    bicubic = Regridder(coarse_g, truth, method="bicubic")(coarse)
-    rows = []
-    for v in prior.variables:
-        if v not in truth:
-            continue
-        rows.append(
-            {
-                "variable": v,
-                "units": prior.units.get(v, ""),
-                "ensemble_mean": float(rmse(ens[v], truth[v], dims=("time", "lat", "lon"))),
-                "bicubic": float(rmse(bicubic[v], truth[v], dims=("time", "lat", "lon"))),
-                "spread": float(np.sqrt((ens[v].var("member")).mean())),
-            }
-        )
-    table = pd.DataFrame(rows).set_index("variable")
+    bicubic = Regridder(coarse_grid(), truth, method="bicubic")(coarse)
+    table = _score(prior, truth, ens, bicubic)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     ens.to_netcdf(out / "ensemble.nc")
@@ -141,6 +108,33 @@ def run_demo(
         print(table.to_string(float_format=lambda x: f"{x:.3g}"))
         print(f"wrote {out / 'ensemble.nc'}" + (f" and {out / 'demo.png'}" if figure else ""))
     return table
+
+
+def observe(
+    truth: xr.Dataset, stations: pd.DataFrame, *, seed: int = 0
+) -> tuple[xr.Dataset, pd.DataFrame]:
+    """The demo's two observations of ``truth``: its conservative average on :func:`coarse_grid`
+    (the paper's 16 x 32 grid, as in ``xdiffsr evaluate``) and simulated radiosondes."""
+    return coarsen(truth, *COARSE_GRID), simulate_soundings(truth, stations, seed=seed)
+
+
+def _score(prior: Prior, truth: xr.Dataset, ens: xr.Dataset, bicubic: xr.Dataset) -> pd.DataFrame:
+    lat, lon = find_latlon(truth, "truth")
+    dims = ("time", lat.dims[0], lon.dims[0])
+    rows = []
+    for v in prior.variables:
+        if v not in truth:
+            continue
+        rows.append(
+            {
+                "variable": v,
+                "units": prior.units.get(v, ""),
+                "ensemble_mean": float(rmse(ens[v], truth[v], dims=dims)),
+                "bicubic": float(rmse(bicubic[v], truth[v], dims=dims)),
+                "spread": float(np.sqrt((ens[v].var("member")).mean())),
+            }
+        )
+    return pd.DataFrame(rows).set_index("variable")
 
 
 def _figure(truth, ens, bicubic, path: Path, *, var: str | None = None, verbose: bool = True):

@@ -25,6 +25,7 @@ import pandas as pd
 import xarray as xr
 
 from xdiffsr.errors import ArgumentError, CoordinateError
+from xdiffsr.grid import find_latlon
 
 __all__ = [
     "crps_ensemble",
@@ -40,20 +41,27 @@ T_Xarray = TypeVar("T_Xarray", xr.DataArray, xr.Dataset)
 Weights = Literal["latitude"] | xr.DataArray | None
 
 EARTH_RADIUS_M = 6_371_000.0
-_LAT_NAMES = ("lat", "latitude")
-_LON_NAMES = ("lon", "longitude")
 
 
 # --------------------------------------------------------------------------------------- helpers
-def _find_dim(obj: xr.DataArray | xr.Dataset, names: Sequence[str], units: str) -> Hashable | None:
-    """Name of the dimension coordinate that is latitude (or longitude), or None."""
-    for dim in obj.dims:
-        coord = obj.coords.get(dim)
-        if str(dim).lower() in names:
-            return dim
-        if coord is not None and coord.attrs.get("units") == units:
-            return dim
-    return None
+def _latlon_dims(obj: xr.DataArray | xr.Dataset) -> tuple[Hashable | None, Hashable | None]:
+    """Dimensions of the latitude and longitude of ``obj`` (:func:`xdiffsr.grid.find_latlon`),
+    or (None, None) when it has no 1-D latitude and longitude (e.g. a time series)."""
+    try:
+        lat, lon = find_latlon(obj, "field")
+    except CoordinateError:
+        pass
+    else:
+        return lat.dims[0], lon.dims[0]
+    # latitude without longitude (e.g. a zonal mean): the same finder, given a stand-in longitude
+    stand_in = xr.Dataset(coords=dict(obj.coords)).assign_coords(
+        _lon=("_lon", [0.0, 1.0], {"standard_name": "longitude"})
+    )
+    try:
+        lat, _ = find_latlon(stand_in, "field")
+    except CoordinateError:
+        return None, None
+    return (lat.dims[0] if lat.dims[0] in obj.dims else None), None
 
 
 def latitude_weights(lat: xr.DataArray | np.ndarray) -> xr.DataArray:
@@ -108,7 +116,7 @@ def _resolve_weights(
             f"weights: expected 'latitude', None or a DataArray, got {weights!r}; "
             "use weights='latitude' for area weighting"
         )
-    lat_dim = _find_dim(obj, _LAT_NAMES, "degrees_north")
+    lat_dim, _ = _latlon_dims(obj)
     if lat_dim is None or lat_dim not in dims:
         return None  # latitude not reduced: area weights cancel out
     return latitude_weights(obj[lat_dim])
@@ -351,7 +359,8 @@ def zonal_spectrum(
     ----------
     .. [1] Rasp et al. (2024), WeatherBench 2, Sect. 4 (zonal energy spectrum).
     """
-    lon_dim = lon_dim or _find_dim(field, _LON_NAMES, "degrees_east")
+    lat_dim, found_lon = _latlon_dims(field)
+    lon_dim = lon_dim or found_lon
     if lon_dim is None or lon_dim not in field.dims:
         raise CoordinateError(
             f"lon_dim: no longitude dimension among {tuple(field.dims)}; pass lon_dim= explicitly"
@@ -370,7 +379,6 @@ def zonal_spectrum(
     )
     k = np.arange(n // 2 + 1)
     spec = spec.assign_coords(zonal_wavenumber=k)
-    lat_dim = _find_dim(field, _LAT_NAMES, "degrees_north")
     if lat_dim is not None:
         circ = 2 * np.pi * radius * np.cos(np.deg2rad(field[lat_dim]))
         with np.errstate(divide="ignore"):
@@ -481,13 +489,8 @@ def errors_at_points(
         RMSE with a new leading dimension ``location = ["observed", "unobserved"]`` (NaN for a part
         with no cells).
     """
-    lat_dim = _find_dim(truth, _LAT_NAMES, "degrees_north")
-    lon_dim = _find_dim(truth, _LON_NAMES, "degrees_east")
-    if lat_dim is None or lon_dim is None:
-        raise CoordinateError(
-            f"truth: needs latitude and longitude dimensions, got {tuple(truth.dims)}; "
-            "rename them to lat/lon"
-        )
+    lat, lon = find_latlon(truth, "truth")
+    lat_dim, lon_dim = lat.dims[0], lon.dims[0]
     mask = observation_mask(truth[lat_dim], truth[lon_dim], points, radius_km=radius_km)
     if member_dim in forecast.dims:
         forecast = forecast.mean(member_dim)

@@ -21,6 +21,7 @@ import pandas as pd
 import xarray as xr
 
 from xdiffsr.errors import ArgumentError
+from xdiffsr.evaluation.metrics import latitude_weights, observation_mask, zonal_spectrum
 
 __all__ = ["latitude_trace", "maps", "scatter_points", "scores_by_lead", "spectra"]
 
@@ -111,7 +112,6 @@ def maps(
 
 def _mean_spectrum(da: xr.DataArray, member_dim: str) -> xr.DataArray:
     """Zonal power spectrum averaged over members, time and latitude (area-weighted)."""
-    from xdiffsr.evaluation.metrics import latitude_weights, zonal_spectrum
 
     spec = zonal_spectrum(da)
     dims = [d for d in (member_dim, "time") if d in spec.dims]
@@ -254,7 +254,6 @@ def scatter_points(
     matplotlib.figure.Figure
         Two panels (observed, unobserved) with the 1:1 line and the RMSE in the title.
     """
-    from xdiffsr.evaluation.metrics import observation_mask
 
     t = _field(truth, var, "truth")
     e = _field(ens, var, "ens")

@@ -8,9 +8,9 @@ valid then, giving error curves over lead time:
 
 * ``emulator``: the free forecast alone, super-resolved (weight ``weight``).
 * ``IGRA+emulator``: the free forecast and the soundings valid then.
-* ``IGRA+emulator reinit``: :func:`xdiffsr.osse.sequential_experiment`: the forecast of one cycle
-  and the soundings are super-resolved, the ensemble mean is coarsened to 16 x 32 and the
-  emulator restarts from it for the next cycle.
+* ``IGRA+emulator reinit``: :func:`xdiffsr.evaluation.cycling.sequential_experiment`: the
+  forecast of one cycle and the soundings are super-resolved, the ensemble mean is coarsened to
+  16 x 32 and the emulator restarts from it for the next cycle.
 * ``IGRA``: the soundings alone (at radiosonde times).
 
 Deterministic baselines: ``forecast`` (the emulator's free forecast interpolated bicubically to
@@ -25,7 +25,8 @@ References
 from __future__ import annotations
 
 import time as _time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +35,22 @@ import pandas as pd
 import xarray as xr
 
 from xdiffsr.errors import ArgumentError
+from xdiffsr.evaluation.baselines import interpolation_baseline
+from xdiffsr.evaluation.cycling import analysis_cycle, sequential_experiment
+from xdiffsr.evaluation.datasets import load_stations
+from xdiffsr.evaluation.plot import scores_by_lead
+from xdiffsr.evaluation.scores import (
+    check_members,
+    check_names,
+    markdown_row,
+    model_variables,
+    resolve_model,
+    score_rows,
+)
+from xdiffsr.models import Prior
+from xdiffsr.osse import COARSE_GRID, Emulator, coarsen
+from xdiffsr.osse.stations import simulate_soundings
+from xdiffsr.reconstruct import super_resolve
 
 __all__ = [
     "SEQUENTIAL_BASELINES",
@@ -45,6 +62,16 @@ __all__ = [
 SEQUENTIAL_CONFIGURATIONS = ("emulator", "IGRA+emulator", "IGRA+emulator reinit", "IGRA")
 SEQUENTIAL_BASELINES = ("forecast", "persistence")
 _SONDE_HOURS = (0, 12)
+_COLUMNS = [
+    "configuration",
+    "weight",
+    "lead_hours",
+    "valid_time",
+    "variable",
+    "units",
+    "metric",
+    "value",
+]
 
 
 def _valid_times(
@@ -83,6 +110,114 @@ def _valid_times(
     return start, valid
 
 
+@dataclass
+class _Setup:
+    """The truth at the valid times, the soundings, the initial state and the free forecast."""
+
+    truth: xr.Dataset  # model variables at the valid times
+    variables: list[str]
+    stations: pd.DataFrame
+    start: pd.Timestamp
+    valid: pd.DatetimeIndex
+    sonde_times: pd.DatetimeIndex
+    sondes: pd.DataFrame
+    init: xr.Dataset  # coarsened truth at start, every variable
+    forecast: xr.Dataset  # free forecast at the valid times
+
+    def sondes_at(self, times) -> pd.DataFrame:
+        return self.sondes[self.sondes["time"].isin(pd.DatetimeIndex(np.atleast_1d(times)))]
+
+
+def _prepare(
+    truth, stations, variables, start, valid, days, cycle, emulator, coarse_grid, seed
+) -> _Setup:
+    """Soundings at the 00/12 UTC valid times and the emulator's free forecast from ``start``."""
+    truth_v = truth[variables].sel(time=valid).load()
+    sonde_times = valid[valid.hour.isin(_SONDE_HOURS)]
+    sondes = simulate_soundings(truth_v, stations, times=sonde_times, seed=seed)
+    init = coarsen(truth.sel(time=[start]).load(), *coarse_grid)
+    fc = emulator.forecast(init, lead_days=float(days), every=str(cycle))
+    fc = fc.isel(init_time=0, drop=True).isel(lead_time=slice(1, None))
+    fc = fc.drop_vars("valid_time", errors="ignore").rename(lead_time="time")
+    fc = fc.assign_coords(time=valid)[[v for v in variables if v in fc]]
+    return _Setup(truth_v, variables, stations, start, valid, sonde_times, sondes, init, fc)
+
+
+def _sampler(setup: _Setup, prior: Prior, guidance, cg_iters, sampler) -> Callable:
+    """``sr(times, obs, weights)``: super_resolve at ``times`` on the truth's grid."""
+    grid_ds = setup.truth.drop_vars(setup.variables)
+
+    def sr(ts, obs, w) -> xr.Dataset:
+        ts = pd.DatetimeIndex(np.atleast_1d(np.asarray(ts, "datetime64[ns]")))
+        return super_resolve(
+            grid_ds.sel(time=ts), obs, w, model=prior, guidance=guidance, cg_iters=cg_iters,
+            **sampler,
+        )
+
+    return sr
+
+
+def _reconstruct(
+    config: str, setup: _Setup, sr: Callable, w: float, emulator, days, cycle, coarse_grid
+) -> xr.Dataset:
+    """The ensemble of one configuration at its valid times."""
+    if config == "emulator":
+        return sr(setup.valid, [setup.forecast], [w])
+    if config == "IGRA+emulator":
+        return sr(setup.valid, [setup.sondes, setup.forecast], [1.0, w])
+    if config == "IGRA":
+        if setup.sonde_times.empty:
+            raise ArgumentError(
+                "configurations: 'IGRA' needs cycles ending at 00 or 12 UTC; use cycle='12h' "
+                "and a start at 00 or 12 UTC"
+            )
+        return sr(setup.sonde_times, [setup.sondes], [1.0])
+    # IGRA+emulator reinit
+    store: dict[pd.Timestamp, xr.Dataset] = {}
+    step = analysis_cycle(setup.variables, setup.sondes_at, sr, w, store)
+    sequential_experiment(
+        emulator, setup.init, step, days=float(days), coarse_grid=coarse_grid, cycle=cycle
+    )
+    return xr.concat([store[t] for t in setup.valid], dim="time")
+
+
+def _baseline(name: str, setup: _Setup, truth: xr.Dataset) -> xr.Dataset:
+    if name == "forecast":
+        return interpolation_baseline(setup.forecast, setup.truth, "bicubic")
+    # persistence of the full-resolution initial truth
+    det = truth[setup.variables].sel(time=[setup.start]).load()
+    return det.isel(time=[0] * setup.valid.size).assign_coords(time=setup.valid)
+
+
+def _score(results: dict[str, tuple[float, xr.Dataset]], setup: _Setup) -> list[dict[str, Any]]:
+    """Rows of :func:`~xdiffsr.evaluation.scores.score_rows` at every valid time."""
+    rows = []
+    for name, (w, ens) in results.items():
+        for t in pd.DatetimeIndex(ens["time"].values):
+            one = ens.sel(time=[t])
+            truth = setup.truth.sel(time=[t])
+            for r in score_rows(one, truth, setup.variables, setup.stations):
+                rows.append(
+                    {
+                        "configuration": name,
+                        "weight": w,
+                        "lead_hours": (t - setup.start) / pd.Timedelta(hours=1),
+                        "valid_time": t,
+                        **r,
+                    }
+                )
+    return rows
+
+
+def _check(configurations, baselines, members, weight) -> tuple[list[str], list[str]]:
+    configurations = check_names(configurations, SEQUENTIAL_CONFIGURATIONS, "configurations")
+    baselines = check_names(baselines, SEQUENTIAL_BASELINES, "baselines")
+    check_members(members)
+    if not np.isfinite(weight) or weight < 0:
+        raise ArgumentError(f"weight={weight!r}: must be a finite value >= 0")
+    return configurations, baselines
+
+
 def evaluate_sequential(
     truth: xr.Dataset,
     *,
@@ -99,7 +234,7 @@ def evaluate_sequential(
     guidance: str = "mmps",
     cg_iters: int = 2,
     emulator: Any = None,
-    coarse_grid: tuple[int, int] = (16, 32),
+    coarse_grid: tuple[int, int] = COARSE_GRID,
     seed: int = 0,
     device: str | None = None,
     out: str | Path | None = None,
@@ -139,7 +274,8 @@ def evaluate_sequential(
     emulator : Emulator, optional
         Default: ``xdiffsr.osse.Emulator()`` (T21, 20 layers, 5.625 deg output).
     coarse_grid : (int, int)
-        Grid of the initial state and of every restart.
+        Grid of the initial state and of every restart (default
+        :data:`xdiffsr.osse.COARSE_GRID`, 16 x 32, longitudes from 0).
     out : path, optional
         Folder for ``sequential.csv``, ``sequential.md`` and ``sequential_<var>.png``.
     figures : bool
@@ -151,126 +287,38 @@ def evaluate_sequential(
     -------
     DataFrame
         Long table with columns ``configuration, weight, lead_hours, valid_time, variable,
-        units, metric, value``; the metrics of :data:`~.suite.METRICS` at each valid
+        units, metric, value``; the metrics of :data:`~.scores.METRICS` at each valid
         time over lat and lon (latitude-weighted). ``attrs``: start, valid times, settings and
         seconds per configuration.
     """
-    import xdiffsr
-    from xdiffsr.evaluation.demo import load_stations
-    from xdiffsr.evaluation.suite import _check_names, analysis_cycle, score_rows
-    from xdiffsr.osse import coarsen, sequential_experiment
-    from xdiffsr.osse.stations import simulate_soundings
-    from xdiffsr.reconstruct import super_resolve
-
-    configurations = _check_names(configurations, SEQUENTIAL_CONFIGURATIONS, "configurations")
-    baselines = _check_names(baselines, SEQUENTIAL_BASELINES, "baselines")
-    if int(members) < 2:
-        raise ArgumentError(f"members={members!r}: the CRPS and spread need at least 2 members")
-    if not np.isfinite(weight) or weight < 0:
-        raise ArgumentError(f"weight={weight!r}: must be a finite value >= 0")
-    prior = model if isinstance(model, xdiffsr.Prior) else xdiffsr.load_model(model)
+    configurations, baselines = _check(configurations, baselines, members, weight)
+    prior = resolve_model(model)
     stations = load_stations() if stations is None else stations
-    variables = [v for v in prior.variables if v in truth.data_vars]
-    if not variables:
-        raise ArgumentError(
-            f"truth: none of the model variables {list(prior.variables)} is in the truth "
-            f"({list(truth.data_vars)})"
-        )
-    if emulator is None:
-        from xdiffsr.osse import Emulator
-
-        emulator = Emulator()
+    variables = model_variables(prior, truth)
+    emulator = Emulator() if emulator is None else emulator
     cycle = pd.Timedelta(cycle)
     start, valid = _valid_times(truth, start, days, cycle, pd.Timedelta(emulator.every))
     seconds: dict[str, float] = {}
 
     t0 = _time.perf_counter()
-    truth_v = truth[variables].sel(time=valid).load()
-    sonde_times = valid[valid.hour.isin(_SONDE_HOURS)]
-    sondes = simulate_soundings(truth_v, stations, times=sonde_times, seed=seed)
-    init = coarsen(truth.sel(time=[start]).load(), *coarse_grid)
-    fc = emulator.forecast(init, lead_days=float(days), every=str(cycle))
-    fc = fc.isel(init_time=0, drop=True).isel(lead_time=slice(1, None))
-    fc = fc.drop_vars("valid_time", errors="ignore").rename(lead_time="time")
-    fc = fc.assign_coords(time=valid)[[v for v in variables if v in fc]]
+    setup = _prepare(
+        truth, stations, variables, start, valid, days, cycle, emulator, coarse_grid, seed
+    )
     seconds["observations and free forecast"] = _time.perf_counter() - t0
-
     sampler = dict(members=members, steps=steps, seed=seed, device=device, **sampler_options)
-    grid_ds = truth_v.drop_vars(variables)
-
-    def sondes_at(times) -> pd.DataFrame:
-        return sondes[sondes["time"].isin(pd.DatetimeIndex(np.atleast_1d(times)))]
-
-    def sr(ts, obs, w) -> xr.Dataset:
-        ts = pd.DatetimeIndex(np.atleast_1d(np.asarray(ts, "datetime64[ns]")))
-        return super_resolve(
-            grid_ds.sel(time=ts), obs, w, model=prior, guidance=guidance, cg_iters=cg_iters,
-            **sampler,
-        )
-
+    sr = _sampler(setup, prior, guidance, cg_iters, sampler)
     results: dict[str, tuple[float, xr.Dataset]] = {}
     for config in configurations:
         t1 = _time.perf_counter()
         w = 1.0 if config == "IGRA" else float(weight)
-        if config == "emulator":
-            ens = sr(valid, [fc], [w])
-        elif config == "IGRA+emulator":
-            ens = sr(valid, [sondes, fc], [1.0, w])
-        elif config == "IGRA":
-            if sonde_times.empty:
-                raise ArgumentError(
-                    "configurations: 'IGRA' needs cycles ending at 00 or 12 UTC; use cycle='12h' "
-                    "and a start at 00 or 12 UTC"
-                )
-            ens = sr(sonde_times, [sondes], [1.0])
-        else:  # IGRA+emulator reinit
-            store: dict[pd.Timestamp, xr.Dataset] = {}
-            step = analysis_cycle(variables, sondes_at, sr, w, store)
-            sequential_experiment(
-                emulator, init, step, days=float(days), coarse_grid=coarse_grid, cycle=cycle
-            )
-            ens = xr.concat([store[t] for t in valid], dim="time")
+        ens = _reconstruct(config, setup, sr, w, emulator, days, cycle, coarse_grid)
         results[config] = (w, ens)
         seconds[config] = _time.perf_counter() - t1
         if verbose:
             print(f"{config}: {seconds[config]:.1f} s", flush=True)
     for name in baselines:
-        if name == "forecast":
-            from xdiffsr.evaluation.baselines import interpolation_baseline
-
-            det = interpolation_baseline(fc, truth_v, "bicubic")
-        else:  # persistence of the full-resolution initial truth
-            det = truth[variables].sel(time=[start]).load().isel(time=[0] * valid.size)
-            det = det.assign_coords(time=valid)
-        results[name] = (np.nan, det)
-
-    rows = []
-    for name, (w, ens) in results.items():
-        for t in pd.DatetimeIndex(ens["time"].values):
-            one = ens.sel(time=[t])
-            for r in score_rows(one, truth_v.sel(time=[t]), variables, stations):
-                rows.append(
-                    {
-                        "configuration": name,
-                        "weight": w,
-                        "lead_hours": (t - start) / pd.Timedelta(hours=1),
-                        "valid_time": t,
-                        **r,
-                    }
-                )
-    table = pd.DataFrame(
-        rows,
-        columns=[
-            "configuration",
-            "weight",
-            "lead_hours",
-            "valid_time",
-            "variable",
-            "units",
-            "metric",
-            "value",
-        ],
-    )
+        results[name] = (np.nan, _baseline(name, setup, truth))
+    table = pd.DataFrame(_score(results, setup), columns=_COLUMNS)
     table.attrs = {
         "start": str(start),
         "valid_times": [str(t) for t in valid],
@@ -304,8 +352,6 @@ def sequential_markdown(
     One table per metric and variable (configurations as rows, lead in days as columns), then the
     mean over all cycles of every variable.
     """
-    from xdiffsr.evaluation.suite import _fmt
-
     parts = []
     have = list(dict.fromkeys(table["variable"]))
     for m in metrics:
@@ -319,9 +365,7 @@ def sequential_markdown(
             units = sub["units"].iloc[0]
             head = "| configuration | " + " | ".join(f"{h / 24:g} d" for h in piv.columns) + " |"
             sep = "|---|" + "---:|" * piv.shape[1]
-            body = [
-                f"| {r} | " + " | ".join(_fmt(x) for x in piv.loc[r]) + " |" for r in piv.index
-            ]
+            body = [markdown_row(r, piv.loc[r]) for r in piv.index]
             title = f"### {m} {v}" + (f" ({units})" if m != "spread_skill" and units else "")
             parts.append("\n".join([title, "", head, sep, *body, ""]))
     for m in metrics:
@@ -332,7 +376,7 @@ def sequential_markdown(
         piv = piv[[v for v in have if v in piv.columns]]
         head = "| configuration | " + " | ".join(piv.columns) + " |"
         sep = "|---|" + "---:|" * piv.shape[1]
-        body = [f"| {r} | " + " | ".join(_fmt(x) for x in piv.loc[r]) + " |" for r in piv.index]
+        body = [markdown_row(r, piv.loc[r]) for r in piv.index]
         parts.append("\n".join([f"### {m}, mean over cycles", "", head, sep, *body, ""]))
     return "\n".join(parts)
 
@@ -353,12 +397,6 @@ def _write(table: pd.DataFrame, out: Path, figures: bool, plot_variables, verbos
     body = sequential_markdown(table, plot_variables)
     (out / "sequential.md").write_text("\n".join(head) + body)
     if not figures:
-        return
-    try:
-        from xdiffsr.evaluation.plot import scores_by_lead
-    except ImportError as err:  # pragma: no cover - matplotlib missing
-        if verbose:
-            print(f"no figures: {err}")
         return
     for var in [v for v in plot_variables if v in set(table["variable"])]:
         try:

@@ -3,16 +3,17 @@
 Configurations (all reconstruct the truth at the target times; the gridded source's weight is
 swept, radiosondes keep weight 1):
 
-* ``LR``: the truth coarsened conservatively to 16 x 32 (11.25 deg), the paper's coarse analysis.
+* ``LR``: the truth coarsened conservatively to 16 x 32 (11.25 deg,
+  :data:`xdiffsr.osse.COARSE_GRID`, longitudes 0, 11.25, ..., 348.75), the paper's coarse analysis.
 * ``IGRA``: simulated radiosondes (t, u, v, z at 850/500/250 hPa with nominal errors) at the
   stations.
 * ``IGRA+LR``: both.
 * ``emulator``: a forecast of the T21 Held-Suarez core (:class:`xdiffsr.osse.Emulator`, 5.625 deg
   output) started ``lead`` before the target time from the coarsened truth (the paper's LUCIE).
 * ``IGRA+emulator``: both.
-* ``IGRA+emulator reinit``: :func:`xdiffsr.osse.sequential_experiment`: every 6 h the emulator's
-  forecast and the radiosondes valid then are super-resolved, the ensemble mean is coarsened to
-  16 x 32 and the emulator restarts from it, from ``target - lead`` to the target.
+* ``IGRA+emulator reinit``: :func:`xdiffsr.evaluation.cycling.sequential_experiment`: every 6 h
+  the emulator's forecast and the radiosondes valid then are super-resolved, the ensemble mean is
+  coarsened to 16 x 32 and the emulator restarts from it, from ``target - lead`` to the target.
 
 Baselines: interpolation of the LR field (bilinear, bicubic, conservative), the training
 climatology, unguided prior samples, and optimal interpolation (a Gaussian prior fitted on the
@@ -39,6 +40,24 @@ import pandas as pd
 import xarray as xr
 
 from xdiffsr.errors import ArgumentError
+from xdiffsr.evaluation import baselines as bl
+from xdiffsr.evaluation import plot
+from xdiffsr.evaluation.cycling import reinitialised
+from xdiffsr.evaluation.datasets import load_heldout, load_stations
+from xdiffsr.evaluation.scores import (
+    METRICS,
+    check_members,
+    check_names,
+    markdown_row,
+    model_variables,
+    on_grid,
+    resolve_model,
+    score_rows,
+)
+from xdiffsr.models import Prior
+from xdiffsr.osse import COARSE_GRID, Emulator, coarsen
+from xdiffsr.osse.stations import simulate_soundings
+from xdiffsr.reconstruct import super_resolve
 
 __all__ = [
     "BASELINES",
@@ -58,9 +77,9 @@ BASELINES = (
     "unguided",
     "optimal interpolation",
 )
-METRICS = ("rmse", "crps", "spread_skill", "rmse_observed", "rmse_unobserved")
 _EMULATED = ("emulator", "IGRA+emulator", "IGRA+emulator reinit")
 _NEEDS_TRAIN = ("climatology", "optimal interpolation")
+_COLUMNS = ["configuration", "weight", "variable", "units", "metric", "value"]
 
 
 @dataclass
@@ -80,46 +99,9 @@ class _Setup:
     def sondes_at(self, times) -> pd.DataFrame:
         return self.sondes[self.sondes["time"].isin(pd.DatetimeIndex(np.atleast_1d(times)))]
 
-
-# ---------------------------------------------------------------------------------- scoring
-def _score(ens: xr.Dataset, setup: _Setup) -> list[dict[str, Any]]:
-    """Rows (variable, metric, value) of one reconstruction against the truth."""
-    return score_rows(ens, setup.truth, setup.variables, setup.stations)
-
-
-def score_rows(
-    ens: xr.Dataset, truth: xr.Dataset, variables: Sequence[str], stations: pd.DataFrame
-) -> list[dict[str, Any]]:
-    """Rows ``{variable, units, metric, value}`` of :data:`METRICS` over (time, lat, lon).
-
-    ``ens`` is an ensemble (with ``member``) or a deterministic reconstruction on the grid and
-    times of ``truth``; ``stations`` (lat, lon) split the grid into observed and unobserved cells.
-    """
-    from xdiffsr.evaluation.metrics import crps_ensemble, errors_at_points, rmse, spread_skill_ratio
-
-    dims = ("time", "lat", "lon")
-    ref = truth
-    truth = truth[list(variables)]
-    ens = ens[list(variables)]
-    scores = {"rmse": rmse(ens, truth, dims=dims)}
-    if "member" in ens.dims:
-        scores["crps"] = crps_ensemble(ens, truth, dims=dims)
-        scores["spread_skill"] = spread_skill_ratio(ens, truth, dims=dims)
-    else:  # deterministic: the CRPS of a point forecast is its mean absolute error
-        scores["crps"] = crps_ensemble(ens.expand_dims(member=1), truth, dims=dims, fair=False)
-    at = errors_at_points(ens, truth, stations, dims=dims)
-    scores["rmse_observed"] = at.sel(location="observed", drop=True)
-    scores["rmse_unobserved"] = at.sel(location="unobserved", drop=True)
-    return [
-        {
-            "variable": v,
-            "units": ref[v].attrs.get("units", ""),
-            "metric": m,
-            "value": float(s[v]),
-        }
-        for m, s in scores.items()
-        for v in variables
-    ]
+    def score(self, ens: xr.Dataset) -> list[dict[str, Any]]:
+        """Rows (variable, metric, value) of one reconstruction against the truth."""
+        return score_rows(ens, self.truth, self.variables, self.stations)
 
 
 # ----------------------------------------------------------------------------- preparation
@@ -140,12 +122,39 @@ def _target_times(truth: xr.Dataset, n: int | None, lead: pd.Timedelta | None) -
     return ok
 
 
+def _check_weights(weights: Sequence[float]) -> list[float]:
+    weights = [float(w) for w in np.atleast_1d(weights)]
+    if not weights or any(not np.isfinite(w) or w < 0 for w in weights):
+        raise ArgumentError(f"weights={weights!r} must be a non-empty list of finite values >= 0")
+    return weights
+
+
+def _check_emulator(emulator: Any, lead: pd.Timedelta, needed: bool) -> Any:
+    """The emulator (default :class:`xdiffsr.osse.Emulator`, built only when ``needed``)."""
+    if not needed:
+        return emulator
+    emulator = Emulator() if emulator is None else emulator
+    if lead <= pd.Timedelta(0) or lead % pd.Timedelta(emulator.every):
+        raise ArgumentError(f"lead={lead}: must be a positive multiple of {emulator.every}")
+    return emulator
+
+
+def _emulator_forecast(
+    truth: xr.Dataset, targets: pd.DatetimeIndex, variables, lead, emulator, coarse_grid
+) -> tuple[xr.Dataset, xr.Dataset]:
+    """The coarsened truth at ``targets - lead`` and the emulator's forecast from it."""
+    # the emulator starts from every variable of the truth (it needs t, u, v and sp)
+    init = coarsen(truth.sel(time=targets - lead).load(), *coarse_grid)
+    fc = emulator.forecast(init, lead_days=lead / pd.Timedelta(days=1))
+    fc = fc.isel(lead_time=-1, drop=True).drop_vars("valid_time", errors="ignore")
+    fc = fc.rename(init_time="time").assign_coords(time=targets)
+    return init, fc[[v for v in variables if v in fc]]
+
+
 def _prepare(
     truth, stations, targets, variables, lead, emulator, coarse_grid, seed, need_emulator
 ) -> _Setup:
-    from xdiffsr.osse import coarsen
-    from xdiffsr.osse.stations import simulate_soundings
-
+    """The truth at the targets, its coarse analysis, the soundings and the emulator forecast."""
     truth_t = truth[variables].sel(time=targets).load()
     lr = coarsen(truth_t, *coarse_grid)
     sonde_times = targets
@@ -158,12 +167,8 @@ def _prepare(
         mid = pd.DatetimeIndex(mid)
         mid = mid[mid.isin(all_t) & mid.hour.isin([0, 12])]
         sonde_times = targets.union(mid)
-        # the emulator starts from every variable of the truth (it needs t, u, v and sp)
-        init = coarsen(truth.sel(time=targets - lead).load(), *coarse_grid)
-        fc = emulator.forecast(init, lead_days=lead / pd.Timedelta(days=1))
-        fc = fc.isel(lead_time=-1, drop=True).drop_vars("valid_time", errors="ignore")
-        fc = fc.rename(init_time="time").assign_coords(time=targets)
-        setup_kw.update(init=init, forecast=fc[[v for v in variables if v in fc]])
+        init, fc = _emulator_forecast(truth, targets, variables, lead, emulator, coarse_grid)
+        setup_kw.update(init=init, forecast=fc)
     sondes_truth = truth[variables].sel(time=sonde_times).load()
     sondes = simulate_soundings(sondes_truth, stations, times=sonde_times, seed=seed)
     return _Setup(truth_t, variables, stations, lr, sondes, **setup_kw)
@@ -183,66 +188,55 @@ def _sources(config: str, setup: _Setup, weight: float) -> tuple[list, list[floa
     return obs, w
 
 
-def analysis_cycle(
-    variables: Sequence[str],
-    sondes_at: Callable[[Sequence], pd.DataFrame],
-    sr: Callable,
-    weight: float,
-    store: dict,
-) -> Callable[[xr.Dataset, np.datetime64], xr.Dataset]:
-    """The reconstruction step of :func:`xdiffsr.osse.sequential_experiment`.
+def _sampler(setup: _Setup, prior: Prior, targets, guidance, cg_iters, sampler) -> Callable:
+    """``sr(times, obs, weights)``: super_resolve at ``times`` (None: every target) on the truth's
+    grid."""
+    grid_ds = setup.truth.drop_vars(setup.variables)
 
-    ``cycle(background, valid_time)`` super-resolves the emulator's ``background`` (weight
-    ``weight``) with the soundings ``sondes_at([valid_time])`` (weight 1, when there are any)
-    through ``sr(times, obs, weights)``, keeps the ensemble in ``store[valid_time]`` and returns
-    the ensemble mean as the analysis; variables the prior lacks are the background's own
-    (bilinearly regridded), so the emulator can restart from every variable it needs.
-    """
+    def sr(ts, obs, w) -> xr.Dataset:
+        ds = grid_ds
+        if ts is not None:  # one cycle of the sequential experiment; its time may not be a target
+            ts = pd.DatetimeIndex(np.atleast_1d(np.asarray(ts, "datetime64[ns]")))
+            ds = ds.sel(time=ts) if ts.isin(targets).all() else xr.Dataset(coords={"time": ts})
+        return super_resolve(
+            ds, obs, w, model=prior, guidance=guidance, cg_iters=cg_iters, **sampler
+        )
 
-    def cycle(background: xr.Dataset, vt: np.datetime64) -> xr.Dataset:
-        bg = background[[v for v in variables if v in background]]
-        obs, w = [bg.expand_dims(time=[vt])], [float(weight)]
-        sondes = sondes_at([vt])
-        if len(sondes):
-            obs, w = [sondes, *obs], [1.0, *w]
-        ens = sr([vt], obs, w)
-        store[pd.Timestamp(vt)] = ens
-        analysis = ens.isel(time=0, drop=True).mean("member")
-        rest = [v for v in background.data_vars if v not in analysis]
-        if rest:  # variables the prior lacks: the emulator's own, for the restart
-            from xdiffsr.regrid import Regridder
-
-            fill = Regridder(background, analysis, "bilinear")(background[rest])
-            analysis = analysis.merge(fill.drop_vars(["lat", "lon"]))
-        return analysis
-
-    return cycle
+    return sr
 
 
-def _reinit(setup: _Setup, sr: Callable, emulator, lead: pd.Timedelta, weight: float):
-    """IGRA+emulator reinitialised: the sequential experiment up to each target time."""
-    from xdiffsr.osse import sequential_experiment
-
-    out = []
-    for k, t in enumerate(pd.DatetimeIndex(setup.truth["time"].values)):
-        store: dict[pd.Timestamp, xr.Dataset] = {}
-        cycle = analysis_cycle(setup.variables, setup.sondes_at, sr, weight, store)
-        init = setup.init.isel(time=[k])
-        sequential_experiment(emulator, init, cycle, days=lead / pd.Timedelta(days=1))
-        out.append(store[t])
-    return xr.concat(out, dim="time")
+def _run_configurations(
+    setup: _Setup, configurations, weights, sr: Callable, emulator, lead, verbose: bool
+) -> list[dict[str, Any]]:
+    """Reconstruct and score every configuration at every weight."""
+    rows: list[dict[str, Any]] = []
+    for config in configurations:
+        for w in [1.0] if config == "IGRA" else weights:
+            t1 = _time.perf_counter()
+            if config == "IGRA+emulator reinit":
+                ens = reinitialised(
+                    setup.init, setup.variables, setup.sondes_at, sr, emulator, lead, w
+                )
+            else:
+                ens = sr(None, *_sources(config, setup, w))
+            rows += [{"configuration": config, "weight": w, **r} for r in setup.score(ens)]
+            key = f"{config} (w={w:g})"
+            setup.seconds[key] = _time.perf_counter() - t1
+            if config == "IGRA" or w == min(weights, key=lambda x: abs(x - 1.0)):
+                setup.ensembles[config] = ens
+            if verbose:
+                print(f"{key}: {setup.seconds[key]:.1f} s")
+    return rows
 
 
 def _baseline(name: str, setup: _Setup, train, prior, oi_rank, sampler) -> Any:
-    from xdiffsr.evaluation import baselines as bl
-
     times = setup.truth["time"].values
     if name in bl.INTERPOLATION_METHODS:
         return bl.interpolation_baseline(setup.lr, setup.truth, name)
     if name == "climatology":
         return bl.climatology_baseline(train[setup.variables], times)
     if name == "unguided":  # on the model grid: labelled like the truth (equal to rounding)
-        return _on_grid(bl.unguided_baseline(prior, times, **sampler), setup.truth, "model grid")
+        return on_grid(bl.unguided_baseline(prior, times, **sampler), setup.truth, "model grid")
     if name == "optimal interpolation":
         obs, w = _sources("IGRA+LR", setup, 1.0)
         oi = bl.optimal_interpolation_baseline(
@@ -254,31 +248,43 @@ def _baseline(name: str, setup: _Setup, train, prior, oi_rank, sampler) -> Any:
             cg_iters=10,
             **sampler,
         )
-        return _on_grid(oi, setup.truth, "optimal interpolation")
+        return on_grid(oi, setup.truth, "optimal interpolation")
     raise ArgumentError(f"baselines: unknown baseline {name!r}; choose from {BASELINES}")
 
 
-def _on_grid(train: xr.Dataset, truth: xr.Dataset, name: str = "train") -> xr.Dataset:
-    """``train`` with the truth's lat/lon labels (equal to rounding), else a CoordinateError."""
-    from xdiffsr.errors import CoordinateError
+def _run_baselines(
+    setup: _Setup, baselines, train, prior, oi_rank, sampler, verbose: bool
+) -> list[dict[str, Any]]:
+    """Compute and score every baseline."""
+    rows: list[dict[str, Any]] = []
+    for name in baselines:
+        t1 = _time.perf_counter()
+        ens = _baseline(name, setup, train, prior, oi_rank, sampler)
+        rows += [{"configuration": name, "weight": np.nan, **r} for r in setup.score(ens)]
+        setup.ensembles[name] = ens
+        setup.seconds[name] = _time.perf_counter() - t1
+        if verbose:
+            print(f"{name}: {setup.seconds[name]:.1f} s")
+    return rows
 
-    for c in ("lat", "lon"):
-        a, b = np.asarray(train[c], float), np.asarray(truth[c], float)
-        if a.shape != b.shape or not np.allclose(a, b, atol=1e-6):
-            raise CoordinateError(
-                f"{name}: its {c} coordinate differs from the truth's ({a.size} vs {b.size} "
-                f"points); regrid the {'training data' if name == 'train' else name} to the "
-                "truth grid"
-            )
-    return train.assign_coords(lat=truth["lat"], lon=truth["lon"])
+
+def _usable_baselines(baselines, train, verbose: bool) -> list[str]:
+    baselines = check_names(baselines, BASELINES, "baselines")
+    if train is None and any(b in _NEEDS_TRAIN for b in baselines):
+        baselines = [b for b in baselines if b not in _NEEDS_TRAIN]
+        if verbose:
+            print("no training data (train=None): climatology and optimal interpolation skipped")
+    return baselines
 
 
-def _check_names(values: Sequence[str], allowed: Sequence[str], name: str) -> list[str]:
-    values = [values] if isinstance(values, str) else list(values)
-    unknown = [v for v in values if v not in allowed]
-    if unknown:
-        raise ArgumentError(f"{name}: unknown {unknown}; choose from {list(allowed)}")
-    return values
+def _table(rows, setup: _Setup, targets, settings: dict[str, Any]) -> pd.DataFrame:
+    table = pd.DataFrame(rows, columns=_COLUMNS)
+    table.attrs = {
+        "targets": [str(t) for t in targets],
+        "settings": settings,
+        "seconds": {k: round(v, 1) for k, v in setup.seconds.items()},
+    }
+    return table
 
 
 # --------------------------------------------------------------------------------- evaluate
@@ -298,7 +304,7 @@ def evaluate(
     cg_iters: int = 2,
     lead: str | pd.Timedelta = "12h",
     emulator: Any = None,
-    coarse_grid: tuple[int, int] = (16, 32),
+    coarse_grid: tuple[int, int] = COARSE_GRID,
     oi_rank: int = 32,
     seed: int = 0,
     device: str | None = None,
@@ -314,7 +320,7 @@ def evaluate(
     ----------
     truth : Dataset, optional
         Nature-run states (time, lat, lon) on the model grid; default: the packaged held-out
-        states (:func:`xdiffsr.evaluation.demo.load_heldout`, 2003-12-30 00Z and 12Z).
+        states (:func:`xdiffsr.evaluation.datasets.load_heldout`, 2003-12-30 00Z and 12Z).
     model : str or Prior
         ``"default"``, a model file, or a prior object (a GaussianPrior works too).
     train : Dataset, optional
@@ -339,7 +345,8 @@ def evaluate(
     emulator : Emulator, optional
         Default: ``xdiffsr.osse.Emulator()`` (T21, 20 layers), built only when needed.
     coarse_grid : (int, int)
-        Grid of the LR data and of the reinitialisation.
+        Grid of the LR data and of the emulator's initial states (default
+        :data:`xdiffsr.osse.COARSE_GRID`, 16 x 32, longitudes from 0).
     oi_rank : int
         Rank of the optimal-interpolation background covariance.
     out : path, optional
@@ -362,40 +369,18 @@ def evaluate(
     ----------
     .. [1] Chakraborty et al. (2025); WeatherBench 2 (Rasp et al., 2024); Ferro (2014).
     """
-    import xdiffsr
-    from xdiffsr.evaluation.demo import load_heldout, load_stations
-    from xdiffsr.reconstruct import super_resolve
-
-    configurations = _check_names(configurations, CONFIGURATIONS, "configurations")
-    baselines = _check_names(baselines, BASELINES, "baselines")
-    if int(members) < 2:
-        raise ArgumentError(f"members={members!r}: the CRPS and spread need at least 2 members")
-    weights = [float(w) for w in np.atleast_1d(weights)]
-    if not weights or any(not np.isfinite(w) or w < 0 for w in weights):
-        raise ArgumentError(f"weights={weights!r} must be a non-empty list of finite values >= 0")
-    prior = model if isinstance(model, xdiffsr.Prior) else xdiffsr.load_model(model)
+    configurations = check_names(configurations, CONFIGURATIONS, "configurations")
+    baselines = _usable_baselines(baselines, train, verbose)
+    check_members(members)
+    weights = _check_weights(weights)
+    prior = resolve_model(model)
     truth = load_heldout() if truth is None else truth
     stations = load_stations() if stations is None else stations
-    variables = [v for v in prior.variables if v in truth.data_vars]
-    if not variables:
-        raise ArgumentError(
-            f"truth: none of the model variables {list(prior.variables)} is in the truth "
-            f"({list(truth.data_vars)})"
-        )
-    if train is None and any(b in _NEEDS_TRAIN for b in baselines):
-        baselines = [b for b in baselines if b not in _NEEDS_TRAIN]
-        if verbose:
-            print("no training data (train=None): climatology and optimal interpolation skipped")
-    if train is not None:
-        train = _on_grid(train, truth)
+    variables = model_variables(prior, truth)
+    train = None if train is None else on_grid(train, truth)
     need_emulator = any(c in _EMULATED for c in configurations)
     lead = pd.Timedelta(lead)
-    if need_emulator and emulator is None:
-        from xdiffsr.osse import Emulator
-
-        emulator = Emulator()
-    if need_emulator and (lead <= pd.Timedelta(0) or lead % pd.Timedelta(emulator.every)):
-        raise ArgumentError(f"lead={lead}: must be a positive multiple of {emulator.every}")
+    emulator = _check_emulator(emulator, lead, need_emulator)
     targets = _target_times(truth, times, lead if need_emulator else None)
     t0 = _time.perf_counter()
     setup = _prepare(
@@ -403,69 +388,27 @@ def evaluate(
     )
     setup.seconds["observations and emulator"] = _time.perf_counter() - t0
     sampler = dict(members=members, steps=steps, seed=seed, device=device, **sampler_options)
-    grid_ds = setup.truth.drop_vars(variables)
-
-    def sr(ts, obs, w) -> xr.Dataset:
-        """super_resolve at ``ts`` (None: every target), on the truth's grid."""
-        ds = grid_ds
-        if ts is not None:  # one cycle of the sequential experiment; its time may not be a target
-            ts = pd.DatetimeIndex(np.atleast_1d(np.asarray(ts, "datetime64[ns]")))
-            ds = ds.sel(time=ts) if ts.isin(targets).all() else xr.Dataset(coords={"time": ts})
-        return super_resolve(
-            ds, obs, w, model=prior, guidance=guidance, cg_iters=cg_iters, **sampler
-        )
-
-    rows: list[dict[str, Any]] = []
-    for config in configurations:
-        for w in [1.0] if config == "IGRA" else weights:
-            t1 = _time.perf_counter()
-            if config == "IGRA+emulator reinit":
-                ens = _reinit(setup, sr, emulator, lead, w)
-            else:
-                ens = sr(None, *_sources(config, setup, w))
-            rows += [{"configuration": config, "weight": w, **r} for r in _score(ens, setup)]
-            key = f"{config} (w={w:g})"
-            setup.seconds[key] = _time.perf_counter() - t1
-            if config == "IGRA" or w == min(weights, key=lambda x: abs(x - 1.0)):
-                setup.ensembles[config] = ens
-            if verbose:
-                print(f"{key}: {setup.seconds[key]:.1f} s")
-    for name in baselines:
-        t1 = _time.perf_counter()
-        ens = _baseline(name, setup, train, prior, oi_rank, sampler)
-        rows += [{"configuration": name, "weight": np.nan, **r} for r in _score(ens, setup)]
-        setup.ensembles[name] = ens
-        setup.seconds[name] = _time.perf_counter() - t1
-        if verbose:
-            print(f"{name}: {setup.seconds[name]:.1f} s")
-    table = pd.DataFrame(
-        rows, columns=["configuration", "weight", "variable", "units", "metric", "value"]
+    sr = _sampler(setup, prior, targets, guidance, cg_iters, sampler)
+    rows = _run_configurations(setup, configurations, weights, sr, emulator, lead, verbose)
+    rows += _run_baselines(setup, baselines, train, prior, oi_rank, sampler, verbose)
+    settings = dict(
+        members=members,
+        steps=steps,
+        guidance=guidance,
+        cg_iters=cg_iters,
+        lead=str(lead),
+        model=prior.describe(),
+        seed=seed,
+        stations=len(setup.stations),
+        **sampler_options,
     )
-    table.attrs = {
-        "targets": [str(t) for t in targets],
-        "settings": dict(
-            members=members,
-            steps=steps,
-            guidance=guidance,
-            cg_iters=cg_iters,
-            lead=str(lead),
-            model=prior.describe(),
-            seed=seed,
-            stations=len(setup.stations),
-            **sampler_options,
-        ),
-        "seconds": {k: round(v, 1) for k, v in setup.seconds.items()},
-    }
+    table = _table(rows, setup, targets, settings)
     if out is not None:
         _write(table, setup, Path(out), figures, plot_variables, verbose)
     return table
 
 
 # ---------------------------------------------------------------------------------- output
-def _fmt(x: float) -> str:
-    return "" if not np.isfinite(x) else f"{x:.3g}"
-
-
 def results_markdown(table: pd.DataFrame, metrics: Sequence[str] = METRICS) -> str:
     """Markdown tables of an :func:`evaluate` result: one per metric, configurations as rows.
 
@@ -495,7 +438,7 @@ def results_markdown(table: pd.DataFrame, metrics: Sequence[str] = METRICS) -> s
         piv = piv.reindex([r for r in order if r in piv.index])[variables]
         head = "| configuration | " + " | ".join(variables) + " |"
         sep = "|---|" + "---:|" * len(variables)
-        body = [f"| {r} | " + " | ".join(_fmt(x) for x in piv.loc[r]) + " |" for r in piv.index]
+        body = [markdown_row(r, piv.loc[r]) for r in piv.index]
         parts.append("\n".join([f"### {m}", "", head, sep, *body, ""]))
     return "\n".join(parts)
 
@@ -525,8 +468,6 @@ def _write(table, setup: _Setup, out: Path, figures: bool, plot_variables, verbo
 
 
 def _figures(setup: _Setup, out: Path, plot_variables: Sequence[str]) -> list[Path]:
-    from xdiffsr.evaluation import plot
-
     ens = setup.ensembles
     members = {k: v for k, v in ens.items() if "member" in v.dims}
     if not members:

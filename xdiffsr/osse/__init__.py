@@ -1,10 +1,11 @@
 """Observing-system simulation experiment (OSSE): nature run, coarse emulator, coarse analysis.
 
 Needs the optional dependencies ``dinosaur`` and ``jax`` (``pip install 'xdiffsr[osse]'``); they are
-imported only when a model is built. See ``docs/osse.md``.
+imported only when a model is built. See ``docs/osse.md``. The cycling of the emulator with a
+reconstruction (the paper's sequential experiment) lives in :mod:`xdiffsr.evaluation.cycling`.
 """
 
-from xdiffsr.osse.emulator import Emulator, cell_centre_grid, coarsen, sequential_experiment
+from xdiffsr.osse.emulator import COARSE_GRID, Emulator, cell_centre_grid, coarse_grid, coarsen
 from xdiffsr.osse.nature import (
     EPOCH,
     check_mass_conservation,
@@ -15,14 +16,15 @@ from xdiffsr.osse.nature import (
 )
 
 __all__ = [
+    "COARSE_GRID",
     "EPOCH",
     "Emulator",
     "cell_centre_grid",
     "check_mass_conservation",
+    "coarse_grid",
     "coarsen",
     "global_mean_surface_pressure",
     "held_suarez_check",
     "nature_run",
     "restart_path",
-    "sequential_experiment",
 ]

@@ -2,7 +2,8 @@
 
 The same Held & Suarez (1994) core as the nature run, at T21 on the 32 x 64 (5.625 deg) grid,
 started from pressure-level fields (a coarsened truth or a reconstruction), producing forecasts
-every 6 h up to 7 days. :func:`sequential_experiment` cycles it with a reconstruction step.
+every 6 h up to 7 days. :func:`xdiffsr.evaluation.cycling.sequential_experiment` cycles it with a
+reconstruction step.
 
 References
 ----------
@@ -13,41 +14,47 @@ References
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import numpy as np
 import pandas as pd
 import xarray as xr
 
-from xdiffsr.errors import ArgumentError, CoordinateError
+from xdiffsr.errors import ArgumentError
+from xdiffsr.grid import cell_centre_grid, find_latlon, latlon_dataset
 from xdiffsr.osse._dycore import LEVELS_HPA, VARIABLES, DycoreConfig, get_dycore, variable_attrs
+from xdiffsr.regrid import regrid_weights
 
-__all__ = ["Emulator", "cell_centre_grid", "coarsen", "sequential_experiment"]
+__all__ = ["COARSE_GRID", "Emulator", "cell_centre_grid", "coarse_grid", "coarsen"]
+
+#: ``(nlat, nlon)`` of the paper's low-resolution data: 11.25-degree cells, the one definition of
+#: the coarse grid (:func:`xdiffsr.grid.cell_centre_grid`: latitudes -84.375 ... 84.375,
+#: longitudes 0, 11.25, ..., 348.75) used by ``xdiffsr demo``, ``xdiffsr evaluate`` and the
+#: sequential experiment's restarts.
+COARSE_GRID: tuple[int, int] = (16, 32)
 
 
-def cell_centre_grid(nlat: int, nlon: int) -> tuple[np.ndarray, np.ndarray]:
-    """Equiangular cell-centre grid: latitudes ascending (no poles), longitudes from 0.
+def coarse_grid(nlat: int = COARSE_GRID[0], nlon: int = COARSE_GRID[1]) -> xr.Dataset:
+    """Empty Dataset on the ``nlat x nlon`` cell-centre grid (default: :data:`COARSE_GRID`).
 
-    ``(64, 128)`` is the 2.8125 deg WeatherBench grid, ``(32, 64)`` the 5.625 deg one (centres at
-    +-87.1875), ``(16, 32)`` the 11.25 deg grid of the paper's low-resolution data.
+    The grid :func:`coarsen` maps to: latitudes and longitudes of
+    :func:`xdiffsr.grid.cell_centre_grid` with CF attributes.
     """
-    dlat, dlon = 180.0 / nlat, 360.0 / nlon
-    return -90 + dlat * (np.arange(nlat) + 0.5), dlon * np.arange(nlon)
+    return latlon_dataset(*cell_centre_grid(nlat, nlon))
 
 
-def _latlon(ds: xr.Dataset) -> tuple[np.ndarray, np.ndarray]:
-    if "lat" not in ds.dims or "lon" not in ds.dims:
-        raise CoordinateError(
-            f"ds: expected dimensions lat and lon, got {tuple(ds.dims)}; rename them"
-        )
-    return np.asarray(ds["lat"], float), np.asarray(ds["lon"], float)
+def _latlon(ds: xr.Dataset) -> tuple[str, str, np.ndarray, np.ndarray]:
+    """Names (dimensions) and values of the latitude and longitude of ``ds``."""
+    lat, lon = find_latlon(ds, "ds")
+    return (
+        str(lat.dims[0]),
+        str(lon.dims[0]),
+        np.asarray(lat.values, float),
+        np.asarray(lon.values, float),
+    )
 
 
 def _regrid(ds: xr.Dataset, lat: np.ndarray, lon: np.ndarray, method: str) -> xr.Dataset:
-    """Apply ``xdiffsr.regrid.regrid_weights`` to every (.., lat, lon) variable of ``ds``."""
-    from xdiffsr.regrid import regrid_weights
-
-    src_lat, src_lon = _latlon(ds)
+    """Apply :func:`xdiffsr.regrid.regrid_weights` to every (.., lat, lon) variable of ``ds``."""
+    lat_dim, lon_dim, src_lat, src_lon = _latlon(ds)
     w = regrid_weights(src_lat, src_lon, lat, lon, method, backend="builtin")
 
     def apply(x: np.ndarray) -> np.ndarray:
@@ -57,20 +64,22 @@ def _regrid(ds: xr.Dataset, lat: np.ndarray, lon: np.ndarray, method: str) -> xr
     out = xr.apply_ufunc(
         apply,
         ds,
-        input_core_dims=[["lat", "lon"]],
+        input_core_dims=[[lat_dim, lon_dim]],
         output_core_dims=[["lat_out", "lon_out"]],
         dask="parallelized",
         output_dtypes=[float],
         dask_gufunc_kwargs={"output_sizes": {"lat_out": lat.size, "lon_out": lon.size}},
         keep_attrs=True,
     )
-    out = out.rename(lat_out="lat", lon_out="lon").assign_coords(lat=lat, lon=lon)
-    for c in ("lat", "lon"):
+    out = out.rename(lat_out=lat_dim, lon_out=lon_dim).assign_coords(
+        {lat_dim: lat, lon_dim: lon}
+    )
+    for c in (lat_dim, lon_dim):
         out[c].attrs = ds[c].attrs
     return out
 
 
-def coarsen(ds: xr.Dataset, nlat: int = 16, nlon: int = 32) -> xr.Dataset:
+def coarsen(ds: xr.Dataset, nlat: int = COARSE_GRID[0], nlon: int = COARSE_GRID[1]) -> xr.Dataset:
     """Conservatively coarsen gridded fields to the ``nlat x nlon`` cell-centre grid.
 
     The default 16 x 32 (11.25 deg) grid is the paper's low-resolution analysis.
@@ -80,7 +89,8 @@ def coarsen(ds: xr.Dataset, nlat: int = 16, nlon: int = 32) -> xr.Dataset:
     ds : Dataset
         Variables with trailing dims (lat, lon) on a regular global grid.
     nlat, nlon : int
-        Target grid size (see :func:`cell_centre_grid`).
+        Target grid size (see :func:`xdiffsr.grid.cell_centre_grid`); default
+        :data:`COARSE_GRID`.
 
     Returns
     -------
@@ -247,64 +257,3 @@ class Emulator:
             "dt_minutes": self.config.dt_minutes,
         }
         return ds
-
-
-def sequential_experiment(
-    emulator: Emulator,
-    init: xr.Dataset,
-    reconstruct: Callable[[xr.Dataset, np.datetime64], xr.Dataset],
-    *,
-    days: float = 7,
-    coarse_grid: tuple[int, int] = (16, 32),
-    cycle: str | pd.Timedelta | None = None,
-) -> xr.Dataset:
-    """Cycle forecast -> reconstruction -> coarsening -> restart, as in the paper's Sect. 4.
-
-    Parameters
-    ----------
-    emulator : Emulator
-        The forecast model (anything with ``every`` and ``forecast(init, lead_days=, every=)``).
-    init : Dataset
-        Initial state (lat, lon) with the 13 variables, any regular grid.
-    reconstruct : callable
-        ``reconstruct(background, valid_time) -> analysis``: e.g. super-resolution of the forecast
-        ``background`` (lat, lon on the emulator grid) with radiosondes valid at ``valid_time``;
-        returns the 13 variables on any regular grid.
-    days : float
-        Length of the experiment.
-    coarse_grid : (int, int)
-        Grid the analysis is coarsened to before restarting the emulator.
-    cycle : str or Timedelta, optional
-        Forecast length between reconstructions, a multiple of ``emulator.every`` (default: equal
-        to it, 6 h). ``"12h"`` makes every cycle end at a radiosonde time (00 and 12 UTC) when
-        the experiment starts at one.
-
-    Returns
-    -------
-    Dataset
-        The analyses stacked along ``time`` (on the grid ``reconstruct`` returns), one per cycle.
-    """
-    if "time" not in init.dims or init.sizes["time"] != 1:
-        raise ArgumentError("init: pass a single time (dims time=1, lat, lon)")
-    step = pd.Timedelta(cycle) if cycle is not None else pd.Timedelta(emulator.every)
-    if step <= pd.Timedelta(0) or step % pd.Timedelta(emulator.every):
-        raise ArgumentError(
-            f"cycle: {cycle!r} is not a positive multiple of the emulator's output interval "
-            f"{emulator.every}"
-        )
-    n_cycles = pd.Timedelta(days=days) / step
-    if n_cycles < 1 or n_cycles != int(n_cycles):
-        raise ArgumentError(
-            f"days: {days!r} is not a positive whole number of {step} cycles; change days or cycle"
-        )
-    t = pd.Timestamp(init["time"].values[0])
-    state = init
-    analyses = []
-    for _ in range(int(n_cycles)):
-        fc = emulator.forecast(state, lead_days=step / pd.Timedelta(days=1), every=str(step))
-        t = t + step
-        background = fc.isel(init_time=0, lead_time=-1, drop=True)
-        analysis = reconstruct(background, np.datetime64(t))
-        analyses.append(analysis.expand_dims(time=[t]))
-        state = coarsen(analysis, *coarse_grid).expand_dims(time=[t])
-    return xr.concat(analyses, dim="time")

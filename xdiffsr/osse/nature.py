@@ -26,6 +26,7 @@ import pandas as pd
 import xarray as xr
 
 from xdiffsr.errors import ArgumentError, ModelError
+from xdiffsr.grid import find_latlon
 from xdiffsr.osse._dycore import (
     LEVELS_HPA,
     VARIABLES,
@@ -34,6 +35,7 @@ from xdiffsr.osse._dycore import (
     get_dycore,
     variable_attrs,
 )
+from xdiffsr.regrid import cell_areas
 
 __all__ = [
     "EPOCH",
@@ -386,11 +388,11 @@ def global_mean_surface_pressure(ds: xr.Dataset) -> xr.DataArray:
     -------
     DataArray, shape (time,)
     """
-    from xdiffsr.evaluation.metrics import latitude_weights
-
     if "sp" not in ds:
         raise ArgumentError(f"ds: needs a surface pressure variable 'sp', has {list(ds.data_vars)}")
-    return ds["sp"].weighted(latitude_weights(ds["lat"])).mean(("lat", "lon"))
+    lat, lon = find_latlon(ds, "ds")
+    area = xr.DataArray(cell_areas(lat.values, lon.values), dims=(lat.dims[0], lon.dims[0]))
+    return ds["sp"].weighted(area).mean((lat.dims[0], lon.dims[0]))
 
 
 def check_mass_conservation(

@@ -19,13 +19,22 @@ from collections.abc import Iterable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
+import scipy.sparse as sp
 import xarray as xr
 
-from xdiffsr.errors import ArgumentError, CoordinateError, UnitsError, XDiffSRWarning
+from xdiffsr.errors import (
+    ArgumentError,
+    CoordinateError,
+    ObservationError,
+    UnitsError,
+    XDiffSRWarning,
+)
+from xdiffsr.grid import find_latlon
 from xdiffsr.io.igra import STANDARD_LEVELS_HPA, in_bbox, wind_direction_speed
 from xdiffsr.observations.vertical import DEFAULT_ERRORS, G0, parse_model_variable
+from xdiffsr.regrid import point_weights
 
-__all__ = ["active_stations", "bilinear_weights", "simulate_soundings", "subset_network"]
+__all__ = ["active_stations", "simulate_soundings", "station_operator", "subset_network"]
 
 #: model quantity -> column of the IGRA schema it fills (z, gh both fill gph)
 _FILLS = {"t": "temperature", "u": "u", "v": "v", "z": "gph", "gh": "gph", "r": "rh"}
@@ -129,81 +138,6 @@ def subset_network(
     return out
 
 
-def bilinear_weights(
-    lat_grid: np.ndarray, lon_grid: np.ndarray, lat: np.ndarray, lon: np.ndarray
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Bilinear interpolation indices and weights on a regular lat/lon grid.
-
-    Latitudes may be ascending or descending; longitudes in either convention, in any order. A
-    grid whose longitudes cover the circle is periodic (points between the last and first
-    column wrap); a regional grid is not. Points beyond the last latitude row by at most one
-    grid spacing take that row (e.g. a station at 89.9N on a grid ending at 89.5N).
-
-    Parameters
-    ----------
-    lat_grid : array_like, shape (ny,)
-    lon_grid : array_like, shape (nx,)
-    lat, lon : array_like, shape (n,)
-        Points (degrees).
-
-    Returns
-    -------
-    jj, ii : numpy.ndarray of int64, shape (n, 4)
-        Row and column indices into the grid as given (the 4 corners).
-    w : numpy.ndarray of float64, shape (n, 4)
-        Weights, summing to 1 per point.
-    inside : numpy.ndarray of bool, shape (n,)
-        False for points outside a regional grid (their weights are 0).
-    """
-    j0, j1, wy, in_y = _axis_weights(np.asarray(lat_grid, float), np.asarray(lat, float))
-    i0, i1, wx, in_x = _lon_weights(np.asarray(lon_grid, float), np.asarray(lon, float))
-    jj = np.stack([j0, j0, j1, j1], axis=1)
-    ii = np.stack([i0, i1, i0, i1], axis=1)
-    w = np.stack([(1 - wy) * (1 - wx), (1 - wy) * wx, wy * (1 - wx), wy * wx], axis=1)
-    inside = in_y & in_x
-    return jj, ii, np.where(inside[:, None], w, 0.0), inside
-
-
-def _axis_weights(grid: np.ndarray, x: np.ndarray):
-    if grid.size < 2 or not np.all(np.isfinite(grid)):
-        raise CoordinateError(f"latitude has {grid.size} points or NaNs; need >= 2 finite values.")
-    order = np.argsort(grid)
-    g = grid[order]
-    if np.any(np.diff(g) <= 0):
-        raise CoordinateError("latitude has repeated values; pass a regular grid.")
-    step = float(np.max(np.diff(g)))
-    k = np.clip(np.searchsorted(g, x, side="right") - 1, 0, g.size - 2)
-    t = np.clip((x - g[k]) / (g[k + 1] - g[k]), 0.0, 1.0)
-    inside = (x >= g[0] - step) & (x <= g[-1] + step)
-    return order[k], order[k + 1], t, inside
-
-
-def _lon_weights(grid: np.ndarray, x: np.ndarray):
-    if grid.size < 2 or not np.all(np.isfinite(grid)):
-        raise CoordinateError(f"longitude has {grid.size} points or NaNs; need >= 2 finite values.")
-    g360 = np.mod(grid, 360.0)
-    order = np.argsort(g360)
-    g = g360[order]
-    gaps = np.diff(np.append(g, g[0] + 360.0))
-    if np.any(gaps[:-1] <= 0):
-        raise CoordinateError("longitude has repeated values (modulo 360); pass a regular grid.")
-    big = int(np.argmax(gaps))
-    periodic = gaps[big] <= 1.5 * np.median(gaps) + 1e-9
-    # unroll so that the grid starts after its largest gap (the wrap point of a regional grid)
-    order = np.roll(order, -(big + 1))
-    g = np.mod(grid[order] - grid[order][0], 360.0) + grid[order][0]
-    xs = np.mod(x - g[0], 360.0) + g[0]
-    if periodic:
-        gx = np.append(g, g[0] + 360.0)
-        k = np.clip(np.searchsorted(gx, xs, side="right") - 1, 0, g.size - 1)
-        t = (xs - gx[k]) / (gx[k + 1] - gx[k])
-        return order[k], order[(k + 1) % g.size], np.clip(t, 0, 1), np.isfinite(x)
-    k = np.clip(np.searchsorted(g, xs, side="right") - 1, 0, g.size - 2)
-    t = (xs - g[k]) / (g[k + 1] - g[k])
-    inside = (xs >= g[0] - 1e-9) & (xs <= g[-1] + 1e-9)
-    return order[k], order[k + 1], np.clip(t, 0, 1), inside
-
-
 def simulate_soundings(
     truth_ds: xr.Dataset,
     stations: pd.DataFrame,
@@ -216,21 +150,23 @@ def simulate_soundings(
     """Simulate radiosonde soundings from a gridded truth at station locations.
 
     Each variable ``<q><level>`` of ``truth_ds`` (``t850``, ``u500``, ``z250``, ...) is
-    interpolated bilinearly (longitude wrap on global grids) to each station, giving one sounding
-    per station and time with one level per pressure level of the truth; Gaussian noise with the
-    standard deviations of ``errors`` (default
+    interpolated bilinearly (longitude wrap on global grids) to each station with
+    :func:`xdiffsr.regrid.point_weights`, the operator the assimilation applies to soundings,
+    giving one sounding per station and time with one level per pressure level of the truth;
+    Gaussian noise with the standard deviations of ``errors`` (default
     :data:`~xdiffsr.observations.vertical.DEFAULT_ERRORS`)
     is added.
 
     Parameters
     ----------
     truth_ds : xarray.Dataset
-        Variables on (time, lat, lon) (names ``lat``/``latitude``, ``lon``/``longitude``);
+        Variables on (time, lat, lon) (found by :func:`xdiffsr.grid.find_latlon`);
         quantities ``t`` (K), ``u``, ``v`` (m/s), ``z`` (m2/s2), ``gh`` (m), ``r`` (%).
         Other variables (``sp``, ``t2m``) are ignored.
     stations : pandas.DataFrame
         Columns ``id`` (or ``station``), ``lat``, ``lon``: e.g. :func:`active_stations`.
-        Stations outside a regional grid are dropped with a warning.
+        Stations outside the grid's cells (those :func:`xdiffsr.regrid.point_weights` refuses:
+        beyond a regional grid's edge cells) are dropped with a warning naming how many.
     times : array_like of datetime, optional
         Times of ``truth_ds`` to use; default: the truth's times at ``hours`` UTC.
     hours : sequence of int
@@ -251,12 +187,12 @@ def simulate_soundings(
     lat_name, lon_name = _latlon_names(truth_ds)
     targets = _truth_variables(truth_ds, lat_name, lon_name)
     st = _station_table(stations)
-    jj, ii, w, inside = bilinear_weights(truth_ds[lat_name].values, truth_ds[lon_name].values,
-                                         st["lat"].to_numpy(), st["lon"].to_numpy())
+    op, inside = station_operator(truth_ds[lat_name].values, truth_ds[lon_name].values, st)
     if (~inside).any():
-        warnings.warn(f"{int((~inside).sum())} stations lie outside the truth grid and were "
-                      "dropped.", XDiffSRWarning, stacklevel=2)
-    st, jj, ii, w = st[inside].reset_index(drop=True), jj[inside], ii[inside], w[inside]
+        warnings.warn(f"{int((~inside).sum())} of {inside.size} stations lie outside the truth "
+                      "grid's cells (where the assimilation's point operator refuses them) and "
+                      "were dropped.", XDiffSRWarning, stacklevel=2)
+    st = st[inside].reset_index(drop=True)
     tsel = _select_times(truth_ds, times, hours)
     levels = sorted({lev for _, lev in targets.values()}, reverse=True)
     n_t, n_s, n_k = len(tsel), len(st), len(levels)
@@ -264,7 +200,7 @@ def simulate_soundings(
     rng = np.random.default_rng(seed)
     for name, (q, lev) in targets.items():
         arr = truth_ds[name].transpose("time", lat_name, lon_name).isel(time=tsel).values
-        vals = np.einsum("tsk,sk->ts", arr[:, jj, ii], w)  # (time, station) bilinear
+        vals = np.asarray(op @ arr.reshape(arr.shape[0], -1).T).T  # (time, station) bilinear
         std = _noise_std(errors, name, q)
         vals = vals + (rng.normal(0.0, std, vals.shape) if std > 0 else 0.0)
         cols[_FILLS[q]][:, :, levels.index(lev)] = vals / G0 if q == "z" else vals
@@ -274,15 +210,51 @@ def simulate_soundings(
 def _latlon_names(ds: xr.Dataset) -> tuple[str, str]:
     if not isinstance(ds, xr.Dataset):
         raise ArgumentError(f"truth_ds must be an xarray Dataset, got {type(ds).__name__}.")
-    names = []
-    for cands in (("lat", "latitude"), ("lon", "longitude")):
-        found = [c for c in cands if c in ds.coords]
-        if not found:
-            raise CoordinateError(f"truth_ds has none of the coordinates {cands}; rename yours.")
-        names.append(found[0])
+    lat, lon = find_latlon(ds, "truth_ds")
     if "time" not in ds.coords:
         raise CoordinateError("truth_ds has no 'time' coordinate; add one (datetime64).")
-    return names[0], names[1]
+    return str(lat.dims[0]), str(lon.dims[0])
+
+
+def station_operator(
+    grid_lat: np.ndarray, grid_lon: np.ndarray, stations: pd.DataFrame
+) -> tuple[sp.csr_matrix, np.ndarray]:
+    """The assimilation's point operator at the stations that lie inside the grid.
+
+    Parameters
+    ----------
+    grid_lat, grid_lon : ndarray, shapes (n_lat,), (n_lon,)
+        Grid centres, in their stored order.
+    stations : pandas.DataFrame
+        Columns ``lat``, ``lon``.
+
+    Returns
+    -------
+    P : scipy.sparse.csr_matrix, shape (n_inside, n_lat * n_lon)
+        :func:`xdiffsr.regrid.point_weights` (bilinear) at the inside stations: the same operator
+        the assimilation applies to soundings.
+    inside : ndarray of bool, shape (n_stations,)
+        Stations inside the grid's cells; the others are refused by the operator.
+    """
+    lat, lon = stations["lat"].to_numpy(float), stations["lon"].to_numpy(float)
+    try:
+        return point_weights(grid_lat, grid_lon, lat, lon, "bilinear"), np.ones(lat.size, bool)
+    except ObservationError:  # some lie outside: find them with the operator's own test
+        pass
+    inside = np.zeros(lat.size, bool)
+    for k in range(lat.size):
+        try:
+            point_weights(grid_lat, grid_lon, lat[k : k + 1], lon[k : k + 1], "bilinear")
+            inside[k] = True
+        except ObservationError:
+            pass
+    if not inside.any():
+        raise ArgumentError(
+            f"stations: none of the {lat.size} stations lies inside the truth grid (lat "
+            f"{np.min(grid_lat):g}..{np.max(grid_lat):g}, lon {np.min(grid_lon):g}.."
+            f"{np.max(grid_lon):g}); pass stations within the grid"
+        )
+    return point_weights(grid_lat, grid_lon, lat[inside], lon[inside], "bilinear"), inside
 
 
 def _truth_variables(ds: xr.Dataset, lat: str, lon: str) -> dict[str, tuple[str, float]]:
