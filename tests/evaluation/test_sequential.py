@@ -155,6 +155,8 @@ def test_bad_arguments_name_the_fix(world):
     kw = dict(model=prior, stations=stations, emulator=emu, **FAST)
     with pytest.raises(ArgumentError, match="cycle"):
         evaluate_sequential(truth, cycle="9h", **kw)
+    with pytest.raises(ArgumentError, match="cg_iters"):  # SamplerSettings, before any work
+        evaluate_sequential(truth, cg_iter=3, **kw)
     with pytest.raises(ArgumentError, match="days"):
         evaluate_sequential(truth, days=1.25, **kw)
     with pytest.raises(ArgumentError, match="start"):

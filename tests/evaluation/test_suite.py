@@ -270,6 +270,11 @@ def test_evaluate_rejects_bad_arguments(world):
         evaluate(truth, model=prior, stations=stations, members=1)
     with pytest.raises(ArgumentError, match="weights"):
         evaluate(truth, model=prior, stations=stations, weights=(-1.0,))
+    # sampler options are checked by SamplerSettings before any work
+    with pytest.raises(ArgumentError, match="lambda_g"):
+        evaluate(truth, model=prior, stations=stations, lamda_g=2.0)
+    with pytest.raises(ArgumentError, match="lambda_g"):
+        evaluate(truth, model=prior, stations=stations, lambda_g=float("nan"))
     with pytest.raises(ArgumentError, match="lead"):  # 12-hourly truth, 1-day lead: no target
         evaluate(
             truth.isel(time=[0]),

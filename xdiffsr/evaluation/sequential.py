@@ -51,6 +51,7 @@ from xdiffsr.models import Prior
 from xdiffsr.osse import COARSE_GRID, Emulator, coarsen
 from xdiffsr.osse.stations import simulate_soundings
 from xdiffsr.reconstruct import super_resolve
+from xdiffsr.reconstruct.settings import SamplerSettings
 
 __all__ = [
     "SEQUENTIAL_BASELINES",
@@ -292,6 +293,11 @@ def evaluate_sequential(
         seconds per configuration.
     """
     configurations, baselines = _check(configurations, baselines, members, weight)
+    # one SamplerSettings, built first: a misspelt or invalid option fails before any work
+    SamplerSettings.from_options(
+        members=members, steps=steps, seed=seed, guidance=guidance, cg_iters=cg_iters,
+        **sampler_options,
+    )
     prior = resolve_model(model)
     stations = load_stations() if stations is None else stations
     variables = model_variables(prior, truth)

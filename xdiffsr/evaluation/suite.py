@@ -58,6 +58,7 @@ from xdiffsr.models import Prior
 from xdiffsr.osse import COARSE_GRID, Emulator, coarsen
 from xdiffsr.osse.stations import simulate_soundings
 from xdiffsr.reconstruct import super_resolve
+from xdiffsr.reconstruct.settings import SamplerSettings
 
 __all__ = [
     "BASELINES",
@@ -372,6 +373,11 @@ def evaluate(
     configurations = check_names(configurations, CONFIGURATIONS, "configurations")
     baselines = _usable_baselines(baselines, train, verbose)
     check_members(members)
+    # one SamplerSettings, built first: a misspelt or invalid option fails before any work
+    SamplerSettings.from_options(
+        members=members, steps=steps, seed=seed, guidance=guidance, cg_iters=cg_iters,
+        **sampler_options,
+    )
     weights = _check_weights(weights)
     prior = resolve_model(model)
     truth = load_heldout() if truth is None else truth
