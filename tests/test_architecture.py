@@ -24,6 +24,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "xdiffsr"
 
 LAYERS = {
     "xdiffsr.errors": 0,
+    "xdiffsr.cache": 0,
     "xdiffsr.units": 0,
     "xdiffsr.grid": 0,
     "xdiffsr.core": 0,

@@ -11,13 +11,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from xdiffsr.core.unet import (
-    LatLonConv2d,
-    PositionalEmbedding,
-    SongUNet,
-    UNetBlock,
-    UNetConfig,
-)
+from xdiffsr.core.layers import LatLonConv2d, PositionalEmbedding, UNetBlock
+from xdiffsr.core.unet import SongUNet, UNetConfig
 from xdiffsr.errors import ArgumentError
 
 

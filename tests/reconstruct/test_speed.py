@@ -24,7 +24,7 @@ from hypothesis import strategies as st
 
 import xdiffsr
 from tests.conftest import tiny_model, tiny_observations
-from xdiffsr.core import EDMPrecond, GaussianDenoiser, fit_batch_size, parse_memory, unet
+from xdiffsr.core import EDMPrecond, GaussianDenoiser, fit_batch_size, layers, parse_memory, unet
 from xdiffsr.core.memory import cuda_peak_probe
 from xdiffsr.core.runtime import NetworkRunner, with_network_options
 from xdiffsr.core.sampler import randn
@@ -309,7 +309,7 @@ def test_channels_last_gives_the_same_members(model):
             )
         )
         for mod in model.precond.net.modules()
-        if isinstance(mod, unet.LatLonConv2d) and mod.weight is not None
+        if isinstance(mod, layers.LatLonConv2d) and mod.weight is not None
     ]
     try:
         ref = _members(model)

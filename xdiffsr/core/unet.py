@@ -37,9 +37,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint as _checkpoint
 
-from xdiffsr.errors import ArgumentError
-
-from .layers import (
+from xdiffsr.core.layers import (
     FourierEmbedding,
     GroupNorm,
     LatLonConv2d,
@@ -47,17 +45,9 @@ from .layers import (
     PositionalEmbedding,
     UNetBlock,
 )
+from xdiffsr.errors import ArgumentError
 
-__all__ = [
-    "FourierEmbedding",
-    "GroupNorm",
-    "LatLonConv2d",
-    "Linear",
-    "PositionalEmbedding",
-    "SongUNet",
-    "UNetBlock",
-    "UNetConfig",
-]
+__all__ = ["SongUNet", "UNetConfig"]
 
 _EMBEDDING_TYPES = ("positional", "fourier")
 

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import threading
 import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -32,6 +31,7 @@ from pathlib import Path
 import pooch
 import torch
 
+from xdiffsr.cache import ProcessCache
 from xdiffsr.errors import ModelError, XDiffSRWarning
 from xdiffsr.models.diffusion import DiffusionModel
 
@@ -102,16 +102,11 @@ def _file_name(name: str, entries: Mapping[str, str]) -> str:
     )
 
 
-_LOCK = threading.RLock()
-
-
 _FILE_HASHES: dict[tuple[str, int, int], str] = {}  # (path, mtime_ns, size) -> sha256
 
 
-_MODELS: dict[tuple[ModelRef, str], DiffusionModel] = {}  # (reference, device) -> model
-
-
-_STATS: dict[str, int] = {"loads": 0, "hits": 0}  # model files read, cache hits
+#: (reference, device) -> model; ``loads`` counts model files read
+_MODELS = ProcessCache("loads", "hits", exclusive=True)
 
 
 def _file_sha256(path: str | Path) -> str:
@@ -307,27 +302,19 @@ class ModelRef:
         is always the one it was loaded through)."""
         dev = str(torch.device(device or "cpu"))
         key = (self, dev)
-        with _LOCK:
-            if key in _MODELS:
-                _STATS["hits"] += 1
-                return _MODELS[key]
-            model = DiffusionModel.load(self._locate(), device=dev, reference=self)
-            _MODELS[key] = model
-            _STATS["loads"] += 1
-            return model
+        return _MODELS.get(
+            key, lambda: DiffusionModel.load(self._locate(), device=dev, reference=self)
+        )
 
 
 def model_cache_stats() -> dict[str, int]:
     """This process's model cache counters: ``loads`` (files read) and ``hits``."""
-    with _LOCK:
-        return dict(_STATS)
+    return _MODELS.stats()
 
 
 def clear_model_cache() -> None:
     """Forget this process's loaded models (and reset the counters)."""
-    with _LOCK:
-        _MODELS.clear()
-        _STATS.update(loads=0, hits=0)
+    _MODELS.clear()
 
 
 def load_model(

@@ -9,7 +9,6 @@ error variances and the index of the model variable each observation belongs to.
 from __future__ import annotations
 
 import hashlib
-import threading
 import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
@@ -20,6 +19,7 @@ import pandas as pd
 import scipy.sparse as sp
 import xarray as xr
 
+from xdiffsr.cache import ProcessCache
 from xdiffsr.errors import ArgumentError, ObservationError, XDiffSRWarning
 from xdiffsr.grid import Grid, find_time, grid_of, to_datetime64
 from xdiffsr.observations.error_model import DEFAULT_ERROR_STD, default_error_std
@@ -235,13 +235,8 @@ class PointObservations(Observations):
         )
 
 
-_OPERATOR_LOCK = threading.Lock()
-
-
-_OPERATORS: dict[tuple[str, str, str], sp.csr_matrix] = {}  # (method, model grid, obs grid)
-
-
-_OPERATOR_STATS: dict[str, int] = {"operators": 0, "operator_hits": 0}
+#: (method, model grid hash, obs grid hash) -> regridding matrix
+_OPERATORS = ProcessCache("operators", "operator_hits")
 
 
 def _grid_key(grid: Grid) -> str:
@@ -252,15 +247,12 @@ def _grid_key(grid: Grid) -> str:
 
 def operator_cache_stats() -> dict[str, int]:
     """This process's regridding-operator counters: ``operators`` built, ``operator_hits``."""
-    with _OPERATOR_LOCK:
-        return dict(_OPERATOR_STATS)
+    return _OPERATORS.stats()
 
 
 def clear_operator_cache() -> None:
     """Forget this process's regridding operators (and reset the counters)."""
-    with _OPERATOR_LOCK:
-        _OPERATORS.clear()
-        _OPERATOR_STATS.update(operators=0, operator_hits=0)
+    _OPERATORS.clear()
 
 
 @dataclass
@@ -309,18 +301,12 @@ class GridObservations(Observations):
         shared by every source and task (:func:`operator_cache_stats`)."""
         method = self.method or "conservative"
         key = (method, _grid_key(prior.grid), _grid_key(self._grid))
-        with _OPERATOR_LOCK:
-            if key in _OPERATORS:
-                _OPERATOR_STATS["operator_hits"] += 1
-                return _OPERATORS[key]
-        op = regrid_weights(
-            prior.grid.lat, prior.grid.lon, self._grid.lat, self._grid.lon, method=method
-        ).tocsr()
-        with _OPERATOR_LOCK:
-            if key not in _OPERATORS:
-                _OPERATORS[key] = op
-                _OPERATOR_STATS["operators"] += 1
-            return _OPERATORS[key]
+        return _OPERATORS.get(
+            key,
+            lambda: regrid_weights(
+                prior.grid.lat, prior.grid.lon, self._grid.lat, self._grid.lon, method=method
+            ).tocsr(),
+        )
 
     def at_time(self, t, prior) -> ObsBlock | None:
         ds = self.data
