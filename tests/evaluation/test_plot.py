@@ -106,3 +106,29 @@ def test_unknown_variable_is_named(fields):
     truth, ens = fields
     with pytest.raises(ArgumentError, match="z500"):
         plot.maps(truth, ens, "z500")
+
+
+def test_figures_find_cf_coordinates_under_any_name(fields):
+    """ERA5-style names (latitude descending, longitude) are found through CF attributes."""
+    truth, ens = fields
+    cf = {
+        "lat": {"standard_name": "latitude", "units": "degrees_north"},
+        "lon": {"standard_name": "longitude", "units": "degrees_east"},
+    }
+
+    def era5(ds):
+        ds = ds.isel(lat=slice(None, None, -1)).rename(lat="latitude", lon="longitude")
+        ds["latitude"].attrs.update(cf["lat"])
+        ds["longitude"].attrs.update(cf["lon"])
+        return ds
+
+    t, e = era5(truth), era5(ens)
+    fig = plot.maps(t, e, "t850")
+    mesh = titled(fig)[0].collections[0]
+    assert np.allclose(
+        np.sort(mesh.get_array().ravel()), np.sort(t["t850"].isel(time=0).values.ravel())
+    )
+    trace = plot.latitude_trace(t, e, "t850", lon=90.0)
+    line = trace.axes[0].get_lines()[0]
+    assert np.allclose(np.sort(line.get_xdata()), np.sort(t["latitude"].values))
+    assert plot.spectra(t, e, "t850").axes

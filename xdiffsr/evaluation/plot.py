@@ -22,6 +22,7 @@ import xarray as xr
 
 from xdiffsr.errors import ArgumentError
 from xdiffsr.evaluation.metrics import latitude_weights, observation_mask, zonal_spectrum
+from xdiffsr.grid import find_latlon
 
 __all__ = ["latitude_trace", "maps", "scatter_points", "scores_by_lead", "spectra"]
 
@@ -52,6 +53,12 @@ def _at_time(da: xr.DataArray, time: int | Any) -> xr.DataArray:
     if isinstance(time, int | np.integer):
         return da.isel(time=int(time))
     return da.sel(time=np.datetime64(pd.Timestamp(time), "ns"), method="nearest")
+
+
+def _names(da: xr.DataArray, name: str = "field") -> tuple[str, str]:
+    """Names of the latitude and longitude dimensions of ``da`` (CF discovery)."""
+    lat, lon = find_latlon(da, name)
+    return str(lat.dims[0]), str(lon.dims[0])
 
 
 def _label(da: xr.DataArray, var: str) -> str:
@@ -101,8 +108,9 @@ def maps(
         ("ensemble std", std, {"vmin": 0.0, "cmap": "magma"}),
         ("error of the mean", err, {"vmin": -amax, "vmax": amax, "cmap": "RdBu_r"}),
     ]
+    ny, nx = _names(t, "truth")
     for ax, (title, da, kw) in zip(axes, panels):
-        im = ax.pcolormesh(da["lon"], da["lat"], da.transpose("lat", "lon"), shading="auto", **kw)
+        im = ax.pcolormesh(da[nx], da[ny], da.transpose(ny, nx), shading="auto", **kw)
         ax.set_title(f"{var}: {title}")
         ax.set_xlabel("longitude (°E)")
         ax.set_ylabel("latitude (°N)")
@@ -113,10 +121,11 @@ def maps(
 def _mean_spectrum(da: xr.DataArray, member_dim: str) -> xr.DataArray:
     """Zonal power spectrum averaged over members, time and latitude (area-weighted)."""
 
+    ny, _ = _names(da)
     spec = zonal_spectrum(da)
     dims = [d for d in (member_dim, "time") if d in spec.dims]
     spec = spec.mean(dims) if dims else spec
-    return spec.weighted(latitude_weights(da["lat"])).mean("lat")
+    return spec.weighted(latitude_weights(da[ny])).mean(ny)
 
 
 def spectra(
@@ -201,10 +210,12 @@ def latitude_trace(
         One panel against latitude.
     """
 
+    ny, nx = _names(_field(truth, var, "truth"), "truth")
+
     def column(da: xr.DataArray) -> xr.DataArray:
         da = _at_time(da, time)
-        x = np.mod(np.asarray(da["lon"], float) - lon + 180.0, 360.0) - 180.0
-        return da.isel(lon=int(np.argmin(np.abs(x))))
+        x = np.mod(np.asarray(da[nx], float) - lon + 180.0, 360.0) - 180.0
+        return da.isel({nx: int(np.argmin(np.abs(x)))})
 
     t = column(_field(truth, var, "truth"))
     e = column(_field(ens, var, "ens"))
@@ -212,16 +223,16 @@ def latitude_trace(
     fig, (ax,) = _figure(1, size=(8, 4))
     if member_dim in e.dims and e.sizes[member_dim] > 1:
         sd = e.std(member_dim, ddof=1)
-        ax.fill_between(e["lat"], mean - 2 * sd, mean + 2 * sd, alpha=0.3, label="mean ± 2 std")
-    ax.plot(t["lat"], t, "k", lw=2, label="truth")
-    ax.plot(mean["lat"], mean, "C0", lw=1.5, label="ensemble mean")
+        ax.fill_between(e[ny], mean - 2 * sd, mean + 2 * sd, alpha=0.3, label="mean ± 2 std")
+    ax.plot(t[ny], t, "k", lw=2, label="truth")
+    ax.plot(mean[ny], mean, "C0", lw=1.5, label="ensemble mean")
     for i, (label, obj) in enumerate((baselines or {}).items()):
         b = column(_field(obj, var, f"baselines[{label!r}]"))
         b = b.mean(member_dim) if member_dim in b.dims else b
-        ax.plot(b["lat"], b, f"C{i + 1}", lw=1, ls="--", label=label)
+        ax.plot(b[ny], b, f"C{i + 1}", lw=1, ls="--", label=label)
     ax.set_xlabel("latitude (°N)")
     ax.set_ylabel(_label(t, var))
-    ax.set_title(f"{var} along {float(t['lon']):.2f}°E")
+    ax.set_title(f"{var} along {float(t[nx]):.2f}°E")
     ax.legend(fontsize="small")
     return fig
 
@@ -259,7 +270,8 @@ def scatter_points(
     e = _field(ens, var, "ens")
     mean = e.mean(member_dim) if member_dim in e.dims else e
     t, mean = xr.broadcast(t, mean)
-    mask = observation_mask(t["lat"], t["lon"], points, radius_km=radius_km)
+    ny, nx = _names(t, "truth")
+    mask = observation_mask(t[ny], t[nx], points, radius_km=radius_km)
     mask = mask.broadcast_like(t)
     fig, axes = _figure(2, size=(9, 4.5))
     lo, hi = float(t.min()), float(t.max())
