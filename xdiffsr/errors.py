@@ -37,5 +37,13 @@ class FormatError(XDiffSRError, ValueError):
     """A data file (IGRA, regridding weights) that does not follow its documented format."""
 
 
+class DivergenceError(XDiffSRError, FloatingPointError):
+    """Sampling produced non-finite states (a guidance step far too large for the observations)."""
+
+
+class StoreLockedError(XDiffSRError, RuntimeError):
+    """A zarr store is being written by another run (its lock is held)."""
+
+
 class XDiffSRWarning(UserWarning):
     """Base class of warnings from xdiffsr (dropped NaN observations, missing times, ...)."""

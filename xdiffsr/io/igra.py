@@ -44,6 +44,7 @@ from xdiffsr.io.igra_parse import (
     in_bbox,
     parse_file,
     report_problems,
+    report_skipped,
     wind_components,
     wind_direction_speed,
 )
@@ -156,6 +157,10 @@ def read_igra(
         others are dropped with one :class:`IgraFormatWarning` per file naming station, date and
         line number (``"warn"``), dropped silently (``"ignore"``), or a :class:`FormatError` is
         raised (``"raise"``). Each problem is also listed in ``df.attrs["igra_problems"]``.
+        A well-formed level record of an unknown level type, or whose values are all blank or
+        missing, is skipped alone: its sounding is kept, with one warning per file naming
+        station, date and line (``"warn"``; ``"raise"`` raises, ``"ignore"`` is silent); such
+        records are listed in ``df.attrs["igra_skipped_records"]``.
     kind : {"data", "derived"}, optional
         Format; detected from the first header record when omitted. Required for a directory
         holding both kinds of file.
@@ -207,7 +212,7 @@ def read_igra(
         raise ArgumentError(f"kind={kind!r} is not valid; use None, 'data' or 'derived'.")
     filt = Filters.make(start, end, bbox, stations)
     files, kind = _collect_files(path, kind, filt.stations)
-    blocks, problems, kinds = [], [], set()
+    blocks, problems, skipped, kinds = [], [], [], set()
     offset = 0
     for f in files:
         block, probs, fkind = _read_one(f, kind, filt, on_error)
@@ -216,6 +221,7 @@ def read_igra(
         if block is not None:
             block["sounding"] = block["sounding"] + offset
             offset += int(block["n_soundings"])
+            skipped += block["skipped"]
             blocks.append(block)
     if len(kinds) > 1:
         raise ArgumentError(
@@ -234,6 +240,7 @@ def read_igra(
             df = df.reset_index(drop=True)
     df.attrs["igra_format"] = fmt
     df.attrs["igra_problems"] = problems
+    df.attrs["igra_skipped_records"] = skipped
     return df
 
 
@@ -311,6 +318,7 @@ def _read_one(
     lines = fx.to_lines(data, lay.width)
     block, problems = parse_file(lines, lay, filt, path)
     report_problems(problems, path, on_error)
+    report_skipped(block["skipped"], path, on_error)
     return block, problems, fkind
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import gzip
 import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -47,17 +48,32 @@ class Lines:
 def read_bytes(path: Path) -> bytes:
     """Return the raw bytes of a plain, ``.gz`` or ``.zip`` (first member) text file."""
     name = path.name.lower()
-    if name.endswith(".gz"):
-        with gzip.open(path, "rb") as fh:
-            return fh.read()
-    if name.endswith(".zip"):
-        with zipfile.ZipFile(path) as zf:
-            members = [m for m in zf.namelist() if not m.endswith("/")]
-            if not members:
-                raise FormatError(f"path={str(path)!r}: the zip archive is empty; pass an IGRA "
-                                  "file.")
-            return zf.read(members[0])
-    return path.read_bytes()
+    try:
+        if name.endswith(".gz"):
+            with gzip.open(path, "rb") as fh:
+                return fh.read()
+        if name.endswith(".zip"):
+            return _read_zip(path)
+        return path.read_bytes()
+    except (gzip.BadGzipFile, zipfile.BadZipFile, zlib.error, EOFError) as err:
+        kind = "zip archive" if name.endswith(".zip") else "gzip file"
+        raise FormatError(
+            f"path={str(path)!r} is not a readable {kind} ({type(err).__name__}: {err}): it is "
+            "truncated or corrupted; download it again."
+        ) from err
+    except OSError as err:
+        raise FormatError(
+            f"path={str(path)!r} cannot be read ({err}); pass a readable file."
+        ) from err
+
+
+def _read_zip(path: Path) -> bytes:
+    with zipfile.ZipFile(path) as zf:
+        members = [m for m in zf.namelist() if not m.endswith("/")]
+        if not members:
+            raise FormatError(f"path={str(path)!r}: the zip archive is empty; pass an IGRA "
+                              "file.")
+        return zf.read(members[0])
 
 
 def to_lines(data: bytes, width: int) -> Lines:
@@ -93,6 +109,10 @@ def to_lines(data: bytes, width: int) -> Lines:
     if b"\x00" in data:  # NUL bytes would be confused with the padding: flag those lines
         tail |= np.array([b"\x00" in line for line in lines], dtype=bool)
     mat[mat == 0] = _SPACE
+    high = mat > 126  # non-ASCII bytes (and DEL): the record is malformed, its text unreadable
+    if high.any():
+        tail |= high.any(axis=1)
+        mat[high] = ord("?")
     return Lines(mat, length, tail)
 
 

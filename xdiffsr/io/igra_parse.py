@@ -34,6 +34,7 @@ __all__ = [
     "in_bbox",
     "parse_file",
     "report_problems",
+    "report_skipped",
     "wind_components",
     "wind_direction_speed",
 ]
@@ -48,7 +49,8 @@ _FLAG_CODES = {32: "", 65: "A", 66: "B"}
 
 
 class IgraFormatWarning(XDiffSRWarning):
-    """An IGRA file holds truncated or malformed soundings, which were dropped."""
+    """An IGRA file holds truncated or malformed soundings, which were dropped, or odd level
+    records, which were skipped (their soundings kept)."""
 
 
 # --------------------------------------------------------------------------------------------
@@ -233,7 +235,7 @@ def parse_file(lines: fx.Lines, lay: Layout, filt: Filters, path: Path) -> tuple
     owner = np.searchsorted(heads, rows) - 1
     sel = status[owner] == 0
     rows, owner = rows[sel], owner[sel]
-    lev, lev_bad = _parse_levels(mat[rows], lines.tail[rows], lay)
+    lev, lev_bad, lev_skip = _parse_levels(mat[rows], lines.tail[rows], lay)
     bad_snd, first = np.unique(owner[lev_bad], return_index=True)
     status[bad_snd] = 4
     bad_line = np.full(len(heads), -1)
@@ -241,12 +243,17 @@ def parse_file(lines: fx.Lines, lay: Layout, filt: Filters, path: Path) -> tuple
     for k in np.flatnonzero(status):
         problems.append(_status_problem(path, h, heads, gap, k, status[k], bad_line))
     keep = (status == 0) & _header_filter(h, filt)
-    keep_rows = keep[owner]
+    why = {1: "unknown level type", 2: "every value blank or missing"}
+    skipped = [_problem(path, str(h["station"][owner[i]]), str(h["date_text"][owner[i]]),
+                        rows[i] + 1, f"level record skipped: {why[int(lev_skip[i])]}")
+               for i in np.flatnonzero((lev_skip > 0) & keep[owner])]
+    keep_rows = keep[owner] & (lev_skip == 0)
     lev = {k: v[keep_rows] for k, v in lev.items()}
     hsel = {k: v[keep] for k, v in h.items()}
     counts = np.bincount(owner[keep_rows], minlength=len(heads))[keep]
     block = _expand(hsel, counts, lev, lay)
     block["n_soundings"] = int(keep.sum())
+    block["skipped"] = skipped
     return block, problems
 
 
@@ -300,19 +307,31 @@ def _times(day: np.ndarray, hour: np.ndarray, reltime: np.ndarray) -> tuple[np.n
 
 def _parse_levels(
     mat: np.ndarray, tail: np.ndarray, lay: Layout
-) -> tuple[dict[str, np.ndarray], np.ndarray]:
+) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray]:
+    """Level fields, the malformed records (they cost their sounding: shifted or damaged
+    columns) and the odd records that are skipped alone (well formed, but of an unknown level
+    type, or with every value blank or missing)."""
     ok = ~tail & fx.blank_cols(mat, lay.level_blank)
     ok &= (mat[:, lay.level_width :] == 32).all(axis=1)
-    vals, valid, _ = fx.parse_ints(mat, lay.level_ints)
+    vals, valid, blank = fx.parse_ints(mat, lay.level_ints)
     out: dict[str, np.ndarray] = dict(vals)
-    ok &= np.logical_and.reduce(list(valid.values()))
+    ok &= np.logical_and.reduce([valid[n] | blank[n] for n in valid])
     for name, c in lay.level_flags:
         code = mat[:, c - 1]
         ok &= np.isin(code, list(_FLAG_CODES))
         out[name] = code
+    values = [n for n, _, _ in lay.level_ints if n not in ("lvltyp1", "lvltyp2")]
+    codes = (-9999, -8888) if lay.kind == "data" else (-99999,)
+    missing = [blank[n] | (valid[n] & np.isin(vals[n], codes)) for n in values]
+    any_blank = np.logical_or.reduce([blank[n] for n in values])
+    empty = np.logical_and.reduce(missing) & any_blank
+    known = np.ones(len(mat), dtype=bool)
     if lay.kind == "data":
-        ok &= np.isin(out["lvltyp1"], (1, 2, 3)) & np.isin(out["lvltyp2"], (0, 1, 2))
-    return out, ~ok
+        known = valid["lvltyp1"] & np.isin(out["lvltyp1"], (1, 2, 3))
+        known &= valid["lvltyp2"] & np.isin(out["lvltyp2"], (0, 1, 2))
+    skip = np.where(ok & ~known, 1, np.where(ok & empty, 2, 0))
+    bad = ~ok | ((skip == 0) & any_blank)
+    return out, bad, skip
 
 
 def _header_filter(h: dict[str, np.ndarray], filt: Filters) -> np.ndarray:
@@ -480,3 +499,19 @@ def report_problems(problems: list[dict], path: Path, on_error: str) -> None:
                           "complete soundings.")
     warnings.warn(msg + ". They were dropped; complete soundings were kept.", IgraFormatWarning,
                   stacklevel=4)
+
+
+def report_skipped(skipped: list[dict], path: Path, on_error: str) -> None:
+    """Warn about, raise on, or ignore (``on_error``) the level records skipped in one file
+    (an unknown level type, or no values: the record is left out, its sounding kept)."""
+    if not skipped or on_error == "ignore":
+        return
+    lines = [f"{p['station']} {p['date']} line {p['line']}: {p['reason'].split(': ', 1)[-1]}"
+             for p in skipped[:10]]
+    more = f"; and {len(skipped) - 10} more" if len(skipped) > 10 else ""
+    msg = f"{path}: {len(skipped)} level record(s) skipped: " + "; ".join(lines) + more
+    if on_error == "raise":
+        raise FormatError(msg + ". Pass on_error='warn' to skip these records and keep their "
+                          "soundings.")
+    warnings.warn(msg + ". Their soundings were kept without them (df.attrs["
+                  "'igra_skipped_records'] lists them).", IgraFormatWarning, stacklevel=4)

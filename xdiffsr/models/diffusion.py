@@ -13,7 +13,7 @@ from torch import nn
 
 from xdiffsr.core.precond import EDMPrecond
 from xdiffsr.core.unet import SongUNet, UNetConfig
-from xdiffsr.errors import ModelError
+from xdiffsr.errors import ModelError, XDiffSRError
 from xdiffsr.grid import Grid
 from xdiffsr.models.prior import Prior
 
@@ -131,18 +131,31 @@ class DiffusionModel(Prior):
                 f"{str(path)!r} is a safetensors file but not an xdiffsr model "
                 f"(metadata keys: {sorted(meta)})."
             )
-        h = json.loads(meta["xdiffsr"])
-        net = SongUNet.from_config(UNetConfig.from_dict(h["unet_config"]))
-        precond = EDMPrecond(
-            net, sigma_data=h["sigma_data"], sigma_min=h["sigma_min"], sigma_max=h["sigma_max"]
-        )
+        h = _header(meta["xdiffsr"], path)
+        _check_finite(state, path)
+        try:
+            net = SongUNet.from_config(UNetConfig.from_dict(h["unet_config"]))
+            precond = EDMPrecond(
+                net, sigma_data=h["sigma_data"], sigma_min=h["sigma_min"], sigma_max=h["sigma_max"]
+            )
+        except (XDiffSRError, TypeError, ValueError, KeyError) as err:
+            raise ModelError(
+                f"model file {str(path)!r}: its metadata 'unet_config' or sigma values cannot "
+                f"build the network ({err}); the file was written by another version or edited."
+            ) from err
+        _check_consistent(h, net.config, path)
         try:
             precond.load_state_dict(state)
         except RuntimeError as err:
             raise ModelError(
                 f"weights in {str(path)!r} do not match its architecture: {err}"
             ) from err
-        grid = Grid(np.asarray(h["lat"]), np.asarray(h["lon"]))
+        try:
+            grid = Grid(np.asarray(h["lat"], dtype=float), np.asarray(h["lon"], dtype=float))
+        except (XDiffSRError, TypeError, ValueError) as err:
+            raise ModelError(
+                f"model file {str(path)!r}: metadata 'lat'/'lon' do not form a grid ({err})."
+            ) from err
         model = cls(
             precond.to(device),
             h["variables"],
@@ -156,3 +169,71 @@ class DiffusionModel(Prior):
             reference=reference,
         )
         return model
+
+
+#: Keys every model header holds (``DiffusionModel._header``) and their JSON types.
+_HEADER_KEYS: dict[str, type | tuple[type, ...]] = {
+    "variables": list, "units": dict, "lat": list, "lon": list, "center": list, "scale": list,
+    "unet_config": dict, "sigma_data": (int, float), "sigma_min": (int, float),
+    "sigma_max": (int, float),
+}
+
+
+def _header(text: str, path: str | Path) -> dict[str, Any]:
+    """The JSON header of a model file, checked for its keys and their types (ModelError)."""
+    try:
+        h = json.loads(text)
+    except (TypeError, ValueError) as err:
+        raise ModelError(
+            f"model file {str(path)!r}: its metadata entry 'xdiffsr' is not valid JSON ({err}); "
+            "the file is damaged or was edited: re-download it or save the model again."
+        ) from err
+    if not isinstance(h, dict):
+        raise ModelError(
+            f"model file {str(path)!r}: its metadata entry 'xdiffsr' is {type(h).__name__}, "
+            "not a JSON object; re-download the file or save the model again."
+        )
+    for key, kind in _HEADER_KEYS.items():
+        if key not in h:
+            raise ModelError(
+                f"model file {str(path)!r}: its metadata lacks the key {key!r} (has "
+                f"{sorted(h)}); re-download the file or save the model again."
+            )
+        if not isinstance(h[key], kind) or isinstance(h[key], bool):
+            raise ModelError(
+                f"model file {str(path)!r}: metadata {key!r} is {h[key]!r} of type "
+                f"{type(h[key]).__name__}; re-download the file or save the model again."
+            )
+    return h
+
+
+def _check_finite(state: Mapping[str, torch.Tensor], path: str | Path) -> None:
+    """ModelError naming the first tensor holding NaN or infinite values."""
+    for name, t in state.items():
+        if t.is_floating_point() and not bool(torch.isfinite(t).all()):
+            bad = int((~torch.isfinite(t)).sum())
+            raise ModelError(
+                f"model file {str(path)!r}: tensor {name!r} holds {bad} NaN or infinite "
+                f"value(s) of {t.numel()}; the weights are damaged (diverged training?): "
+                "use an earlier checkpoint or re-download the file."
+            )
+
+
+def _check_consistent(h: Mapping[str, Any], cfg: UNetConfig, path: str | Path) -> None:
+    """ModelError naming the metadata field that disagrees with the network or the others."""
+    n_var = len(h["variables"])
+    checks = [
+        ("'lat' length", len(h["lat"]), "unet_config.img_resolution[0]", cfg.img_resolution[0]),
+        ("'lon' length", len(h["lon"]), "unet_config.img_resolution[1]", cfg.img_resolution[1]),
+        ("'variables' count", n_var, "unet_config.in_channels", cfg.in_channels),
+        ("'variables' count", n_var, "unet_config.out_channels", cfg.out_channels),
+        ("'center' length", len(h["center"]), "the number of variables", n_var),
+        ("'scale' length", len(h["scale"]), "the number of variables", n_var),
+    ]
+    for field, got, other, want in checks:
+        if got != want:
+            raise ModelError(
+                f"model file {str(path)!r}: metadata {field} is {got} but {other} is {want}; "
+                "the metadata and the network disagree (an edited or mismatched file): "
+                "re-download it or save the model again."
+            )

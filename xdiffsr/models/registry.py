@@ -27,6 +27,8 @@ import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
+from urllib.request import url2pathname
 
 import pooch
 import torch
@@ -158,13 +160,48 @@ def make_fetcher(
     cache : path, optional
         Cache folder; default ``$XDIFFSR_CACHE``, else ``pooch.os_cache("xdiffsr")``.
     """
-    url = base_url or os.environ.get(ENV_URL) or BASE_URL
+    if base_url:
+        url = _check_url(base_url, "base_url")
+    elif os.environ.get(ENV_URL):
+        url = _check_url(os.environ[ENV_URL], f"${ENV_URL}")
+    else:
+        url = BASE_URL
     return pooch.create(
         path=cache or pooch.os_cache("xdiffsr"),
         base_url=url if url.endswith("/") else url + "/",
         registry=dict(registry() if entries is None else entries),
         env=None if cache else ENV_CACHE,
     )
+
+
+def _check_url(url: str, name: str) -> str:
+    """A weights folder URL with an http, https or file scheme (ModelError saying what is wrong)."""
+    parts = urlsplit(url.strip())
+    if parts.scheme not in ("http", "https", "file"):
+        what = f"scheme {parts.scheme!r}" if parts.scheme else "no scheme"
+        raise ModelError(
+            f"{name}={url!r} has {what}; give a folder URL starting with https://, http:// or "
+            "file:// (e.g. file:///data/xdiffsr-weights/)."
+        )
+    if parts.scheme != "file" and not parts.netloc:
+        raise ModelError(f"{name}={url!r} has no host; give e.g. https://example.org/weights/.")
+    if parts.scheme == "file" and not parts.path:
+        raise ModelError(f"{name}={url!r} has no folder path; give e.g. file:///data/weights/.")
+    return url.strip()
+
+
+def _check_cache(folder: Path) -> None:
+    """ModelError unless the cache folder exists (or can be created) and is writable."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = folder / f".xdiffsr-write-test-{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as err:
+        raise ModelError(
+            f"the weights cache folder {str(folder)!r} is not writable ({err}); set "
+            f"${ENV_CACHE} to a writable folder, or place the verified file there."
+        ) from err
 
 
 def fetch_weights(
@@ -203,10 +240,21 @@ def fetch_weights(
     cached = Path(pup.abspath) / fname
     if _verified(cached, known, "cached model file", "deleting it and downloading again"):
         return cached
+    _check_cache(Path(pup.abspath))
     cached.unlink(missing_ok=True)  # a stale or tampered copy is never used nor kept
     url = pup.get_url(fname)
+    if urlsplit(url).scheme == "file":
+        downloader = _copy_file_url
+    else:
+        downloader = pooch.HTTPDownloader(progressbar=progress)
     try:
-        return Path(pup.fetch(fname, downloader=pooch.HTTPDownloader(progressbar=progress)))
+        return Path(pup.fetch(fname, downloader=downloader))
+    except OSError as err:  # requests' errors derive from OSError
+        raise ModelError(
+            f"cannot download model {fname!r} from {url}: {err}. Check the network, or set "
+            f"${ENV_URL} to a reachable mirror, or place the verified file in the cache "
+            f"{str(pup.abspath)!r} (chosen by ${ENV_CACHE})."
+        ) from err
     except ValueError as err:  # pooch's hash check; it has already deleted the download
         got = str(err).split("but got ")[-1].split(".")[0]
         raise ModelError(
@@ -214,12 +262,15 @@ def fetch_weights(
             "the file was deleted and not used. The mirror may serve a different release: check "
             f"${ENV_URL}, or upgrade xdiffsr if the registry is outdated."
         ) from err
-    except OSError as err:  # requests' errors derive from OSError
-        raise ModelError(
-            f"cannot download model {fname!r} from {url}: {err}. Check the network, or set "
-            f"${ENV_URL} to a reachable mirror, or place the verified file in the cache "
-            f"{str(pup.abspath)!r} (chosen by ${ENV_CACHE})."
-        ) from err
+
+
+def _copy_file_url(url: str, output_file, pup: pooch.Pooch) -> None:
+    """A pooch downloader for ``file://`` mirrors: copy the local file (OSError if missing)."""
+    data = Path(url2pathname(urlsplit(url).path)).read_bytes()
+    if hasattr(output_file, "write"):
+        output_file.write(data)
+    else:
+        Path(output_file).write_bytes(data)
 
 
 def _read_entries(entries: Mapping[str, str] | None) -> dict[str, str]:

@@ -84,14 +84,26 @@ def _rng_state() -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
 
 def restore_rng(tensors: Mapping[str, torch.Tensor], header: Mapping[str, Any]) -> None:
     """Restore the torch (CPU and CUDA) and numpy global generator states of a checkpoint."""
-    torch.set_rng_state(tensors["rng.torch_cpu"])
+    try:
+        torch.set_rng_state(tensors["rng.torch_cpu"])
+    except (KeyError, RuntimeError, TypeError) as err:
+        raise ModelError(
+            f"checkpoint torch RNG state is damaged ({err}); resume from an earlier checkpoint "
+            "or start a new run."
+        ) from err
     cuda = sorted((int(k.rsplit(".", 1)[1]), v) for k, v in tensors.items()
                   if k.startswith("rng.torch_cuda."))
     if cuda and torch.cuda.is_available() and len(cuda) == torch.cuda.device_count():
         torch.cuda.set_rng_state_all([v for _, v in cuda])
-    name, keys, pos, has_gauss, gauss = header["rng"]["numpy"]
-    state = (name, np.asarray(keys, dtype=np.uint32), pos, has_gauss, gauss)
-    np.random.set_state(state)  # noqa: NPY002 (the global state saved by _rng_state)
+    try:
+        name, keys, pos, has_gauss, gauss = header["rng"]["numpy"]
+        state = (name, np.asarray(keys, dtype=np.uint32), pos, has_gauss, gauss)
+        np.random.set_state(state)  # noqa: NPY002 (the global state saved by _rng_state)
+    except (KeyError, ValueError, TypeError) as err:
+        raise ModelError(
+            f"checkpoint numpy RNG state is damaged ({type(err).__name__}: {err}); resume from "
+            "an earlier checkpoint or start a new run."
+        ) from err
 
 
 def write_checkpoint(path: str | Path, *, model: torch.nn.Module, ema: torch.nn.Module,
@@ -138,7 +150,29 @@ def read_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str
     if meta.get("format") != FORMAT or "xdiffsr" not in meta:
         raise ModelError(f"{str(path)!r} is not an xdiffsr training checkpoint "
                          f"(metadata keys {sorted(meta)}).")
-    return tensors, json.loads(meta["xdiffsr"])
+    try:
+        header = json.loads(meta["xdiffsr"])
+    except ValueError as err:
+        raise ModelError(
+            f"checkpoint {str(path)!r}: its JSON header (metadata 'xdiffsr') is damaged ({err}); "
+            "resume from an earlier checkpoint (delete this one) or start a new run."
+        ) from err
+    missing = [k for k in _HEADER_KEYS if not isinstance(header, dict) or k not in header]
+    if missing:
+        raise ModelError(
+            f"checkpoint {str(path)!r}: its JSON header lacks {missing}; resume from an earlier "
+            "checkpoint (delete this one) or start a new run."
+        )
+    if "rng.torch_cpu" not in tensors:
+        raise ModelError(
+            f"checkpoint {str(path)!r} lacks the tensor 'rng.torch_cpu'; resume from an "
+            "earlier checkpoint (delete this one) or start a new run."
+        )
+    return tensors, header
+
+
+#: Keys :func:`write_checkpoint` always writes into the JSON header (:func:`read_checkpoint`).
+_HEADER_KEYS = ("optimizer", "rng")
 
 
 def load_into(tensors: Mapping[str, torch.Tensor], header: Mapping[str, Any], *,
@@ -151,4 +185,10 @@ def load_into(tensors: Mapping[str, torch.Tensor], header: Mapping[str, Any], *,
             module.load_state_dict(sd)
         except RuntimeError as err:
             raise ModelError(f"checkpoint weights do not match the network: {err}") from err
-    optimizer.load_state_dict(_optim_from_tensors(tensors, header["optimizer"]))
+    try:
+        optimizer.load_state_dict(_optim_from_tensors(tensors, header["optimizer"]))
+    except (KeyError, ValueError, TypeError, AttributeError) as err:
+        raise ModelError(
+            f"checkpoint optimiser state does not match the optimiser ({type(err).__name__}: "
+            f"{err}); resume from an earlier checkpoint or start a new run."
+        ) from err
