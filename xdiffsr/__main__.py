@@ -1,26 +1,108 @@
 """Command line: ``xdiffsr demo``, ``xdiffsr evaluate`` and ``xdiffsr sequential``.
 
-Also ``python -m xdiffsr ...``.
+Also ``python -m xdiffsr ...``. ``xdiffsr --version`` prints the version; ``--help`` on any
+subcommand lists its options with their defaults.
+
+Exit status: 0 on success; 2 for a usage error (an unknown option, a bad value, a missing input
+file, an unknown model, ``--device cuda`` without CUDA) and for any invalid input that xdiffsr
+reports while running (an :class:`~xdiffsr.errors.XDiffSRError`); 1 when reading or writing data
+fails while running (an ``OSError``, or a data file that cannot be decoded); 130 when
+interrupted. Each error is one line on stderr, ``xdiffsr: error: ...``; ``--debug`` shows the
+Python traceback instead.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import sys
+
+from xdiffsr import __version__
+from xdiffsr.errors import XDiffSRError
+
+_EPILOG = (
+    "exit status: 0 success; 2 usage error or invalid input (one line on stderr); 1 data could "
+    "not be read or written; --debug shows the traceback."
+)
+
+
+class _Parser(argparse.ArgumentParser):
+    """An argument parser whose errors are one line on stderr (exit status 2)."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("formatter_class", argparse.ArgumentDefaultsHelpFormatter)
+        super().__init__(*args, **kwargs)
+
+    def error(self, message: str):
+        name = self.prog.split()[0]
+        sub = self.prog[len(name) :].strip()
+        where = f" (see {self.prog} --help)" if sub else f" (see {name} --help)"
+        self.exit(2, f"{name}: error: {sub + ': ' if sub else ''}{message}{where}\n")
+
+
+def _fail(message: str, code: int, prog: str = "xdiffsr") -> int:
+    text = " ".join(str(message).split())  # one line
+    print(f"{prog}: error: {text}", file=sys.stderr)
+    return code
+
+
+def run_cli(body, argv: list[str], prog: str = "xdiffsr") -> int:
+    """Run ``body(argv)`` turning user errors into one line on stderr and an exit status.
+
+    Parameters
+    ----------
+    body : callable
+        Parses ``argv`` and runs the command; returns the exit status.
+    argv : list of str
+        The arguments; ``--debug`` among them re-raises instead.
+    prog : str
+        Name in the error line.
+
+    Returns
+    -------
+    int
+        0, 1 (data could not be read or written), 2 (usage or invalid input) or 130.
+    """
+    debug = "--debug" in argv
+    try:
+        return body(argv)
+    except SystemExit as stop:  # argparse: --help, --version, usage errors
+        return stop.code if isinstance(stop.code, int) else (0 if stop.code is None else 1)
+    except KeyboardInterrupt:
+        if debug:
+            raise
+        return _fail("interrupted", 130, prog)
+    except XDiffSRError as err:
+        if debug:
+            raise
+        return _fail(f"{err} (rerun with --debug for the traceback)", 2, prog)
+    except (OSError, ValueError, KeyError) as err:
+        if debug:
+            raise
+        what = type(err).__name__
+        return _fail(f"{what}: {err} (rerun with --debug for the traceback)", 1, prog)
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="xdiffsr", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
-    demo = sub.add_parser("demo", help="super-resolve a held-out state offline and score it")
-    demo.add_argument("--model", default="default", help="registry name or model file")
-    demo.add_argument("--out", default="xdiffsr-demo", help="output folder")
-    demo.add_argument("--members", type=int, default=4)
-    demo.add_argument("--steps", type=int, default=12)
-    demo.add_argument("--guidance", default="mmps", choices=["sda", "mmps", "none"])
-    demo.add_argument("--cg-iters", type=int, default=2)
-    demo.add_argument("--device", default=None)
-    demo.add_argument("--seed", type=int, default=0)
-    demo.add_argument("--no-figure", action="store_true")
+    """The ``xdiffsr`` command; returns the exit status (see the module docstring)."""
+    return run_cli(_main, sys.argv[1:] if argv is None else list(argv))
+
+
+def _main(argv: list[str]) -> int:
+    parser = _Parser(prog="xdiffsr", description=__doc__.split("\n\n")[0], epilog=_EPILOG)
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show Python tracebacks")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    demo = sub.add_parser(
+        "demo", help="super-resolve a held-out state offline and score it", epilog=_EPILOG
+    )
+    demo.add_argument("--model", default="default", type=_model, help="registry name or model file")
+    demo.add_argument("--out", default="xdiffsr-demo", type=_out_dir, help="output folder")
+    _add_sampler(demo)
+    demo.add_argument("--device", default=None, type=_device, help="torch device (default: auto)")
+    demo.add_argument("--seed", type=_int_at_least(0), default=0, help="random seed")
+    demo.add_argument("--no-figure", action="store_true", help="skip the figure")
+    _add_debug(demo)
     _add_evaluate(sub)
     _add_sequential(sub)
     args = parser.parse_args(argv)
@@ -28,21 +110,143 @@ def main(argv: list[str] | None = None) -> int:
         return _run_evaluate(args)
     if args.command == "sequential":
         return _run_sequential(args)
-    if args.command == "demo":
-        from xdiffsr.evaluation.demo import run_demo
+    from xdiffsr.evaluation.demo import run_demo
 
-        run_demo(
-            model=args.model,
-            out=args.out,
-            members=args.members,
-            steps=args.steps,
-            guidance=args.guidance,
-            cg_iters=args.cg_iters,
-            device=args.device,
-            seed=args.seed,
-            figure=not args.no_figure,
-        )
+    run_demo(
+        model=args.model,
+        out=args.out,
+        members=args.members,
+        steps=args.steps,
+        guidance=args.guidance,
+        cg_iters=args.cg_iters,
+        device=args.device,
+        seed=args.seed,
+        figure=not args.no_figure,
+    )
     return 0
+
+
+def _add_debug(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                   help="show Python tracebacks")
+
+
+def _add_sampler(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--members", type=_int_at_least(1), default=4, help="ensemble members")
+    p.add_argument("--steps", type=_int_at_least(1), default=12, help="sampler steps")
+    p.add_argument("--guidance", default="mmps", choices=["sda", "mmps", "none"],
+                   help="observation guidance")
+    p.add_argument("--cg-iters", type=_int_at_least(0), default=2,
+                   help="conjugate-gradient iterations (mmps)")
+
+
+def _int_at_least(low: int):
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"{text!r} must be an integer >= {low}")
+        return value
+
+    parse.__name__ = "integer"
+    return parse
+
+
+def _number(low: float = 0.0, strict: bool = False):
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+        if not (value > low if strict else value >= low) or value != value or value == 1e999:
+            raise argparse.ArgumentTypeError(
+                f"{text!r} must be a finite number {'>' if strict else '>='} {low:g}"
+            )
+        return value
+
+    parse.__name__ = "number"
+    return parse
+
+
+def _fraction(text: str) -> float:
+    value = _number(0.0, strict=True)(text)
+    if value >= 1:
+        raise argparse.ArgumentTypeError(f"{text!r} must be a fraction in (0, 1)")
+    return value
+
+
+def _is_url(text: str) -> bool:
+    return "://" in text
+
+
+def _existing(text: str) -> str:
+    """A local file or folder that exists (URLs are passed on as they are)."""
+    if not _is_url(text) and not os.path.exists(text):
+        raise argparse.ArgumentTypeError(f"no such file or directory: {text!r}")
+    return text
+
+
+def _out_dir(text: str) -> str:
+    if not _is_url(text) and os.path.isfile(text):
+        raise argparse.ArgumentTypeError(f"{text!r} is a file; give an output folder")
+    return text
+
+
+def _model(text: str) -> str:
+    """A registered model name or alias, or an existing model file."""
+    from xdiffsr.models.registry import ALIASES, SUFFIX, registry
+
+    if os.path.isfile(text) or _is_url(text):
+        return text
+    names = {k.removesuffix(SUFFIX) for k in registry()}
+    if ALIASES.get(text, text).removesuffix(SUFFIX) in names:
+        return text
+    if "/" in text or os.sep in text or text.endswith(SUFFIX):
+        raise argparse.ArgumentTypeError(f"no such model file: {text!r}")
+    known = sorted(names | set(ALIASES))
+    raise argparse.ArgumentTypeError(
+        f"unknown model {text!r}; give one of {known} or the path of a {SUFFIX} file"
+    )
+
+
+def _device(text: str) -> str:
+    import torch
+
+    try:
+        dev = torch.device(text)
+    except (RuntimeError, ValueError):
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a torch device (cpu, cuda, cuda:1)"
+        ) from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: CUDA is not available on this machine; use --device cpu"
+        )
+    return text
+
+
+def _timedelta(text: str) -> str:
+    import pandas as pd
+
+    try:
+        value = pd.Timedelta(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a duration (e.g. 12h)") from None
+    if value <= pd.Timedelta(0) or value % pd.Timedelta("6h"):
+        raise argparse.ArgumentTypeError(f"{text!r} must be a positive multiple of 6h")
+    return text
+
+
+def _timestamp(text: str) -> str:
+    import pandas as pd
+
+    try:
+        pd.Timestamp(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a time (e.g. 2021-01-01T00)") from None
+    return text
 
 
 def _add_evaluate(sub) -> None:
@@ -54,20 +258,24 @@ def _add_evaluate(sub) -> None:
         help="score LR/IGRA/emulator configurations and baselines against an OSSE truth",
         description="Run the OSSE evaluation suite (docs/evaluation.md) and write results.csv, "
         "results.md and figures.",
+        epilog=_EPILOG,
     )
     ev.add_argument(
         "--truth",
         default=None,
+        type=_existing,
         help="zarr store or netCDF file of truth states (default: packaged held-out)",
     )
     ev.add_argument(
         "--train",
         default=None,
+        type=_existing,
         help="zarr/netCDF training states for climatology and optimal interpolation",
     )
     ev.add_argument(
         "--stations",
         default=None,
+        type=_existing,
         help="CSV (id, lat, lon) or IGRA station list (default: packaged 2023 list)",
     )
     ev.add_argument(
@@ -76,31 +284,40 @@ def _add_evaluate(sub) -> None:
         default=None,
         help="keep the stations active in this year (needs an IGRA station list)",
     )
-    ev.add_argument("--out", default="xdiffsr-evaluate", help="output folder")
-    ev.add_argument("--model", default="default", help="registry name or model file")
+    ev.add_argument("--out", default="xdiffsr-evaluate", type=_out_dir, help="output folder")
+    ev.add_argument("--model", default="default", type=_model, help="registry name or model file")
     ev.add_argument(
         "--configurations",
         nargs="+",
         default=list(CONFIGURATIONS),
         choices=CONFIGURATIONS,
         metavar="CONFIG",
+        help=f"configurations to run, of {list(CONFIGURATIONS)}",
     )
     ev.add_argument(
-        "--baselines", nargs="*", default=list(BASELINES), choices=BASELINES, metavar="BASELINE"
+        "--baselines", nargs="*", default=list(BASELINES), choices=BASELINES,
+        metavar="BASELINE", help=f"baselines to score, of {list(BASELINES)}",
     )
-    ev.add_argument("--weights", nargs="+", type=float, default=[0.5, 1.0, 2.0])
-    ev.add_argument("--times", type=int, default=None, help="number of target times")
-    ev.add_argument("--members", type=int, default=4)
-    ev.add_argument("--steps", type=int, default=12)
-    ev.add_argument("--guidance", default="mmps", choices=["sda", "mmps", "none"])
-    ev.add_argument("--cg-iters", type=int, default=2)
-    ev.add_argument("--lead", default="12h", help="emulator lead time (multiple of 6h)")
-    ev.add_argument("--coarse-grid", nargs=2, type=int, default=list(COARSE_GRID),
-                    metavar=("NLAT", "NLON"))
-    ev.add_argument("--oi-rank", type=int, default=32)
-    ev.add_argument("--device", default=None)
-    ev.add_argument("--seed", type=int, default=0)
-    ev.add_argument("--no-figures", action="store_true")
+    ev.add_argument("--weights", nargs="+", type=_number(), default=[0.5, 1.0, 2.0],
+                    help="weights of the emulator forecast")
+    ev.add_argument("--times", type=_int_at_least(1), default=None,
+                    help="number of target times (default: all)")
+    _add_sampler(ev)
+    ev.add_argument("--lead", default="12h", type=_timedelta,
+                    help="emulator lead time (multiple of 6h)")
+    ev.add_argument("--coarse-grid", nargs=2, type=_int_at_least(1), default=list(COARSE_GRID),
+                    metavar=("NLAT", "NLON"), help="coarse grid of the LR observations")
+    ev.add_argument("--oi-rank", type=_int_at_least(1), default=32,
+                    help="rank of the optimal-interpolation covariance")
+    ev.add_argument("--device", default=None, type=_device, help="torch device (default: auto)")
+    ev.add_argument("--seed", type=_int_at_least(0), default=0, help="random seed")
+    ev.add_argument("--no-figures", action="store_true", help="skip the figures")
+    ev.add_argument("--withhold", type=_fraction, default=None, metavar="FRACTION",
+                    help="held-out validation: withhold this fraction of the soundings and score "
+                    "the ensembles at them")
+    ev.add_argument("--withhold-by", default="station", choices=["random", "station", "region"],
+                    help="how soundings are withheld")
+    _add_debug(ev)
 
 
 def _add_sequential(sub) -> None:
@@ -113,21 +330,28 @@ def _add_sequential(sub) -> None:
         description="Run the emulator from the coarsened truth, reconstruct every cycle (free "
         "forecast, with radiosondes, reinitialised) and write sequential.csv, sequential.md and "
         "figures of the scores against lead time (docs/evaluation.md).",
+        epilog=_EPILOG,
     )
-    sq.add_argument("--truth", required=True, help="zarr store or netCDF file of truth states")
-    sq.add_argument("--stations", default=None, help="CSV (id, lat, lon) or IGRA station list")
-    sq.add_argument("--stations-year", type=int, default=None)
-    sq.add_argument("--out", default="xdiffsr-sequential", help="output folder")
-    sq.add_argument("--model", default="default", help="registry name or model file")
-    sq.add_argument("--start", default=None, help="initial time (default: first possible)")
-    sq.add_argument("--days", type=float, default=7.0)
-    sq.add_argument("--cycle", default="12h", help="time between reconstructions (x 6h)")
+    sq.add_argument("--truth", required=True, type=_existing,
+                    help="zarr store or netCDF file of truth states")
+    sq.add_argument("--stations", default=None, type=_existing,
+                    help="CSV (id, lat, lon) or IGRA station list (default: packaged 2023 list)")
+    sq.add_argument("--stations-year", type=int, default=None,
+                    help="keep the stations active in this year (needs an IGRA station list)")
+    sq.add_argument("--out", default="xdiffsr-sequential", type=_out_dir, help="output folder")
+    sq.add_argument("--model", default="default", type=_model, help="registry name or model file")
+    sq.add_argument("--start", default=None, type=_timestamp,
+                    help="initial time (default: first possible)")
+    sq.add_argument("--days", type=_number(strict=True), default=7.0, help="length in days")
+    sq.add_argument("--cycle", default="12h", type=_timedelta,
+                    help="time between reconstructions (x 6h)")
     sq.add_argument(
         "--configurations",
         nargs="+",
         default=list(SEQUENTIAL_CONFIGURATIONS[:3]),
         choices=SEQUENTIAL_CONFIGURATIONS,
         metavar="CONFIG",
+        help=f"configurations to run, of {list(SEQUENTIAL_CONFIGURATIONS)}",
     )
     sq.add_argument(
         "--baselines",
@@ -135,20 +359,23 @@ def _add_sequential(sub) -> None:
         default=list(SEQUENTIAL_BASELINES),
         choices=SEQUENTIAL_BASELINES,
         metavar="BASELINE",
+        help=f"baselines to score, of {list(SEQUENTIAL_BASELINES)}",
     )
-    sq.add_argument("--weight", type=float, default=1.0, help="weight of the emulator forecast")
-    sq.add_argument("--members", type=int, default=4)
-    sq.add_argument("--steps", type=int, default=12)
-    sq.add_argument("--guidance", default="mmps", choices=["sda", "mmps", "none"])
-    sq.add_argument("--cg-iters", type=int, default=2)
-    sq.add_argument("--coarse-grid", nargs=2, type=int, default=list(COARSE_GRID),
-                    metavar=("NLAT", "NLON"))
-    sq.add_argument("--emulator-truncation", type=int, default=21)
-    sq.add_argument("--emulator-layers", type=int, default=20)
-    sq.add_argument("--emulator-dt-minutes", type=float, default=30.0)
-    sq.add_argument("--device", default=None)
-    sq.add_argument("--seed", type=int, default=0)
-    sq.add_argument("--no-figures", action="store_true")
+    sq.add_argument("--weight", type=_number(), default=1.0,
+                    help="weight of the emulator forecast")
+    _add_sampler(sq)
+    sq.add_argument("--coarse-grid", nargs=2, type=_int_at_least(1), default=list(COARSE_GRID),
+                    metavar=("NLAT", "NLON"), help="coarse grid of the LR observations")
+    sq.add_argument("--emulator-truncation", type=_int_at_least(1), default=21,
+                    help="spectral truncation of the emulator")
+    sq.add_argument("--emulator-layers", type=_int_at_least(1), default=20,
+                    help="vertical layers of the emulator")
+    sq.add_argument("--emulator-dt-minutes", type=_number(strict=True), default=30.0,
+                    help="emulator time step (minutes)")
+    sq.add_argument("--device", default=None, type=_device, help="torch device (default: auto)")
+    sq.add_argument("--seed", type=_int_at_least(0), default=0, help="random seed")
+    sq.add_argument("--no-figures", action="store_true", help="skip the figures")
+    _add_debug(sq)
 
 
 def _run_sequential(args) -> int:
@@ -249,6 +476,8 @@ def _run_evaluate(args) -> int:
         out=args.out,
         figures=not args.no_figures,
         verbose=True,
+        withhold=args.withhold,
+        withhold_by=args.withhold_by,
     )
     rmse = table[table["metric"] == "rmse"]
     label = rmse["configuration"] + rmse["weight"].map(lambda w: "" if w != w else f" w={w:g}")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import shutil
 import signal
 
 import dask
@@ -56,7 +57,7 @@ def serial(model_file):
 
 
 def _assert_equal(store_ds, ref):
-    for v in ref.data_vars:
+    for v in ("t850", "z500"):  # the states (not the eager run's diagnostics)
         np.testing.assert_array_equal(store_ds[v].values, ref[v].values, err_msg=v)
     np.testing.assert_array_equal(store_ds["time"].values, ref["time"].values)
 
@@ -83,7 +84,7 @@ def test_lazy_graph_carries_a_reference_not_the_weights(model_file, serial):
     assert len(blob) < 3 * len(pickle.dumps(_obs()))
 
 
-def test_in_memory_prior_is_one_shared_key():
+def _gaussian_prior():
     mean = xr.Dataset(
         {
             "t850": (("lat", "lon"), np.full((8, 16), 270.0), {"units": "K"}),
@@ -96,7 +97,11 @@ def test_in_memory_prior_is_one_shared_key():
     )
     K = smooth_covariance(8, 16, length=1.5, nugget=1e-2, periodic=True)
     cov = np.kron(np.diag([25.0, 160000.0]), K)
-    prior = xdiffsr.GaussianPrior(mean, cov)
+    return xdiffsr.GaussianPrior(mean, cov)
+
+
+def test_in_memory_prior_is_one_shared_key():
+    prior = _gaussian_prior()
     lazy = _target().diffsr.super_resolve(_obs(), model=prior, chunks={"time": 4}, **KW)
     keys = [str(k) for k in dict(lazy["t850"].data.__dask_graph__())]
     assert sum(k.startswith("xdiffsr-prior-") for k in keys) == 1
@@ -291,3 +296,150 @@ def test_killed_worker_still_yields_a_complete_store(
     assert killed
     assert _done(store).all()
     _assert_equal(out, serial.sel(time=times))
+
+
+def _run(store, times=TIMES[:12], obs=None, **kw):
+    opts = dict(model=kw.pop("model", None), chunks={"time": N}, progress=False, **KW)
+    opts.update(kw)
+    return xdiffsr.reconstruct_to_zarr(
+        _target(times), _obs() if obs is None else obs, store, **opts
+    )
+
+
+def test_forged_marks_and_deleted_chunks_are_recomputed(model_file, serial, tmp_path):
+    path = tmp_path / "f.zarr"
+    store = str(path)
+    first = []
+
+    def stop_after_two(chunk):
+        first.append(chunk.start)
+        if len(first) == 2:
+            raise _Stop
+
+    with dask.config.set(scheduler="sync"):
+        with pytest.raises(_Stop):
+            _run(store, model=model_file, callback=stop_after_two)
+        # forge the marks of the chunks never computed, delete a computed chunk's data
+        xr.Dataset({store_mod.DONE: ("time", np.ones(12, np.uint8))}).to_zarr(
+            store, region={"time": slice(0, 12)}, mode="r+", consolidated=False
+        )
+        shutil.rmtree(path / "t850" / "c" / str(first[0] // N))
+        assert _done(store).all()
+        redone = []
+        with pytest.warns(xdiffsr.XDiffSRWarning, match="checksum") as rec:
+            out = _run(store, model=model_file, callback=lambda c: redone.append(c.start))
+    assert sorted(redone) == sorted({0, N, 2 * N, 3 * N} - {first[1]})
+    msg = str(rec[0].message)
+    kept = str(TIMES[first[1]].isoformat())
+    assert str(TIMES[first[0]].isoformat()) in msg and kept not in msg  # names the times
+    _assert_equal(out, serial.isel(time=slice(0, 12)))
+    # corrupt values under a valid mark: recomputed too; an intact store is left alone
+    with dask.config.set(scheduler="sync"):
+        xr.Dataset(
+            {"z500": (("time", "member", "lat", "lon"), np.zeros((N, 2, 8, 16), np.float32))}
+        ).to_zarr(store, region={"time": slice(0, N)}, mode="r+", consolidated=False)
+        redone.clear()
+        with pytest.warns(xdiffsr.XDiffSRWarning, match="checksum"):
+            out = _run(store, model=model_file, callback=lambda c: redone.append(c.start))
+        assert redone == [0]
+        _assert_equal(out, serial.isel(time=slice(0, 12)))
+        redone.clear()
+        _run(store, model=model_file, callback=lambda c: redone.append(c.start))
+        assert redone == []
+
+
+def test_other_observation_values_or_errors_are_refused(model_file, tmp_path):
+    store = str(tmp_path / "o.zarr")
+    times = TIMES[:2]
+    pts, coarse = _obs(times)
+    kw = dict(model=model_file, chunks={"time": 2}, progress=False, members=2, steps=2)
+    with dask.config.set(scheduler="sync"):
+        xdiffsr.reconstruct_to_zarr(_target(times), [pts, coarse], store, **kw)
+        moved = pts.copy()
+        moved.loc[3, "value"] += 0.5  # one value differs: same count, same description
+        for obs in (
+            [moved, coarse],
+            [pts, coarse + 1.0],
+            [pts, xdiffsr.GridObservations(coarse, sigma_y=4.0)],
+            [pts, xdiffsr.GridObservations(coarse, gamma=2.0)],
+            [xdiffsr.PointObservations(pts, tolerance="1h"), coarse],
+        ):
+            with pytest.raises(xdiffsr.ArgumentError, match="source_content"):
+                xdiffsr.reconstruct_to_zarr(_target(times), obs, store, **kw)
+        # the same values, lazily opened and chunked otherwise: the same content, resumed
+        xdiffsr.reconstruct_to_zarr(_target(times), [pts, coarse.chunk(time=1)], store, **kw)
+
+
+def test_two_writers_cannot_interleave(model_file, serial, tmp_path):
+    path = tmp_path / "w.zarr"
+    store = str(path)
+    second = []
+
+    def start_a_second_writer(chunk):
+        if not second:
+            with pytest.raises(store_mod.StoreLockedError, match="force_unlock") as err:
+                _run(store, model=model_file)
+            second.append(str(err.value))
+
+    with dask.config.set(scheduler="sync"):
+        out = _run(store, model=model_file, callback=start_a_second_writer)
+        assert store in second[0] and "locked" in second[0]
+        assert not (path / "xdiffsr.lock").exists()  # released at the end ...
+        _assert_equal(out, serial.isel(time=slice(0, 12)))
+        with pytest.raises(_Stop):
+
+            def stop(chunk):
+                raise _Stop
+
+            _run(str(tmp_path / "e.zarr"), model=model_file, callback=stop)
+        assert not (tmp_path / "e.zarr" / "xdiffsr.lock").exists()  # ... and on error
+        # a stale lock (a killed run) is refused, then broken with force_unlock=True
+        (tmp_path / "e.zarr" / "xdiffsr.lock").write_text('{"run": "dead"}')
+        with pytest.raises(store_mod.StoreLockedError, match="dead"):
+            _run(str(tmp_path / "e.zarr"), model=model_file)
+        with pytest.raises(store_mod.StoreLockedError):
+            _run(str(tmp_path / "e.zarr"), model=model_file, overwrite=True)
+        out = _run(str(tmp_path / "e.zarr"), model=model_file, force_unlock=True)
+    _assert_equal(out, serial.isel(time=slice(0, 12)))
+
+
+def test_store_path_that_is_a_file_is_refused(model_file, tmp_path):
+    path = tmp_path / "year.zarr"
+    path.write_text("not a store")
+    with pytest.raises(xdiffsr.ArgumentError, match="regular file") as err:
+        _run(str(path), model=model_file)
+    assert str(path) in str(err.value)
+    assert path.read_text() == "not a store"
+
+
+def _prior_holders(dask_scheduler=None):
+    return sorted(
+        {ws.address for k, ts in dask_scheduler.tasks.items()
+         if str(k).startswith("xdiffsr-prior-") for ws in ts.who_has}
+    )
+
+
+@pytest.mark.slow
+def test_killing_the_workers_holding_an_in_memory_prior(client, tmp_path):
+    prior = _gaussian_prior()
+    times = TIMES[:8]
+    with dask.config.set(scheduler="sync"):
+        ref = _target(times).diffsr.super_resolve(_obs(), model=prior, **KW)
+    killed = []
+
+    def kill_prior_holders(chunk):
+        if not killed:
+            holders = client.run_on_scheduler(_prior_holders)
+            assert holders  # the prior is a task result held by some workers
+            pids = client.run(os.getpid, workers=holders)
+            for addr in holders:
+                os.kill(pids[addr], signal.SIGKILL)  # every replica is lost
+            killed.extend(holders)
+
+    out = xdiffsr.reconstruct_to_zarr(
+        _target(times), _obs(), str(tmp_path / "g.zarr"), model=prior, chunks={"time": 2},
+        client=client, progress=False, callback=kill_prior_holders, **KW,
+    )
+    assert killed
+    assert _done(str(tmp_path / "g.zarr")).all()
+    _assert_equal(out, ref)

@@ -9,9 +9,16 @@ A year of 6-hourly states is a few hundred independent time chunks. Each chunk i
    present, else the CPU);
 3. sees only the observations of its time window (sliced on the client; lazily opened zarr inputs
    stay lazy and are read by the worker);
-4. in :func:`reconstruct_to_zarr`, writes its block into the store with ``region=`` and then marks
-   its times complete in the ``xdiffsr_done`` array. A rerun skips the chunks whose marks are set
-   and redoes the others, so an interrupted or crashed run resumes without rewriting anything.
+4. in :func:`reconstruct_to_zarr`, writes its block into the store with ``region=``, then the
+   sha256 of each time's block (``xdiffsr_sha256``) and last marks its times complete in the
+   ``xdiffsr_done`` array. A rerun verifies the marked chunks against their checksums, skips the
+   good ones and redoes the others, so an interrupted or crashed run resumes without rewriting
+   anything and a deleted or corrupted chunk is recomputed.
+
+The run record (``xdiffsr_run``) holds the model, grid, sampler settings and a fingerprint of the
+observations' content (values, errors, Gamma, method, tolerance, weight): resuming with anything
+that changes the numbers is refused. A lock file (``xdiffsr.lock``) in the store keeps a second
+writer out while a run is going.
 
 The members of a time depend only on (seed, timestamp) (:func:`xdiffsr.reconstruct.member_seed`),
 and each member on its own index (:func:`xdiffsr.reconstruct.member_seeds`), so the store is
@@ -30,6 +37,7 @@ References
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -43,18 +51,34 @@ import numpy as np
 import torch
 import xarray as xr
 
-from xdiffsr.errors import ArgumentError
+from xdiffsr.errors import ArgumentError, XDiffSRWarning
 from xdiffsr.models.prior import Prior
 from xdiffsr.models.reference import ModelRef, model_handle, model_ref
+from xdiffsr.reconstruct.integrity import (
+    StoreLock,
+    StoreLockedError,
+    block_sha256,
+    sources_content,
+)
 from xdiffsr.reconstruct.output import _to_dataset
-from xdiffsr.reconstruct.plan import Plan, _plan, _time_chunks
+from xdiffsr.reconstruct.plan import (
+    Plan,
+    _plan,
+    _time_chunks,
+    check_device,
+    check_output_memory,
+)
 from xdiffsr.reconstruct.settings import SamplerSettings
 from xdiffsr.reconstruct.tasks import ChunkArgs, chunk_task_args, compute_chunk
+
+__all__ = ["DONE", "SHA", "StoreLockedError", "reconstruct_to_zarr", "write_chunk"]
 
 DONE = "xdiffsr_done"  #: uint8 per time, 1 once the time's chunk is written (written last)
 
 
 RUN_ATTR = "xdiffsr_run"  #: JSON of the settings a store was created with
+SHA = "xdiffsr_sha256"  #: uint64 (time, 4): sha256 of each time's float32 block, all variables
+SHA_DIM = "xdiffsr_sha256_word"
 
 
 @dataclass(frozen=True)
@@ -69,6 +93,7 @@ def _quiet():
     ctx = warnings.catch_warnings()
     ctx.__enter__()
     warnings.filterwarnings("ignore", message="Consolidated metadata is currently not part")
+    warnings.filterwarnings("ignore", message="Object at xdiffsr.lock is not recognized")
     return ctx
 
 
@@ -99,8 +124,18 @@ def write_chunk(handle, args: ChunkArgs, target: _Target, i0: int, retries: int 
     dims = (target.tname, "member", "lat", "lon")
     block = xr.Dataset({v: (dims, data[:, :, c]) for c, v in enumerate(target.variables)})
     _write_region(target, block, i0, i1)
+    sha = xr.Dataset({SHA: ((target.tname, SHA_DIM), block_sha256(data))})
+    _write_region(target, sha, i0, i1)
     _write_region(target, xr.Dataset({DONE: (target.tname, np.ones(i1 - i0, np.uint8))}), i0, i1)
     return i0
+
+
+def _chunk_intact(target: _Target, i0: int, i1: int) -> bool:
+    """Whether the stored block of times ``i0:i1`` matches the checksums written with it."""
+    ds = _open(target.store, target.storage_options, consolidated=None, mask_and_scale=False)
+    sel = {target.tname: slice(i0, i1)}
+    data = np.stack([ds[v].isel(sel).values for v in target.variables], axis=2)
+    return bool(np.array_equal(ds[SHA].isel(sel).values.astype(np.uint64), block_sha256(data)))
 
 
 def _open(store, storage_options, **kw) -> xr.Dataset:
@@ -129,7 +164,7 @@ def _grid_hash(lat, lon) -> str:
     return h.hexdigest()
 
 
-def _run_record(plan: Plan, prior: Prior, n_chunk: int) -> dict[str, Any]:
+def _run_record(plan: Plan, prior: Prior, n_chunk: int, client=None) -> dict[str, Any]:
     return {
         "model": prior.fingerprint(),
         "model_name": prior.describe(),
@@ -139,6 +174,7 @@ def _run_record(plan: Plan, prior: Prior, n_chunk: int) -> dict[str, Any]:
         "settings": plan.settings.record(),
         "weights": [float(x) for x in plan.weights],
         "sources": [s.describe() for s in plan.sources],
+        "source_content": sources_content(plan.sources, client),
         "chunk": int(n_chunk),
     }
 
@@ -154,9 +190,13 @@ def _check_existing(existing: xr.Dataset, record: dict, plan: Plan, store) -> No
     diff = sorted(k for k in set(old) | set(record) if old.get(k) != record.get(k))
     if diff:
         detail = "; ".join(f"{k}: store {old.get(k)!r}, now {record.get(k)!r}" for k in diff)
+        what = (
+            "different observations (values, errors or options: source_content) or settings"
+            if "source_content" in diff else "different settings"
+        )
         raise ArgumentError(
-            f"store={store!r} was written with different settings ({detail}); rerun with the "
-            "store's settings to resume it, or pass a new store (or overwrite=True)."
+            f"store={store!r} was written with {what} ({detail}); rerun with the store's "
+            "observations and settings to resume it, or pass a new store (or overwrite=True)."
         )
     stored = existing[plan.tname].values if plan.tname in existing else None
     if stored is None or not np.array_equal(stored.astype("datetime64[ns]"), plan.times):
@@ -166,8 +206,10 @@ def _check_existing(existing: xr.Dataset, record: dict, plan: Plan, store) -> No
         )
 
 
-def _create(store, storage_options, plan: Plan, prior: Prior, record, n_chunk: int, overwrite):
+def _create(target: _Target, plan: Plan, prior: Prior, record, n_chunk: int, overwrite: bool):
     import dask.array as da
+
+    store, storage_options = target.store, target.storage_options
 
     T = len(plan.times)
     shape = (T, plan.settings.members, *prior.state_shape)
@@ -177,9 +219,12 @@ def _create(store, storage_options, plan: Plan, prior: Prior, record, n_chunk: i
     )
     tmpl[DONE] = (plan.tname, da.zeros(T, chunks=n_chunk, dtype=np.uint8))
     tmpl[DONE].attrs["long_name"] = "1 once this time's chunk is completely written"
+    tmpl[SHA] = ((plan.tname, SHA_DIM), da.zeros((T, 4), chunks=(n_chunk, 4), dtype=np.uint64))
+    tmpl[SHA].attrs["long_name"] = "sha256 of each time's float32 block, written before its mark"
     tmpl.attrs[RUN_ATTR] = json.dumps(record, allow_nan=False)
     enc = {v: {"chunks": (n_chunk, *shape[1:2], *shape[3:])} for v in prior.variables}
     enc[DONE] = {"chunks": (n_chunk,)}
+    enc[SHA] = {"chunks": (n_chunk, 4)}
     ctx = _quiet()
     try:
         tmpl.to_zarr(
@@ -194,9 +239,37 @@ def _create(store, storage_options, plan: Plan, prior: Prior, record, n_chunk: i
         ctx.__exit__(None, None, None)
 
 
-def _pending(store, storage_options, T: int, n_chunk: int) -> list[int]:
-    done = _open(store, storage_options, consolidated=None, mask_and_scale=False)[DONE].values
-    return [i0 for i0 in range(0, T, n_chunk) if not (done[i0 : i0 + n_chunk] == 1).all()]
+def _pending(target: _Target, T: int, n_chunk: int, client=None) -> list[int]:
+    """Starts of the chunks to (re)compute: those not marked complete, and those marked whose
+    data no longer match their checksums (deleted chunk files, forged marks, corruption): their
+    marks are cleared, with a warning naming their times."""
+    ds = _open(target.store, target.storage_options, consolidated=None, mask_and_scale=False)
+    done = ds[DONE].values
+    starts = range(0, T, n_chunk)
+    marked = [i0 for i0 in starts if (done[i0 : i0 + n_chunk] == 1).all()]
+    bad = []
+    if marked:
+        import dask
+
+        checks = [
+            dask.delayed(_chunk_intact)(target, i0, min(i0 + n_chunk, T)) for i0 in marked
+        ]
+        ok = client.gather(client.compute(checks)) if client is not None else dask.compute(*checks)
+        bad = [i0 for i0, good in zip(marked, ok, strict=True) if not good]
+    if bad:
+        times = [str(t)[:19] for i0 in bad for t in ds[target.tname].values[i0 : i0 + n_chunk]]
+        warnings.warn(
+            f"store={target.store!r}: times {times} were marked complete but their data are "
+            "missing or not what was written (checksum mismatch); recomputing them.",
+            XDiffSRWarning,
+            stacklevel=3,
+        )
+        for i0 in bad:
+            i1 = min(i0 + n_chunk, T)
+            _write_region(
+                target, xr.Dataset({DONE: (target.tname, np.zeros(i1 - i0, np.uint8))}), i0, i1
+            )
+    return sorted({i0 for i0 in starts if i0 not in marked} | set(bad))
 
 
 def _default_client():
@@ -240,6 +313,7 @@ def reconstruct_to_zarr(
     retries: int = 2,
     storage_options: Mapping[str, Any] | None = None,
     overwrite: bool = False,
+    force_unlock: bool = False,
     callback: Callable[[slice], Any] | None = None,
     settings: SamplerSettings | None = None,
     **sampler_options: Any,
@@ -267,8 +341,8 @@ def reconstruct_to_zarr(
         A registered model name (``"default"``), a model file, or a model from
         :func:`xdiffsr.load_model`: workers load the file once per process (its
         :class:`ModelRef`). An in-memory prior (``GaussianPrior``, an unsaved
-        ``DiffusionModel``) is shipped once per worker (``client.scatter`` or one shared graph
-        key).
+        ``DiffusionModel``) is one task of the graph (a graph key) that each worker fetches
+        once; if the workers holding it die, the scheduler rebuilds it from the graph.
     chunks : int or dict
         Times per task, ``{"time": n}`` (default: ds's own time chunks, else 1). Fixed by the
         store once created.
@@ -286,7 +360,11 @@ def reconstruct_to_zarr(
     storage_options : dict, optional
         fsspec options for URL stores.
     overwrite : bool
-        Replace an existing store instead of resuming it.
+        Replace an existing store instead of resuming it (not while another run holds its
+        lock: add ``force_unlock=True`` for a stale one).
+    force_unlock : bool
+        Remove the store's lock file first: for a lock left by a run that was killed. Never
+        while another run is still writing.
     callback : callable, optional
         Called on the client after each chunk is written and marked complete, with the slice of
         its time indices in ``ds`` (``slice(i0, i1)``), in completion order. An exception it
@@ -302,53 +380,58 @@ def reconstruct_to_zarr(
     Returns
     -------
     xarray.Dataset
-        The store, opened lazily (without the ``xdiffsr_done`` marks): dims (time, member, lat,
-        lon), provenance attributes of :func:`xdiffsr.super_resolve`.
+        The store, opened lazily (without the ``xdiffsr_done`` marks and checksums): dims
+        (time, member, lat, lon), provenance attributes of :func:`xdiffsr.super_resolve`.
+
+    Warns
+    -----
+    XDiffSRWarning
+        Chunks marked complete whose data do not match their checksums (deleted chunk files,
+        forged marks): named by time and recomputed.
 
     Raises
     ------
+    StoreLockedError
+        Another run holds the store's lock file (``xdiffsr.lock``; a path or URL store): two
+        writers would interleave. The message says how to break a stale lock.
     ArgumentError
         An unknown or invalid sampler option; an existing store written with other settings
         (model, variables, grid, members, steps, seed, sampler options including
-        ``precision``, weights, sources, chunk size) or other times; a store not made by this
-        function.
+        ``precision``, weights, sources, chunk size), other observation values or errors, or
+        other times; a store not made by this function; a store path that is a regular file.
     """
     settings = SamplerSettings.from_options(settings, **sampler_options)
     if isinstance(retries, bool) or int(retries) != retries or retries < 0:
         raise ArgumentError(f"retries={retries!r} must be an integer >= 0.")
+    lock = StoreLock(store, storage_options, _store_exists)  # refuses a path that is a file
     ref = model_ref(model)  # None for an in-memory prior
     prior = model if isinstance(model, Prior) else ref.resolve("cpu")
     plan = _plan(ds, obs, weights, prior, settings)
     n_chunk = _time_chunks(ds, plan.tname, chunks) or 1
-    _open_or_create(store, storage_options, plan, prior, n_chunk, overwrite)
+    check_device(device, lazy=True)  # workers resolve it; the name is checked here
+    check_output_memory(plan, prior, n_chunk)
+    client = client or _default_client()
+    record = _run_record(plan, prior, n_chunk, client)
+    target = _Target(store, storage_options, plan.tname, prior.variables)
     T = len(plan.times)
-    todo = _pending(store, storage_options, T, n_chunk)
-    if todo:
-        job = _Job(
-            _Target(store, storage_options, plan.tname, prior.variables),
-            plan, ref, prior, n_chunk, device, int(retries),
-        )
-        client = client or _default_client()
-        runner = _run_distributed if client is not None else _run_local
-        with _progress(T, T - sum(min(n_chunk, T - i) for i in todo), progress) as bar:
+    create = functools.partial(_create, target, plan, prior, record, n_chunk)
+    with lock.held(force_unlock, overwrite, create):
+        if not lock.created:
+            _check_existing(_open(store, storage_options, consolidated=None), record, plan, store)
+        todo = _pending(target, T, n_chunk, client)
+        if todo:
+            job = _Job(target, plan, ref, prior, n_chunk, device, int(retries))
+            runner = _run_distributed if client is not None else _run_local
+            with _progress(T, T - sum(min(n_chunk, T - i) for i in todo), progress) as bar:
 
-            def finished(i0: int) -> None:
-                i1 = min(i0 + n_chunk, T)
-                bar.update(i1 - i0)
-                if callback is not None:
-                    callback(slice(i0, i1))
+                def finished(i0: int) -> None:
+                    i1 = min(i0 + n_chunk, T)
+                    bar.update(i1 - i0)
+                    if callback is not None:
+                        callback(slice(i0, i1))
 
-            runner(client, job, todo, finished)
-    return _open(store, storage_options, consolidated=None).drop_vars(DONE)
-
-
-def _open_or_create(store, storage_options, plan: Plan, prior: Prior, n_chunk: int, overwrite):
-    """Create the store, or check that the existing one was written with these settings."""
-    record = _run_record(plan, prior, n_chunk)
-    if overwrite or not _store_exists(store, storage_options):
-        _create(store, storage_options, plan, prior, record, n_chunk, overwrite)
-    else:
-        _check_existing(_open(store, storage_options, consolidated=None), record, plan, store)
+                runner(client, job, todo, finished)
+    return _open(store, storage_options, consolidated=None).drop_vars([DONE, SHA])
 
 
 @dataclass(frozen=True)
@@ -372,9 +455,13 @@ def _run_distributed(client, job: _Job, todo: list[int], finished: Callable[[int
     from distributed import as_completed
 
     handle = job.ref
-    if handle is None:
-        handle = client.scatter(job.prior, broadcast=True, hash=True)
     run = tokenize(job.target.store, job.plan.settings.as_dict(), list(todo), uuid.uuid4().hex)
+    if handle is None:
+        # a task holding the prior by value, not scattered data: if every worker holding its
+        # result dies, the scheduler recomputes it from the graph instead of losing it
+        handle = client.submit(
+            _identity, job.prior, key=f"xdiffsr-prior-{run}", pure=False, retries=job.retries
+        )
     futures = {}
     for i0 in todo:
         fut = client.submit(
@@ -394,6 +481,10 @@ def _run_distributed(client, job: _Job, todo: list[int], finished: Callable[[int
             finished(futures[fut])
     finally:
         client.cancel([f for f in futures if not f.done()])
+
+
+def _identity(x: Any) -> Any:
+    return x
 
 
 def _run_local(client, job: _Job, todo: list[int], finished: Callable[[int], None]):

@@ -8,19 +8,40 @@ Examples
         --train-end 2015-12-31 --val-end 2016-12-31 --steps 200000 --out runs/era5
     torchrun --nproc_per_node 4 -m xdiffsr.train --config run.json --out runs/era5
     python -m xdiffsr.train --config run.json --out runs/era5 --max-steps-this-run 5000
+
+Exit status: 0 on success; 2 for a usage error or invalid input (an unknown option, a bad value,
+a missing ``--config`` or ``--data`` path, bad JSON, ``--device cuda`` without CUDA, any
+:class:`~xdiffsr.errors.XDiffSRError`); 1 when reading or writing data fails while training (an
+``OSError``); 130 when interrupted. Each error is one line on stderr,
+``xdiffsr.train: error: ...``; ``--debug`` shows the Python traceback instead.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import importlib.metadata
 import json
 import os
 import sys
 from collections.abc import Sequence
 
+import torch
+
+from xdiffsr.errors import ArgumentError, XDiffSRError
+
 from .config import TrainConfig
 from .loop import train
+
+PROG = "xdiffsr.train"
+
+
+def _version() -> str:
+    # the package's own __version__ is in the entry layer, which train may not import
+    try:
+        return importlib.metadata.version("xdiffsr")
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown (not installed)"
 
 # Options given on the command line override the --config file.
 _SIMPLE = {
@@ -33,21 +54,68 @@ _SIMPLE = {
 }
 
 
+class _Parser(argparse.ArgumentParser):
+    """Errors are one line on stderr, exit status 2."""
+
+    def error(self, message: str):
+        self.exit(2, f"{PROG}: error: {message} (see {self.prog} --help)\n")
+
+
+def _existing(text: str) -> str:
+    if "://" not in text and not os.path.exists(text):
+        raise argparse.ArgumentTypeError(f"no such file or directory: {text!r}")
+    return text
+
+
+def _checked(typ, nonneg: bool = True):
+    """``typ`` that also refuses negative numbers (if ``nonneg``) and NaN (the config checks
+    the rest)."""
+    def parse(text: str):
+        try:
+            value = typ(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a valid {typ.__name__}") from None
+        if typ in (int, float) and not (value >= 0 or (not nonneg and value == value)):
+            raise argparse.ArgumentTypeError(f"{text!r} must be {'>= 0' if nonneg else 'a number'}")
+        return value
+
+    parse.__name__ = typ.__name__
+    return parse
+
+
+def _device(text: str) -> str:
+    try:
+        dev = torch.device(text)
+    except (RuntimeError, ValueError):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a torch device") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise argparse.ArgumentTypeError(f"{text!r}: CUDA is not available; use --device cpu")
+    return text
+
+
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m xdiffsr.train",
-                                description="Train an EDM diffusion prior on xarray/zarr data.")
-    p.add_argument("--config", help="JSON file of TrainConfig fields")
+    """The argument parser of ``python -m xdiffsr.train``."""
+    p = _Parser(prog="python -m xdiffsr.train",
+                description="Train an EDM diffusion prior on xarray/zarr data.",
+                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--version", action="version", version=f"xdiffsr {_version()}")
+    p.add_argument("--debug", action="store_true", help="show Python tracebacks")
+    p.add_argument("--config", type=_existing, help="JSON file of TrainConfig fields")
     p.add_argument("--out", required=True, help="output folder (checkpoints, log, model)")
     p.add_argument("--variables", nargs="+",
                    help="channels: flat names (t850) or name@level_hPa (temperature@850)")
     p.add_argument("--names", nargs="+", help="channel names (one per variable)")
     for name, typ in _SIMPLE.items():
-        p.add_argument("--" + name.replace("_", "-"), dest=name, type=typ)
+        p.add_argument("--" + name.replace("_", "-"), dest=name,
+                       type=_existing if name == "data" else _checked(typ, name != "P_mean"),
+                       help=f"TrainConfig.{name} (default: from --config or TrainConfig)")
     p.add_argument("--unet", help="JSON object of UNetConfig overrides, e.g. "
                                   "'{\"model_channels\": 32}'")
-    p.add_argument("--bf16", choices=["auto", "on", "off"], default=None)
-    p.add_argument("--device", help="torch device (default cuda:LOCAL_RANK or cpu)")
-    p.add_argument("--max-steps-this-run", type=int, help="stop after this many steps")
+    p.add_argument("--bf16", choices=["auto", "on", "off"], default=None,
+                   help="bfloat16 autocast (default: from --config, else auto)")
+    p.add_argument("--device", type=_device,
+                   help="torch device (default cuda:LOCAL_RANK or cpu)")
+    p.add_argument("--max-steps-this-run", type=_checked(int), help="stop after this many steps")
     p.add_argument("--no-resume", action="store_true", help="ignore existing checkpoints")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     return p
@@ -59,7 +127,13 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
     over = {k: getattr(args, k) for k in (*_SIMPLE, "variables", "names")
             if getattr(args, k) is not None}
     if args.unet is not None:
-        over["unet"] = json.loads(args.unet)
+        try:
+            over["unet"] = json.loads(args.unet)
+        except json.JSONDecodeError as err:
+            raise ArgumentError(
+                f"--unet {args.unet!r} is not valid JSON ({err}); give an object such as "
+                '\'{"model_channels": 32}\''
+            ) from None
     if args.bf16 is not None:
         over["bf16"] = {"auto": None, "on": True, "off": False}[args.bf16]
     merged = {**base, **over}
@@ -67,7 +141,34 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
     return TrainConfig.from_dict({k: v for k, v in merged.items() if k in known})
 
 
+def _fail(message: str, code: int) -> int:
+    print(f"{PROG}: error: {' '.join(str(message).split())}", file=sys.stderr)
+    return code
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    """Train; returns the exit status (see the module docstring)."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    debug = "--debug" in argv
+    try:
+        return _main(argv)
+    except SystemExit as stop:  # argparse: --help, --version, usage errors
+        return stop.code if isinstance(stop.code, int) else (0 if stop.code is None else 1)
+    except KeyboardInterrupt:
+        if debug:
+            raise
+        return _fail("interrupted", 130)
+    except XDiffSRError as err:
+        if debug:
+            raise
+        return _fail(f"{err} (rerun with --debug for the traceback)", 2)
+    except (OSError, ValueError, KeyError) as err:
+        if debug:
+            raise
+        return _fail(f"{type(err).__name__}: {err} (rerun with --debug for the traceback)", 1)
+
+
+def _main(argv: list[str]) -> int:
     args = parser().parse_args(argv)
     cfg = config_from_args(args)
     path = train(cfg, out_dir=args.out, resume=not args.no_resume, device=args.device,

@@ -1,0 +1,135 @@
+"""The command lines fail with one line on stderr and exit status 2, without a traceback.
+
+No test runs a model: every case is refused while parsing or before any reconstruction starts.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+import xdiffsr
+from xdiffsr.__main__ import main
+from xdiffsr.train.__main__ import main as train_main
+
+
+def _one_line(err: str, prog: str = "xdiffsr") -> str:
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert lines[0].startswith(f"{prog}: error: ")
+    assert "Traceback" not in err
+    return lines[0]
+
+
+@pytest.mark.parametrize(
+    "argv, needle",
+    [
+        (["demo", "--model", "missing.safetensors"], "missing.safetensors"),
+        (["demo", "--model", "no-such-model"], "unknown model"),
+        (["demo", "--members", "0"], "--members"),
+        (["demo", "--steps", "many"], "--steps"),
+        (["demo", "--guidance", "magic"], "--guidance"),
+        (["evaluate", "--truth", "missing.zarr"], "missing.zarr"),
+        (["evaluate", "--stations", "missing.csv"], "missing.csv"),
+        (["evaluate", "--lead", "5h"], "multiple of 6h"),
+        (["evaluate", "--weights", "-1"], "--weights"),
+        (["evaluate", "--withhold", "1.5"], "--withhold"),
+        (["sequential", "--truth", "missing.zarr"], "missing.zarr"),
+        (["sequential"], "--truth"),
+        (["sequential", "--truth", ".", "--days", "0"], "--days"),
+        (["sequential", "--truth", ".", "--start", "yesterday-ish"], "--start"),
+        (["bogus"], "invalid choice"),
+        (["demo", "--no-such-option"], "--no-such-option"),
+    ],
+)
+def test_usage_errors_are_one_line_and_exit_2(argv, needle, capsys):
+    assert main(argv) == 2
+    captured = capsys.readouterr()
+    assert needle in _one_line(captured.err)
+
+
+def test_out_that_is_a_file_is_refused(tmp_path, capsys):
+    f = tmp_path / "out"
+    f.write_text("")
+    assert main(["demo", "--out", str(f)]) == 2
+    assert "is a file" in _one_line(capsys.readouterr().err)
+
+
+def test_device_without_cuda_is_refused(capsys):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("CUDA is available here")
+    assert main(["demo", "--device", "cuda"]) == 2
+    assert "CUDA is not available" in _one_line(capsys.readouterr().err)
+
+
+def test_xdiffsr_error_while_running_is_one_line(tmp_path, capsys):
+    st = tmp_path / "st.csv"
+    st.write_text("id,lat,lon\nA,10,20\n")
+    argv = ["evaluate", "--stations", str(st), "--stations-year", "2020", "--no-figures"]
+    assert main(argv) == 2  # ArgumentError before any reconstruction
+    assert "--stations-year" in _one_line(capsys.readouterr().err)
+    with pytest.raises(xdiffsr.ArgumentError):
+        main([*argv, "--debug"])
+
+
+def test_unreadable_data_is_one_line_and_exit_1(tmp_path, capsys):
+    bad = tmp_path / "truth.nc"
+    bad.write_text("not netCDF")
+    assert main(["sequential", "--truth", str(bad)]) == 1
+    assert "--debug" in _one_line(capsys.readouterr().err)
+
+
+def test_version_and_help_show_defaults(capsys):
+    assert main(["--version"]) == 0
+    assert xdiffsr.__version__ in capsys.readouterr().out
+    assert main(["demo", "--help"]) == 0
+    out = capsys.readouterr().out
+    assert "(default: 4)" in out and "(default: mmps)" in out
+    assert main(["evaluate", "--help"]) == 0
+    assert "(default: 12h)" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    "argv, needle",
+    [
+        (["--out", "o", "--config", "missing.json"], "missing.json"),
+        (["--out", "o", "--data", "missing.zarr"], "missing.zarr"),
+        (["--out", "o", "--steps", "-3"], "--steps"),
+        (["--out", "o", "--lr", "fast"], "--lr"),
+        (["--out", "o", "--unet", "{model_channels: 32"], "not valid JSON"),
+        (["--steps", "5"], "--out"),
+    ],
+)
+def test_train_usage_errors(argv, needle, capsys):
+    assert train_main(argv) == 2
+    assert needle in _one_line(capsys.readouterr().err, "xdiffsr.train")
+
+
+def test_train_bad_json_config_and_defaults(tmp_path, capsys):
+    cfg = tmp_path / "run.json"
+    cfg.write_text("{bad json")
+    assert train_main(["--out", str(tmp_path / "o"), "--config", str(cfg)]) == 2
+    assert "run.json" in _one_line(capsys.readouterr().err, "xdiffsr.train")
+    assert train_main(["--version"]) == 0
+    assert xdiffsr.__version__ in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    "module, argv",
+    [
+        ("xdiffsr", ["evaluate", "--truth", "missing.zarr"]),
+        ("xdiffsr.train", ["--out", "o", "--config", "missing.json"]),
+    ],
+)
+def test_end_to_end_no_traceback(module, argv, tmp_path):
+    res = subprocess.run(
+        [sys.executable, "-m", module, *argv], capture_output=True, text=True, cwd=tmp_path,
+        timeout=300,
+    )
+    assert res.returncode == 2
+    assert "missing" in _one_line(res.stderr, module)
+    assert res.stdout == ""
