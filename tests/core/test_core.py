@@ -7,6 +7,9 @@ distance for the mean and 15 % for the spread; the paper's guidance measured and
 
 from __future__ import annotations
 
+import math
+import warnings
+
 import numpy as np
 import pytest
 import scipy.sparse as sp
@@ -23,7 +26,8 @@ from xdiffsr.core.likelihood import (
 from xdiffsr.core.operators import CallableOperator, SparseOperator
 from xdiffsr.core.sampler import heun_sampler
 from xdiffsr.core.schedule import karras_sigmas
-from xdiffsr.errors import ArgumentError
+from xdiffsr.errors import ArgumentError, DivergenceError, XDiffSRWarning
+from xdiffsr.reconstruct.settings import SamplerSettings
 
 H = W = 16
 N = H * W
@@ -280,3 +284,87 @@ def test_guided_sampling_on_device(gaussian_problem, device):
         assert x.device.type == device.type and torch.isfinite(x).all()
     err = ((x.mean(0).cpu() - p["mean"]).norm() / (p["mean"] - 0.5).norm()).item()
     assert err < 0.05  # the last run is MMPS
+
+
+def test_conjugate_gradient_stops_on_relative_tolerance():
+    """CG ends once every row's relative residual is below tol (fewer matvecs than the cap)."""
+    g = torch.Generator().manual_seed(0)
+    Q = torch.linalg.qr(torch.randn(30, 30, generator=g))[0]
+    A = Q @ torch.diag(torch.linspace(1.0, 3.0, 30)) @ Q.T
+    b = torch.randn(3, 30, generator=g)
+    calls = []
+
+    def matvec(v):
+        calls.append(1)
+        return v @ A
+
+    u = conjugate_gradient(matvec, b, iters=100, tol=1e-3)
+    assert len(calls) < 30
+    exact = torch.linalg.solve(A, b.T).T
+    assert ((u - exact).norm() / exact.norm()).item() < 1e-2
+    calls.clear()
+    conjugate_gradient(matvec, b, iters=4, tol=0.0)
+    assert len(calls) == 4
+
+
+def test_mmps_trust_region_never_binds_for_gaussian_prior(gaussian_problem):
+    p = gaussian_problem
+    lik = GaussianLikelihood(p["y"], p["op"], sigma_y=p["R"])
+    x = 3 * torch.randn(4, 1, H, W, generator=torch.Generator().manual_seed(7))
+    for s in (80.0, 2.0, 0.05):
+        sigma = torch.full((4,), s)
+        a = MMPSGuidance(p["prior"], [lik], cg_iters=40, cg_tol=0.0)(x, sigma)
+        b = MMPSGuidance(p["prior"], [lik], cg_iters=40, cg_tol=0.0, trust_region=False)(x, sigma)
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)
+
+
+def test_mmps_trust_region_bounds_an_overshooting_correction(gaussian_problem):
+    """A denoiser whose Jacobian is 10x a covariance overshoots: the trust region keeps the
+    observation-space correction within the innovation and never increases the residual."""
+    p = gaussian_problem
+    lik = GaussianLikelihood(p["y"], p["op"], sigma_y=p["R"])
+    prior = p["prior"]
+
+    def bad(x, sigma):  # Jacobian 10 J: ten times Tweedie's covariance
+        return prior.mean + 10 * (prior(x, sigma) - prior.mean)
+
+    x = torch.randn(2, 1, H, W, generator=torch.Generator().manual_seed(8))
+    sigma = torch.full((2,), 1.0)
+    D = bad(x, sigma)
+    out = MMPSGuidance(bad, [lik], cg_iters=10)(x, sigma)
+    r0 = (p["y"] - p["op"](D)).norm(dim=1)
+    r1 = (p["y"] - p["op"](out)).norm(dim=1)
+    step = (p["op"].linear(out - D)).norm(dim=1)
+    assert torch.all(r1 <= r0 * (1 + 1e-5)) and torch.all(step <= r0 * (1 + 1e-5))
+
+
+def test_sampler_flags_divergence(gaussian_problem):
+    """Paper's guidance with Gamma = 0 and precise data diverges to non-finite states: a typed
+    error with the fix, never NaN members; an exploded finite member warns and is kept."""
+    p = gaussian_problem
+    lik = GaussianLikelihood(p["y"], p["op"], sigma_y=1e-6, gamma=0.0)
+    gen = torch.Generator().manual_seed(0)
+    with pytest.raises(DivergenceError, match="guidance='mmps'"):
+        heun_sampler(
+            ScoreGuidance(p["prior"], [lik]),
+            torch.randn(3, 1, H, W, generator=gen),
+            karras_sigmas(8, sigma_min=0.002, sigma_max=80.0),
+        )
+    # a finite state beyond the bound (here: a tiny bound) warns and is returned unchanged
+    lat = torch.randn(3, 1, H, W, generator=torch.Generator().manual_seed(1))
+    ref = heun_sampler(p["prior"], lat, karras_sigmas(8), divergence_bound=None)
+    with pytest.warns(XDiffSRWarning, match="cannot be right"):
+        out = heun_sampler(p["prior"], lat, karras_sigmas(8), divergence_bound=1e-3)
+    assert torch.isfinite(out).all() and torch.equal(out, ref)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", XDiffSRWarning)
+        y = heun_sampler(p["prior"], torch.randn(3, 1, H, W, generator=gen), karras_sigmas(8))
+    assert torch.isfinite(y).all()
+
+
+def test_cg_tol_setting_validated():
+    assert SamplerSettings().cg_tol == 1e-3 and SamplerSettings().guidance == "mmps"
+    assert SamplerSettings(cg_tol=0).cg_tol == 0.0
+    for bad in (-1e-3, 1.0, math.nan, "x"):
+        with pytest.raises(ArgumentError, match="cg_tol"):
+            SamplerSettings(cg_tol=bad)

@@ -160,7 +160,10 @@ def conjugate_gradient(
     """Solve ``A u = b`` for symmetric positive ``A`` by batched (Jacobi-preconditioned) CG.
 
     ``b`` has shape (B, n); each row is solved independently with the same number of iterations
-    (no host synchronisation: converged rows simply stop moving). ``diag`` (B, n) or (n,), an
+    (converged rows simply stop moving). A row has converged when its preconditioned residual norm
+    has fallen below ``tol`` times its initial one; the loop ends early, after at most ``iters``
+    iterations, once every row has (one host synchronisation per iteration, negligible next to a
+    vector-Jacobian product through a network). ``diag`` (B, n) or (n,), an
     estimate of ``diag(A)``, preconditions systems whose rows have very different scales (mixed
     units across observation sources).
     """
@@ -173,12 +176,15 @@ def conjugate_gradient(
     floor = tol**2 * rz
     live = torch.ones_like(rz, dtype=torch.bool)
     for _ in range(iters):
+        live = live & (rz > floor)
+        if not bool(live.any()):  # every row converged: skip the remaining matvecs
+            break
         Ap = matvec(p)
         pAp = (p * Ap).sum(dim=1, keepdim=True)
         # A row stops for good once converged or when it meets non-positive (or non-finite)
         # curvature: A = Sigma_y + sigma^2 M J M^T is positive definite only if the network's
         # Jacobian J is (Steihaug's truncated CG keeps the last iterate instead of diverging).
-        live = live & (rz > floor) & torch.isfinite(pAp) & (pAp > 0)
+        live = live & torch.isfinite(pAp) & (pAp > 0)
         alpha = torch.where(live, rz / torch.where(live, pAp, torch.ones_like(pAp)), 0.0)
         u = u + alpha * p
         r = torch.where(live, r - alpha * Ap, r)
@@ -188,6 +194,18 @@ def conjugate_gradient(
         p = torch.where(live, z + beta * p, p)
         rz = torch.where(live, rz_new, rz)
     return u
+
+
+def _obs_trust(m_step: torch.Tensor, r: torch.Tensor, var: torch.Tensor) -> torch.Tensor:
+    """Per-member factor in [0, 1] of the observation-space trust region of MMPS."""
+    w = 1.0 / var
+    mm = (m_step.square() * w).sum(dim=1)
+    rr = (r.square() * w).sum(dim=1)
+    rm = (r * m_step * w).sum(dim=1)
+    tiny = torch.finfo(mm.dtype).tiny
+    limit = torch.minimum((rr / mm.clamp_min(tiny)).sqrt(), 2 * rm / mm.clamp_min(tiny))
+    factor = torch.where(mm > 0, limit.clamp(0.0, 1.0), torch.ones_like(mm))
+    return torch.where(torch.isfinite(factor), factor, torch.zeros_like(factor))
 
 
 class MMPSGuidance(nn.Module):
@@ -209,9 +227,21 @@ class MMPSGuidance(nn.Module):
     likelihoods : sequence of GaussianLikelihood
         Sources with linear (affine) operators exposing ``adjoint``.
     cg_iters : int
-        Conjugate-gradient iterations (each costs one vector-Jacobian product).
+        Maximum conjugate-gradient iterations (each costs one vector-Jacobian product).
+    cg_tol : float
+        Relative-residual tolerance of CG: a member's system is solved once its (preconditioned)
+        residual norm falls below ``cg_tol`` times the initial one; all members solved ends CG
+        before ``cg_iters``.
     lambda_g : float
         Optional scale of the correction (1 is the exact moment-matched posterior).
+    trust_region : bool
+        Scale each member's correction ``Delta`` down so that, in the observation-error norm
+        ``|v|_R = |Sigma_y^{-1/2} v|``, its image ``M Delta`` is no longer than the innovation
+        ``r = y - M D`` and does not increase the residual (``|r - M Delta|_R <= |r|_R``). Exact
+        moment matching satisfies both (``M Delta = C (I + C)^{-1} r`` in whitened units, with
+        ``C`` positive semi-definite), so the region never binds for a Gaussian prior; it stops
+        a network whose Jacobian is not a covariance (states far from its training data) from
+        overshooting the observations.
     """
 
     def __init__(
@@ -220,14 +250,20 @@ class MMPSGuidance(nn.Module):
         likelihoods: Sequence[GaussianLikelihood],
         *,
         cg_iters: int = 10,
+        cg_tol: float = 1e-6,
         lambda_g: float = 1.0,
+        trust_region: bool = True,
     ):
         super().__init__()
+        if not (0.0 <= cg_tol < 1.0):
+            raise ArgumentError(f"cg_tol={cg_tol!r} must be in [0, 1).")
         keep = [lik for lik in likelihoods if lik.weight > 0]
         self.prior = denoiser
         self.likelihoods = nn.ModuleList(keep)
         self.operator = StackedOperator([lik.operator for lik in keep])
         self.cg_iters = int(cg_iters)
+        self.cg_tol = float(cg_tol)
+        self.trust_region = bool(trust_region)
         self.lambda_g = float(lambda_g)
         norms = [getattr(lik.operator, "row_norms_sq", None) for lik in keep]
         self._row_norms = (
@@ -260,6 +296,8 @@ class MMPSGuidance(nn.Module):
             # Jacobi preconditioner: Sigma_y + sigma^2/(1+sigma^2) |m_i|^2, the diagonal for a
             # unit-variance white prior (J = I / (1 + sigma^2)); sources in mixed units need it.
             diag = var_y + s2 / (1 + s2) * self._row_norms
-            u = conjugate_gradient(matvec, r, iters=self.cg_iters, diag=diag)
-            step = vjp(u)
-        return D.detach() + self.lambda_g * s2.reshape(-1, 1, 1, 1) * step
+            u = conjugate_gradient(matvec, r, iters=self.cg_iters, tol=self.cg_tol, diag=diag)
+            step = s2.reshape(-1, 1, 1, 1) * vjp(u)
+        if self.trust_region:
+            step = step * _obs_trust(self.operator.linear(step), r, var_y).reshape(-1, 1, 1, 1)
+        return D.detach() + self.lambda_g * step

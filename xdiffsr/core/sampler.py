@@ -4,11 +4,12 @@ Chakraborty et al. (2025) when given a guided denoiser (:mod:`xdiffsr.core.likel
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Callable, Sequence
 
 import torch
 
-from ..errors import ArgumentError
+from ..errors import ArgumentError, DivergenceError, XDiffSRWarning
 
 Callback = Callable[[dict], None]
 Generators = torch.Generator | Sequence[torch.Generator] | None
@@ -56,6 +57,7 @@ def heun_sampler(
     corrector_guidance: bool = True,
     generator: Generators = None,
     callback: Callback | None = None,
+    divergence_bound: float | None = 50.0,
 ) -> torch.Tensor:
     """Draw samples by integrating the probability-flow ODE with stochastic churn.
 
@@ -84,11 +86,19 @@ def heun_sampler(
         generator per member (see :func:`randn`) each member is independent of the batching.
     callback : callable, optional
         Called after every step with a dict ``{"x", "i", "sigma", "sigma_hat", "denoised"}``.
+    divergence_bound : float, optional
+        Divergence check (None: off). A member whose state after a step is non-finite or exceeds
+        ``divergence_bound + 10 sigma`` in absolute value (normalised units, where prior states
+        lie within a few units and the noise within about 5 sigma) has diverged. Non-finite
+        members raise :class:`~xdiffsr.errors.DivergenceError`; exploded finite ones are kept
+        and an :class:`~xdiffsr.errors.XDiffSRWarning` names them, so a diverged guidance never
+        returns silent non-finite or exploded members. The check adds no host synchronisation
+        inside the loop (one at the end).
 
     Returns
     -------
     tensor, shape (B, C, H, W)
-        Samples at noise level ``sigmas[-1]`` (0), float32.
+        Samples at noise level ``sigmas[-1]`` (0), float32, finite.
 
     References
     ----------
@@ -108,6 +118,7 @@ def heun_sampler(
         return den(x, torch.full((batch,), t, dtype=torch.float32, device=x.device)).float()
 
     x_next = latents.float() * sig[0]
+    first_bad = torch.full((batch,), n_steps, dtype=torch.long, device=latents.device)
     for i in range(n_steps):
         t_cur, t_next = sig[i], sig[i + 1]
         x_cur = x_next
@@ -125,8 +136,51 @@ def heun_sampler(
             denoised = D(corrector, x_next, t_next)
             d_prime = (x_next - denoised) / t_next
             x_next = x_hat + (t_next - t_hat) * (0.5 * d_cur + 0.5 * d_prime)
+        if divergence_bound is not None:
+            first_bad = _mark_divergence(first_bad, x_next, i, divergence_bound + 10 * t_next)
         if callback is not None:
             callback(
                 {"x": x_next, "i": i, "sigma": t_cur, "sigma_hat": t_hat, "denoised": denoised}
             )
+    if divergence_bound is not None:
+        x_next = _drop_diverged(x_next, first_bad, sig)
     return x_next
+
+
+def _mark_divergence(first_bad: torch.Tensor, x: torch.Tensor, i: int, limit: float):
+    """Step index of each member's first non-finite or out-of-bound state (device side)."""
+    flat = x.flatten(1)
+    bad = ~torch.isfinite(flat).all(dim=1) | (flat.abs().amax(dim=1) > limit)
+    return torch.where(bad, torch.minimum(first_bad, torch.full_like(first_bad, i)), first_bad)
+
+
+_DIVERGED_FIX = (
+    "The guidance step is too large for these observations (many, precise observations per "
+    "model cell) or the schedule too short: use guidance='mmps' (the default), or with "
+    "guidance='sda' a clip (e.g. clip=1.0) or a larger gamma, and at least 6 steps."
+)
+
+
+def _drop_diverged(x: torch.Tensor, first_bad: torch.Tensor, sig: list[float]) -> torch.Tensor:
+    """Raise :class:`DivergenceError` on non-finite members; warn about exploded finite ones
+    (kept as they are: a result that cannot be right warns, it is never replaced by NaN)."""
+    n_steps = len(sig) - 1
+    bad = first_bad < n_steps
+    if not bool(bad.any()):
+        return x
+    rows = torch.nonzero(bad).flatten().tolist()
+    i = int(first_bad.min())
+    where = f"{len(rows)} of {x.shape[0]} member(s) (batch rows {rows}), first at step {i}"
+    if not bool(torch.isfinite(x).all()):
+        raise DivergenceError(
+            f"the sampler diverged: {where} (sigma {sig[i + 1]:.3g}) became non-finite. "
+            + _DIVERGED_FIX
+        )
+    warnings.warn(
+        f"the sampler diverged: {where} (sigma {sig[i + 1]:.3g}) exploded beyond "
+        f"{float(x[bad].abs().amax()):.3g} prior standard deviations; these members cannot be "
+        "right. " + _DIVERGED_FIX,
+        XDiffSRWarning,
+        stacklevel=3,
+    )
+    return x

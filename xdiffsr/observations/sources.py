@@ -21,8 +21,24 @@ import xarray as xr
 
 from xdiffsr.cache import ProcessCache
 from xdiffsr.errors import ArgumentError, ObservationError, XDiffSRWarning
-from xdiffsr.grid import Grid, find_time, grid_of, to_datetime64
+from xdiffsr.grid import Grid, find_time, grid_of
 from xdiffsr.observations.error_model import DEFAULT_ERROR_STD, default_error_std
+from xdiffsr.observations.superobs import (
+    DEFAULT_SUPEROBS_RHO,
+    check_superobs,
+    grid_averaging,
+    is_fine,
+    point_superobs,
+    superobs_rows,
+    superobs_suffix,
+)
+from xdiffsr.observations.validate import (
+    check_options,
+    check_points,
+    is_real,
+    numeric_column,
+    time_column,
+)
 from xdiffsr.observations.vertical import soundings_to_observations
 from xdiffsr.regrid import point_weights, regrid_weights
 from xdiffsr.units import convert_units
@@ -127,9 +143,15 @@ class Observations:
 
 
 def _tolerance(tol, default: str) -> pd.Timedelta:
-    value = pd.Timedelta(default if tol is None else tol)
-    if value < pd.Timedelta(0):
-        raise ArgumentError(f"tolerance={tol!r} must be >= 0.")
+    try:
+        value = pd.Timedelta(default if tol is None else tol)
+    except (TypeError, ValueError, OverflowError) as err:
+        raise ArgumentError(
+            f"tolerance={tol!r} is not a time span ({err}); give e.g. '3h', '30min' or a "
+            "pandas.Timedelta."
+        ) from err
+    if pd.isna(value) or value < pd.Timedelta(0):
+        raise ArgumentError(f"tolerance={tol!r} must be a time span >= 0, e.g. '3h'.")
     return value
 
 
@@ -141,9 +163,15 @@ class PointObservations(Observations):
     per row group). ``error`` is an error *standard deviation* in the same units; ``gamma`` a
     per-observation ``Gamma``. The default time tolerance is ±3 h (radiosonde convention:
     nominal hours 00 and 12 UTC).
+
+    ``superobs=True`` averages the observations of each model variable in each model cell into
+    one (the mean of their values and of their interpolation rows; error variance as for grids,
+    :mod:`xdiffsr.observations.superobs`); off by default.
     """
 
     kind = "points"
+    superobs: bool = False
+    superobs_rho: float = DEFAULT_SUPEROBS_RHO
 
     def __post_init__(self):
         df = self.data
@@ -158,16 +186,23 @@ class PointObservations(Observations):
                 "give a tidy DataFrame with time, lat, lon, variable, value[, error], or the "
                 "output of xdiffsr.io.igra.read_igra."
             )
+        check_options(self)
         df = df.copy()
-        df["time"] = to_datetime64(df["time"])
-        bad = ~np.isfinite(df["value"].to_numpy(float))
+        df["time"] = time_column(df)
+        for col in ("value", "lat", "lon", "error", "gamma"):
+            if col in df:
+                df[col] = numeric_column(df, col)
+        check_points(df)
+        bad = ~np.isfinite(df["value"].to_numpy(float)) | np.isnat(df["time"].to_numpy())
         bad |= ~np.isfinite(df["lat"].to_numpy(float)) | ~np.isfinite(df["lon"].to_numpy(float))
         if "error" in df:
             bad |= ~(df["error"].to_numpy(float) > 0)
+        if "gamma" in df:
+            bad |= ~(df["gamma"].to_numpy(float) >= 0)
         if bad.any():
             warnings.warn(
                 f"dropped {int(bad.sum())} of {len(df)} point observations with NaN "
-                "value, position or error.",
+                "value, time, position, error or gamma (or error <= 0, gamma < 0).",
                 XDiffSRWarning,
                 stacklevel=4,
             )
@@ -226,13 +261,11 @@ class PointObservations(Observations):
                 vars_.append(self.variance_for(name, len(g)))
             idx.append(np.full(len(g), c))
             gams.append(g["gamma"].to_numpy(float) if "gamma" in g else np.full(len(g), self.gamma))
-        return ObsBlock(
-            sp.vstack(blocks).tocsr(),
-            np.concatenate(ys),
-            np.concatenate(vars_),
-            np.concatenate(idx),
-            gamma=np.concatenate(gams),
-        )
+        parts = (sp.vstack(blocks).tocsr(), *map(np.concatenate, (ys, vars_, idx, gams)))
+        check_superobs(self.superobs, self.superobs_rho, allow_auto=False)
+        if self.superobs:  # one super-observation per model variable and cell
+            parts = point_superobs(*parts, self.superobs_rho)
+        return ObsBlock(*parts[:4], gamma=parts[4])
 
 
 #: (method, model grid hash, obs grid hash) -> regridding matrix
@@ -263,9 +296,17 @@ class GridObservations(Observations):
     The operator is the regridding from the model grid to the dataset's grid (conservative by
     default), applied per variable. Dataset variables must be model variables. A dataset without
     a time dimension is used at every target time. Missing values (NaN) are dropped per time.
+
+    Super-observations (:mod:`xdiffsr.observations.superobs`): with ``superobs=None`` (default)
+    a grid at or finer than the model grid is first averaged conservatively onto the model cells
+    (one observation per covered cell, error variance ``(1 - rho) s^2 / n_eff + rho s^2`` for
+    ``n_eff`` values of error std ``s`` per cell, ``rho = superobs_rho``); True always, False
+    never.
     """
 
     kind = "grid"
+    superobs: bool | None = None
+    superobs_rho: float = DEFAULT_SUPEROBS_RHO
 
     def __post_init__(self):
         ds = self.data
@@ -275,6 +316,13 @@ class GridObservations(Observations):
             raise ArgumentError(
                 f"GridObservations needs an xarray Dataset, got {type(ds).__name__}."
             )
+        check_options(self)
+        for name, da in ds.data_vars.items():
+            if not is_real(da.dtype):
+                raise ObservationError(
+                    f"obs dataset variable {name!r} has dtype {da.dtype}, not real numbers; "
+                    "convert it, e.g. ds[name].astype(float)."
+                )
         self.data = ds
         self._grid = grid_of(ds, argname="obs dataset")
         self._time = find_time(ds, argname="obs dataset")
@@ -282,7 +330,8 @@ class GridObservations(Observations):
 
     def describe(self) -> str:
         H, W = self._grid.shape
-        return self.name or f"grid({H}x{W}, {', '.join(map(str, self.data.data_vars))})"
+        base = self.name or f"grid({H}x{W}, {', '.join(map(str, self.data.data_vars))})"
+        return base + superobs_suffix(self.superobs, self.superobs_rho)
 
     def window(self, start, stop) -> GridObservations:
         if self._time is None:
@@ -308,7 +357,20 @@ class GridObservations(Observations):
             ).tocsr(),
         )
 
+    def superobs_weights(self, prior) -> sp.csr_matrix | None:
+        """Conservative averaging weights from this grid onto the model cells of ``prior``
+        (model points, obs points) if this source uses super-observations there, else None;
+        built once per process for each (model grid, obs grid)."""
+        check_superobs(self.superobs, self.superobs_rho)
+        use = self.superobs if self.superobs is not None else is_fine(self._grid, prior.grid)
+        if not use:
+            return None
+        key = ("superobs", _grid_key(prior.grid), _grid_key(self._grid))
+        return _OPERATORS.get(key, lambda: grid_averaging(self._grid, prior.grid))
+
     def at_time(self, t, prior) -> ObsBlock | None:
+        """The block at ``t`` (None if no field within the tolerance), super-observations if
+        :meth:`superobs_weights` says so."""
         ds = self.data
         unknown = sorted(set(map(str, ds.data_vars)) - set(prior.variables))
         if unknown:
@@ -325,6 +387,7 @@ class GridObservations(Observations):
                 return None
             ds = ds.isel({self._time: k})
         R = self.operator(prior)
+        S = self.superobs_weights(prior)
         n_model = int(np.prod(prior.grid.shape))
         blocks, ys, vars_, idx = [], [], [], []
         for name in map(str, ds.data_vars):
@@ -343,16 +406,18 @@ class GridObservations(Observations):
                     stacklevel=4,
                 )
             c = prior.variables.index(name)
-            Rv = R[ok]
+            Rv, yv, vv = R[ok], val[ok], self.variance_for(name, int(ok.sum()))
+            if S is not None:  # one super-observation per covered model cell
+                Rv, yv, vv, _ = superobs_rows(S[:, ok], Rv, yv, vv, self.superobs_rho)
             blocks.append(
                 sp.csr_matrix(
                     (Rv.data, Rv.indices + c * n_model, Rv.indptr),
                     shape=(Rv.shape[0], len(prior.variables) * n_model),
                 )
             )
-            ys.append(val[ok])
-            vars_.append(self.variance_for(name, int(ok.sum())))
-            idx.append(np.full(int(ok.sum()), c))
+            ys.append(yv)
+            vars_.append(vv)
+            idx.append(np.full(yv.size, c))
         return ObsBlock(
             sp.vstack(blocks).tocsr(),
             np.concatenate(ys),
@@ -393,9 +458,13 @@ class CallableObservations(Observations):
             raise ArgumentError(f"operator={self.operator!r} must be callable.")
         if self.sigma_y is None or isinstance(self.sigma_y, Mapping):
             raise ArgumentError("CallableObservations needs sigma_y, one error variance.")
+        check_options(self)
         da = self.data
-        if not isinstance(da, xr.DataArray) or da.ndim != 2:
-            raise ArgumentError("data must be a 2-D DataArray (time, obs) of observed values.")
+        if not isinstance(da, xr.DataArray) or da.ndim != 2 or not is_real(da.dtype):
+            raise ArgumentError(
+                f"CallableObservations data={type(da).__name__} must be a 2-D DataArray (time, "
+                "obs) of real observed values."
+            )
         self._time = find_time(da, argname="data")
         if self._time is None:
             raise ArgumentError("data needs a datetime 'time' dimension.")
@@ -447,6 +516,9 @@ def as_source(obj, prior=None) -> Observations:
     :func:`xdiffsr.io.igra.read_igra`) are first interpolated to the prior's pressure levels;
     Datasets become :class:`GridObservations`; sources pass through.
     """
+    if isinstance(obj, GridObservations) and obj.superobs is None and prior is not None:
+        # resolve automatic super-observations for this model (the provenance then says so)
+        return replace(obj, superobs=is_fine(obj.grid, prior.grid))
     if isinstance(obj, Observations):
         return obj
     if isinstance(obj, pd.DataFrame):
@@ -457,7 +529,7 @@ def as_source(obj, prior=None) -> Observations:
             return PointObservations(tidy, name=f"igra({obj['station'].nunique()} stations)")
         return PointObservations(obj)
     if isinstance(obj, xr.Dataset | xr.DataArray):
-        return GridObservations(obj)
+        return as_source(GridObservations(obj), prior)
     raise ArgumentError(
         f"obs entries must be DataFrames, xarray Datasets or xdiffsr.Observations, got "
         f"{type(obj).__name__}."

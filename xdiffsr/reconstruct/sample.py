@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Callable, Sequence
+from numbers import Integral
 from typing import Any
 
 import numpy as np
@@ -14,7 +15,7 @@ from xdiffsr.core.memory import auto_budget, cuda_peak_probe, fit_batch_size
 from xdiffsr.core.runtime import with_network_options
 from xdiffsr.core.sampler import heun_sampler, randn
 from xdiffsr.core.schedule import karras_sigmas
-from xdiffsr.errors import XDiffSRWarning
+from xdiffsr.errors import ArgumentError, XDiffSRWarning
 from xdiffsr.models.prior import Prior
 from xdiffsr.observations.likelihood import likelihoods
 from xdiffsr.observations.sources import Observations
@@ -23,9 +24,24 @@ from xdiffsr.reconstruct.settings import SamplerSettings
 
 def member_seed(seed: int, time: np.datetime64) -> int:
     """Seed of the members at ``time``: derived from the global seed and the timestamp only, so
-    results do not depend on chunking, workers or order."""
+    results do not depend on chunking, workers or order.
+
+    Every bit of ``seed`` (an integer >= 0 of any size) is used: a seed below ``2**32`` gives
+    the entropy ``[seed, time high word, time low word]``; a larger one appends its higher
+    32-bit words and their count, so no two seeds share a stream.
+
+    Raises
+    ------
+    ArgumentError
+        A negative or non-integer seed.
+    """
+    if isinstance(seed, bool) or not isinstance(seed, Integral) or seed < 0:
+        raise ArgumentError(f"seed={seed!r} must be an integer >= 0.")
+    seed = int(seed)
     ns = int(np.datetime64(time, "ns").astype(np.int64))
-    ss = np.random.SeedSequence([int(seed) & 0xFFFFFFFF, (ns >> 32) & 0xFFFFFFFF, ns & 0xFFFFFFFF])
+    high = [(seed >> s) & 0xFFFFFFFF for s in range(32, seed.bit_length(), 32)]
+    words = [seed & 0xFFFFFFFF, (ns >> 32) & 0xFFFFFFFF, ns & 0xFFFFFFFF]
+    ss = np.random.SeedSequence(words + high + [len(high)] if high else words)
     return int(ss.generate_state(1, dtype=np.uint64)[0] >> 1)
 
 
@@ -65,7 +81,13 @@ def _denoiser_at(
     if settings.guidance == "sda" and liks:
         den = ScoreGuidance(den, liks, lambda_g=settings.lambda_g, clip=settings.clip)
     elif settings.guidance == "mmps" and liks:
-        den = MMPSGuidance(den, liks, cg_iters=settings.cg_iters, lambda_g=settings.lambda_g)
+        den = MMPSGuidance(
+            den,
+            liks,
+            cg_iters=settings.cg_iters,
+            cg_tol=settings.cg_tol,
+            lambda_g=settings.lambda_g,
+        )
     return den, counts
 
 
