@@ -123,7 +123,9 @@ def analysis_cycle(
             obs, w = [sondes, *obs], [1.0, *w]
         ens = sr([vt], obs, w)
         store[pd.Timestamp(vt)] = ens
-        analysis = ens.isel(time=0, drop=True).mean("member")
+        # the state only: diagnostics (obs_*, on a source dimension) do not restart the emulator
+        state = [v for v in variables if v in ens.data_vars]
+        analysis = ens[state].isel(time=0, drop=True).mean("member")
         rest = [v for v in background.data_vars if v not in analysis]
         if rest:  # variables the prior lacks: the emulator's own, for the restart
             fill = Regridder(background, analysis, "bilinear")(background[rest])

@@ -54,6 +54,8 @@ from xdiffsr.evaluation.scores import (
     resolve_model,
     score_rows,
 )
+from xdiffsr.evaluation.validation import score_withheld
+from xdiffsr.evaluation.validation import withhold as withhold_observations
 from xdiffsr.models import Prior
 from xdiffsr.osse import COARSE_GRID, Emulator, coarsen
 from xdiffsr.osse.stations import simulate_soundings
@@ -96,13 +98,23 @@ class _Setup:
     init: xr.Dataset | None = None  # coarsened truth at target - lead
     ensembles: dict[str, xr.Dataset] = field(default_factory=dict)
     seconds: dict[str, float] = field(default_factory=dict)
+    withheld: pd.DataFrame | None = None  # soundings never assimilated, scored separately
 
     def sondes_at(self, times) -> pd.DataFrame:
         return self.sondes[self.sondes["time"].isin(pd.DatetimeIndex(np.atleast_1d(times)))]
 
     def score(self, ens: xr.Dataset) -> list[dict[str, Any]]:
-        """Rows (variable, metric, value) of one reconstruction against the truth."""
-        return score_rows(ens, self.truth, self.variables, self.stations)
+        """Rows (variable, metric, value) of one reconstruction against the truth, and at the
+        withheld soundings (metrics ``<metric>_withheld``) when some are withheld."""
+        rows = score_rows(ens, self.truth, self.variables, self.stations)
+        if self.withheld is not None:
+            held = score_withheld(ens, self.withheld, variables=self.variables)
+            rows += [
+                {"variable": r.variable, "units": r.units, "metric": f"{r.metric}_withheld",
+                 "value": r.value}
+                for r in held.itertuples()
+            ]
+        return rows
 
 
 # ----------------------------------------------------------------------------- preparation
@@ -313,6 +325,8 @@ def evaluate(
     figures: bool = True,
     plot_variables: Sequence[str] = ("t850", "u500"),
     verbose: bool = False,
+    withhold: float | None = None,
+    withhold_by: str = "station",
     **sampler_options: Any,
 ) -> pd.DataFrame:
     """Score every observing configuration and baseline against an OSSE truth.
@@ -356,6 +370,14 @@ def evaluate(
         Write figures (needs matplotlib) for ``plot_variables``.
     verbose : bool
         Print progress and the timing of each configuration.
+    withhold : float, optional
+        Held-out validation: this fraction of the simulated soundings (by ``withhold_by``, see
+        :func:`xdiffsr.evaluation.validation.withhold`, seeded with ``seed``) is never
+        assimilated, and every configuration and baseline is also scored at them: rows
+        ``rmse_withheld``, ``crps_withheld`` and ``spread_skill_withheld`` (ensembles) of
+        :func:`xdiffsr.evaluation.validation.score_withheld` (against the noisy soundings).
+    withhold_by : {"station", "random", "region"}
+        How the withheld soundings are chosen.
 
     Returns
     -------
@@ -393,6 +415,10 @@ def evaluate(
         truth, stations, targets, variables, lead, emulator, coarse_grid, seed, need_emulator
     )
     setup.seconds["observations and emulator"] = _time.perf_counter() - t0
+    if withhold:
+        setup.sondes, setup.withheld = withhold_observations(
+            setup.sondes, fraction=withhold, by=withhold_by, seed=seed
+        )
     sampler = dict(members=members, steps=steps, seed=seed, device=device, **sampler_options)
     sr = _sampler(setup, prior, targets, guidance, cg_iters, sampler)
     rows = _run_configurations(setup, configurations, weights, sr, emulator, lead, verbose)
@@ -406,6 +432,7 @@ def evaluate(
         model=prior.describe(),
         seed=seed,
         stations=len(setup.stations),
+        **({"withhold": withhold, "withhold_by": withhold_by} if withhold else {}),
         **sampler_options,
     )
     table = _table(rows, setup, targets, settings)

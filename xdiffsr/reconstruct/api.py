@@ -14,8 +14,15 @@ from tqdm.auto import tqdm
 from xdiffsr.errors import XDiffSRWarning
 from xdiffsr.models.prior import Prior
 from xdiffsr.models.reference import ModelRef, model_handle
+from xdiffsr.reconstruct.diagnostics import check_climate, result_diagnostics
 from xdiffsr.reconstruct.output import _to_dataset
-from xdiffsr.reconstruct.plan import Plan, _plan, _time_chunks
+from xdiffsr.reconstruct.plan import (
+    Plan,
+    _plan,
+    _time_chunks,
+    check_device,
+    check_output_memory,
+)
 from xdiffsr.reconstruct.sample import run_times, steps_per_time
 from xdiffsr.reconstruct.settings import SamplerSettings
 from xdiffsr.reconstruct.tasks import chunk_task_args, compute_chunk
@@ -82,7 +89,21 @@ def super_resolve(
         ``ds`` if it has one (same points as the model's, any order), else the model grid; CF
         attributes, and provenance attributes (model, sampler, sources, weights, grid
         orientation). ``sampler`` is strict JSON of :meth:`SamplerSettings.record` (an
-        infinite ``S_tmax`` is the string ``"inf"``).
+        infinite ``S_tmax`` is the string ``"inf"``). Eager results also carry observation-space
+        diagnostics on (time, source): ``obs_count``, ``obs_rms`` (observation minus ensemble
+        mean), ``obs_spread`` (ensemble spread at the observations), ``obs_error`` (effective
+        error std ``sqrt(sigma_y / weight)``) and ``obs_chi2`` (normalised innovation
+        chi-square, about 1 when the error model is right; defined in
+        :mod:`xdiffsr.reconstruct.diagnostics`). Lazy results carry none (compute them with
+        :func:`xdiffsr.reconstruct.diagnostics.observation_diagnostics`).
+
+    Warns
+    -----
+    XDiffSRWarning
+        A source whose chi-square is far from 1 (> 4 or < 0.25 with >= 20 observations), an
+        ensemble that ends far from a source's observations, and observations far outside the
+        prior's climate (> 10 % of values beyond 6 normalisation scales; lazy results check the
+        first time chunk only).
 
     Raises
     ------
@@ -98,6 +119,8 @@ def super_resolve(
     settings = SamplerSettings.from_options(settings, **sampler_options)
     plan = _plan(ds, obs, weights, model, settings)
     n_chunk = _time_chunks(ds, plan.tname, chunks)
+    check_device(device, lazy=n_chunk is not None)
+    check_output_memory(plan, model, n_chunk)
     if n_chunk is None:
         dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         total = len(plan.times) * steps_per_time(model, settings)
@@ -114,6 +137,9 @@ def super_resolve(
                 n_sources=len(plan.sources),
                 progress=bar.update if progress else None,
             )
+        diagnostics = result_diagnostics(
+            model, plan.sources, plan.weights, plan.times, plan.tname, data, plan.ilat, plan.ilon
+        )
     else:
         if progress:
             warnings.warn(
@@ -122,9 +148,18 @@ def super_resolve(
                 XDiffSRWarning,
                 stacklevel=2,
             )
-        data = _lazy(plan, model, device, n_chunk)
+        check_climate(model, plan.sources, plan.times[:n_chunk])  # the first chunk's times
+        data, diagnostics = _lazy(plan, model, device, n_chunk), None
     return _to_dataset(
-        data, plan.times, plan.tname, plan.grid, model, plan.sources, plan.weights, settings
+        data,
+        plan.times,
+        plan.tname,
+        plan.grid,
+        model,
+        plan.sources,
+        plan.weights,
+        settings,
+        diagnostics=diagnostics,
     )
 
 

@@ -14,10 +14,19 @@ from xdiffsr.reconstruct.settings import SamplerSettings
 
 
 def _to_dataset(
-    data, times, tname, grid: Grid, prior: Prior, sources, weights, settings: SamplerSettings
+    data,
+    times,
+    tname,
+    grid: Grid,
+    prior: Prior,
+    sources,
+    weights,
+    settings: SamplerSettings,
+    diagnostics: xr.Dataset | None = None,
 ) -> xr.Dataset:
     """The members as a Dataset; the ``sampler`` attribute is strict JSON
-    (:meth:`SamplerSettings.to_json`: an infinite ``S_tmax`` is the string ``"inf"``)."""
+    (:meth:`SamplerSettings.to_json`: an infinite ``S_tmax`` is the string ``"inf"``). The
+    ``diagnostics`` variables (time, source), if given, are added."""
     lat_name, lon_name = "lat", "lon"
     coords = {
         tname: (tname, times),
@@ -43,6 +52,8 @@ def _to_dataset(
         attrs["units"] = prior.units[v] or attrs.get("units", "")
         data_vars[v] = ((tname, "member", lat_name, lon_name), data[:, :, c], attrs)
     ds = xr.Dataset(data_vars, coords=coords)
+    if diagnostics is not None:
+        ds = ds.assign(diagnostics.assign_coords({tname: ds[tname]}).data_vars)
     ds[tname].attrs.update({"standard_name": "time", "axis": "T"})
     ds["member"].attrs.update({"long_name": "ensemble member", "standard_name": "realization"})
     ds.attrs.update(
