@@ -89,6 +89,7 @@ def tiny_observations(times) -> list:
             "lon": g.uniform(0, 360, n * len(times)),
             "variable": "t850",
             "value": g.normal(270, 5, n * len(times)),
+            "units": "K",
         }
     )
     coarse = xr.Dataset(

@@ -86,6 +86,7 @@ def _points(truth, n=25, seed=1, times=TIMES):
                     "variable": "t850",
                     "value": val,
                     "error": 0.5,
+                    "units": "K",
                 }
             )
         )
@@ -405,14 +406,15 @@ def test_regional_real_era5_grid(shared_data):
     vals = truth.interp(latitude=xr.DataArray(lat), longitude=xr.DataArray(lon)).values
     t = pd.Timestamp(truth.time.values)
     df = pd.DataFrame(
-        {"time": t, "lat": lat, "lon": lon, "variable": "t2m", "value": vals, "error": 0.3}
+        {"time": t, "lat": lat, "lon": lon, "variable": "t2m", "value": vals, "error": 0.3,
+         "units": "K"}
     )
     out = ds.isel(time=[700]).diffsr.super_resolve(
         [df], model=prior, members=8, steps=12, guidance="mmps"
     )
     assert out.attrs["latitude_order"] == "descending"
     mean = out["t2m"].isel(time=0).mean("member")
-    at_obs = mean.interp(lat=xr.DataArray(lat), lon=xr.DataArray(lon)).values
+    at_obs = mean.interp(latitude=xr.DataArray(lat), longitude=xr.DataArray(lon)).values
     clim = (
         train["t2m"]
         .mean("time")

@@ -25,7 +25,9 @@ PACKAGE = Path(__file__).resolve().parents[1] / "xdiffsr"
 LAYERS = {
     "xdiffsr.errors": 0,
     "xdiffsr.cache": 0,
+    "xdiffsr._version": 0,
     "xdiffsr.units": 0,
+    "xdiffsr.names": 0,
     "xdiffsr.grid": 0,
     "xdiffsr.core": 0,
     "xdiffsr.regrid": 0,

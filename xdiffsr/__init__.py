@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 from xdiffsr import accessor as _accessor  # noqa: F401  (registers Dataset.diffsr)
+from xdiffsr._version import __version__
 from xdiffsr.errors import (
     ArgumentError,
     CoordinateError,
@@ -29,9 +30,6 @@ from xdiffsr.observations import (
 )
 from xdiffsr.reconstruct import SamplerSettings, reconstruct_to_zarr, super_resolve
 
-__version__ = "0.1.0.dev0"
-
-
 __all__ = [
     "ArgumentError",
     "CallableObservations",
@@ -52,6 +50,7 @@ __all__ = [
     "UnitsError",
     "XDiffSRError",
     "XDiffSRWarning",
+    "__version__",
     "load_model",
     "open_model",
     "reconstruct_to_zarr",

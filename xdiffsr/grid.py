@@ -23,11 +23,13 @@ import xarray as xr
 from xdiffsr.errors import ArgumentError, CoordinateError, XDiffSRWarning
 
 __all__ = [
+    "REAL_CALENDARS",
     "Grid",
     "cell_centre_grid",
     "find_latlon",
     "find_time",
     "grid_of",
+    "has_latlon",
     "latlon_dataset",
     "to_datetime64",
     "wrap_lon",
@@ -148,6 +150,20 @@ def find_latlon(obj: Any, argname: str = "ds") -> tuple[xr.DataArray, xr.DataArr
     return out[0], out[1]
 
 
+def has_latlon(obj: xr.Dataset | xr.DataArray) -> bool:
+    """True if ``obj`` has any coordinate or variable that CF attributes or its name call
+    latitude or longitude (usable as a grid or not: curvilinear ones count)."""
+    for key in ("latitude", "longitude"):
+        for name, v in _variables(obj).items():
+            if (
+                v.attrs.get("standard_name") == key
+                or str(v.attrs.get("units", "")).lower() in _UNITS[key]
+                or str(name).lower() in _NAMES[key]
+            ):
+                return True
+    return False
+
+
 def cell_centre_grid(nlat: int, nlon: int) -> tuple[np.ndarray, np.ndarray]:
     """Equiangular global grid of cell centres: latitudes ascending (no poles), longitudes from 0.
 
@@ -174,8 +190,18 @@ _LAT_ATTRS = {"standard_name": "latitude", "units": "degrees_north", "axis": "Y"
 _LON_ATTRS = {"standard_name": "longitude", "units": "degrees_east", "axis": "X"}
 
 
+def _is_cftime(values) -> bool:
+    v = np.asarray(values)
+    return v.dtype == object and v.size > 0 and hasattr(v.flat[0], "calendar")
+
+
 def find_time(obj: xr.Dataset | xr.DataArray, *, argname: str = "ds") -> str | None:
-    """Name of the datetime dimension of ``obj`` (CF 'T' axis or 'time'), or None if it has none."""
+    """Name of the time dimension of ``obj`` (CF 'T' axis or 'time'), or None if it has none.
+
+    datetime64 times and cftime dates (as decoded from climate model files with ``noleap``,
+    ``360_day`` ... calendars) both count; :func:`to_datetime64` converts the latter where the
+    calendar maps to real dates.
+    """
     candidates = []
     for key in ("T", "time"):
         try:
@@ -184,9 +210,52 @@ def find_time(obj: xr.Dataset | xr.DataArray, *, argname: str = "ds") -> str | N
             pass
     candidates += [d for d in obj.dims if d in obj.coords]
     for name in dict.fromkeys(candidates):
-        if name in obj.dims and np.issubdtype(obj[name].dtype, np.datetime64):
+        if name in obj.dims and (
+            np.issubdtype(obj[name].dtype, np.datetime64) or _is_cftime(obj[name].values)
+        ):
             return str(name)
     return None
+
+
+#: cftime calendars whose dates are real (proleptic Gregorian) dates.
+REAL_CALENDARS = ("standard", "gregorian", "proleptic_gregorian", "noleap", "365_day",
+                  "all_leap", "366_day")
+
+
+def _cftime_to_datetime64(values: np.ndarray) -> np.ndarray:
+    flat = values.ravel()
+    calendar = str(getattr(flat[0], "calendar", "") or "standard")
+    if calendar not in REAL_CALENDARS:
+        raise CoordinateError(
+            f"times in the {calendar!r} calendar cannot be used: only calendars whose dates are "
+            f"real dates are supported ({', '.join(REAL_CALENDARS)}); a {calendar!r} date such "
+            "as 30 February has no place in the observations' and the model's real calendar. "
+            "Convert the dates yourself (e.g. ds.convert_calendar('noleap', align_on='year')) "
+            "and choose what the days mean."
+        )
+    out = np.empty(flat.size, dtype="datetime64[ns]")
+    for i, d in enumerate(flat):
+        try:
+            out[i] = pd.Timestamp(d.year, d.month, d.day, d.hour, d.minute, d.second,
+                                  d.microsecond).to_datetime64()
+        except ValueError as err:
+            raise CoordinateError(
+                f"the {calendar!r} date {d} does not exist in the real calendar ({err}); drop "
+                "it, or convert the dates (ds.convert_calendar('standard', align_on='date'))."
+            ) from err
+    return out
+
+
+def to_datetime64(values) -> np.ndarray:
+    """Times as datetime64[ns] (naive UTC); cftime dates of the calendars in
+    :data:`REAL_CALENDARS` are converted, others refused with :class:`CoordinateError`."""
+    arr = np.asarray(values)
+    if _is_cftime(arr):
+        return _cftime_to_datetime64(arr)
+    idx = pd.DatetimeIndex(pd.to_datetime(arr.ravel()))
+    if idx.tz is not None:
+        idx = idx.tz_convert("UTC").tz_localize(None)
+    return idx.values.astype("datetime64[ns]")
 
 
 def wrap_lon(lon: np.ndarray) -> np.ndarray:
@@ -196,7 +265,8 @@ def wrap_lon(lon: np.ndarray) -> np.ndarray:
 
 @dataclass(frozen=True)
 class Grid:
-    """A regular latitude-longitude grid as stored (order and longitude convention preserved).
+    """A latitude-longitude grid as stored (order and longitude convention preserved); latitudes
+    may be irregular (Gaussian grids), longitudes are regular.
 
     Attributes
     ----------
@@ -260,12 +330,14 @@ def _match(src: np.ndarray, dst: np.ndarray, period: float | None = None) -> np.
 
 
 def grid_of(obj: xr.Dataset | xr.DataArray, *, argname: str = "ds") -> Grid:
-    """The regular lat/lon :class:`Grid` of ``obj``.
+    """The lat/lon :class:`Grid` of ``obj``: 1-D monotonic latitudes (regular or not, e.g.
+    Gaussian), regularly spaced 1-D longitudes.
 
     Raises
     ------
     CoordinateError
-        If latitude or longitude is missing, not 1-D, or not regularly spaced.
+        If latitude or longitude is missing or not 1-D, latitudes are not monotonic or
+        longitudes not regularly spaced.
     """
     lat, lon = find_latlon(obj, argname)
     for c, key in ((lat, "latitude"), (lon, "longitude")):
@@ -275,8 +347,15 @@ def grid_of(obj: xr.Dataset | xr.DataArray, *, argname: str = "ds") -> Grid:
                 "are supported. Regrid curvilinear data first (e.g. with xESMF)."
             )
         v = np.asarray(c.values, dtype=np.float64)
-        if v.size > 2:
-            d = np.diff(v if key == "latitude" else np.unwrap(v, period=360.0))
+        if key == "latitude" and v.size > 1:
+            d = np.diff(v)
+            if not (np.all(d > 0) or np.all(d < 0)):
+                raise CoordinateError(
+                    f"{argname}: latitude {c.name!r} is not strictly monotonic; sort it, e.g. "
+                    f"{argname}.sortby({c.name!r})."
+                )
+        elif v.size > 2:
+            d = np.diff(np.unwrap(v, period=360.0))
             if not np.allclose(d, d[0], rtol=1e-3, atol=1e-6):
                 raise CoordinateError(
                     f"{argname}: {key} {c.name!r} is not regularly spaced (steps "
@@ -289,11 +368,3 @@ def grid_of(obj: xr.Dataset | xr.DataArray, *, argname: str = "ds") -> Grid:
         str(lat.name),
         str(lon.name),
     )
-
-
-def to_datetime64(values) -> np.ndarray:
-    """Times as datetime64[ns] (naive UTC)."""
-    idx = pd.DatetimeIndex(pd.to_datetime(np.asarray(values).ravel()))
-    if idx.tz is not None:
-        idx = idx.tz_convert("UTC").tz_localize(None)
-    return idx.values.astype("datetime64[ns]")

@@ -67,6 +67,7 @@ def test_diffusion_model_samples_through_accessor(model):
             "lon": [5.0, 200.0],
             "variable": ["t850", "z500"],
             "value": [280.0, 54500.0],
+            "units": ["K", "m2 s-2"],
         }
     )
     ds = xr.Dataset(coords={"time": pd.date_range("2020-01-01", periods=2, freq="12h")})

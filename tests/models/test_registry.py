@@ -205,6 +205,7 @@ def test_packaged_file_loads_offline(env, monkeypatch, model_bytes, served):
             "lon": [5.0, 200.0] * 2,
             "variable": ["t850", "z500"] * 2,
             "value": [280.0, 54500.0, 279.0, 54400.0],
+            "units": ["K", "m2 s-2"] * 2,
         }
     )
     out = ds.diffsr.super_resolve([df], model=m, members=2, steps=3)

@@ -47,7 +47,7 @@ def test_point_and_grid_sources_use_the_table():
     names = list(VARIABLES)
     pts = pd.DataFrame({"time": [t] * len(names), "lat": 10.0, "lon": 20.0, "variable": names,
                         "value": 1.0})
-    blk = PointObservations(pts).at_time(t, _prior(names))
+    blk = PointObservations(pts, assume_units=True).at_time(t, _prior(names))
     got = dict(zip(np.asarray(names)[blk.var_index], blk.variance, strict=True))
     for v in names:
         assert got[v] == pytest.approx(default_error_std(v) ** 2), v
@@ -56,7 +56,7 @@ def test_point_and_grid_sources_use_the_table():
                                                            "units": "degrees_north"}),
                             "lon": ("lon", [0.0, 10.0], {"standard_name": "longitude",
                                                            "units": "degrees_east"})})
-    grid = GridObservations(ds)
+    grid = GridObservations(ds, units="m2 s-2")
     assert grid.variance_for("z500", 3) == pytest.approx(np.full(3, (10.0 * G0) ** 2))
 
 

@@ -59,6 +59,7 @@ def _dense_points(truth, per_cell=16, seed=2):
             "lon": np.mod(LON[j] + g.uniform(-1, 1, n), 360),
             "variable": "z500",
             "value": truth[1, i, j] + g.normal(0, 98.0665, n),
+            "units": "m2 s-2",
         }
     )
 

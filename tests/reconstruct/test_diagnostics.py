@@ -42,7 +42,7 @@ def _obs(truths, noise_var: float, n: int = 40, seed: int = 1, times=TIMES) -> p
         i, j = np.unravel_index(idx, (8, 16))
         val = truths[k, 0, i, j] + g.normal(0, np.sqrt(noise_var), n)
         rows.append(pd.DataFrame({"time": t, "lat": LAT[i], "lon": LON[j], "variable": "t850",
-                                  "value": val}))
+                                  "value": val, "units": "K"}))
     return pd.concat(rows, ignore_index=True)
 
 

@@ -443,3 +443,31 @@ def test_killing_the_workers_holding_an_in_memory_prior(client, tmp_path):
     assert killed
     assert _done(str(tmp_path / "g.zarr")).all()
     _assert_equal(out, ref)
+
+
+def test_store_keeps_the_callers_names_and_history(model_file, tmp_path):
+    """A target on the model grid named latitude/longitude (descending latitudes) and an ensemble
+    dimension named ``number``: the store uses the caller's names and order, like super_resolve,
+    and appends to the caller's history."""
+    model = xdiffsr.load_model(model_file)
+    lat, lon = model.grid.lat[::-1], model.grid.lon
+    times = TIMES[:2]
+    ds = xr.Dataset(
+        coords={
+            "time": times,
+            "latitude": ("latitude", lat, {"standard_name": "latitude"}),
+            "longitude": ("longitude", lon, {"standard_name": "longitude"}),
+        },
+        attrs={"history": "made by hand"},
+    )
+    with dask.config.set(scheduler="sync"):
+        out = xdiffsr.reconstruct_to_zarr(
+            ds, _obs(times), str(tmp_path / "named.zarr"), model=model_file, chunks=1,
+            progress=False, member_dim="number", **KW,
+        )
+    ref = ds.diffsr.super_resolve(_obs(times), model=model, member_dim="number", **KW)
+    v = model.variables[0]
+    assert out[v].dims == ("time", "number", "latitude", "longitude")
+    np.testing.assert_array_equal(out["latitude"].values, lat)
+    np.testing.assert_allclose(out[v].values, ref[v].values, rtol=1e-5, atol=1e-5)
+    assert out.attrs["history"].startswith("made by hand")

@@ -236,7 +236,8 @@ def test_saved_model_loads_and_samples(trained):
     for k, v in model.precond.state_dict().items():
         torch.testing.assert_close(v, tensors[f"ema.{k}"], rtol=0, atol=0)
     obs = pd.DataFrame({"time": TIMES[50], "lat": LAT[[3, 8]], "lon": LON[[5, 20]],
-                        "variable": "t850", "value": [268.0, 275.0], "error": 1.0})
+                        "variable": "t850", "value": [268.0, 275.0], "error": 1.0,
+                        "units": "K"})
     ens = xr.Dataset(coords={"time": TIMES[50:51]}).diffsr.super_resolve(
         [obs], model=model, members=2, steps=3)
     assert ens["t850"].shape == (1, 2, H, W)

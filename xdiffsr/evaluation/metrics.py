@@ -26,8 +26,10 @@ import xarray as xr
 
 from xdiffsr.errors import ArgumentError, CoordinateError
 from xdiffsr.grid import find_latlon
+from xdiffsr.names import to_model_layout
 
 __all__ = [
+    "check_same_grid",
     "crps_ensemble",
     "errors_at_points",
     "latitude_weights",
@@ -62,6 +64,77 @@ def _latlon_dims(obj: xr.DataArray | xr.Dataset) -> tuple[Hashable | None, Hasha
     except CoordinateError:
         return None, None
     return (lat.dims[0] if lat.dims[0] in obj.dims else None), None
+
+
+def check_same_grid(
+    forecast: xr.DataArray | xr.Dataset,
+    truth: xr.DataArray | xr.Dataset,
+    names: tuple[str, str] = ("forecast", "truth"),
+) -> tuple[Hashable | None, Hashable | None] | None:
+    """Refuse two fields on different grids instead of letting xarray broadcast them.
+
+    Latitude and longitude are found in both (CF attributes, then names: ``lat``/``latitude``,
+    ``lon``/``longitude``); they must have the same dimension names and the same values (in any
+    order: xarray aligns them).
+
+    Returns
+    -------
+    (lat_dim, lon_dim) or None
+        The shared dimensions, None when neither field has a latitude/longitude grid.
+
+    Raises
+    ------
+    CoordinateError
+        Different names for the same axis (``lat`` and ``latitude``, which would broadcast to
+        a 4-D product), or different coordinate values (which would align to fewer points).
+    """
+    a, b = _latlon_dims(forecast), _latlon_dims(truth)
+    if a == (None, None) and b == (None, None):
+        return None
+    for axis, da, db in (("latitude", a[0], b[0]), ("longitude", a[1], b[1])):
+        if da != db:
+            raise CoordinateError(
+                f"{names[0]} has the {axis} dimension {da!r} but {names[1]} has {db!r}; "
+                f"xarray would broadcast them into a product of both grids. Give both the same "
+                f"name, e.g. {names[1]}.rename({{{db!r}: {da!r}}})."
+            )
+        if da is None:
+            continue
+        va = np.sort(np.asarray(forecast[da].values, dtype=float))
+        vb = np.sort(np.asarray(truth[db].values, dtype=float))
+        if va.shape != vb.shape or not np.array_equal(va, vb):
+            raise CoordinateError(
+                f"{names[0]} and {names[1]} are on different {axis} grids ({da!r}: {va.size} "
+                f"values {va[:1].tolist()}..{va[-1:].tolist()} vs {vb.size} values "
+                f"{vb[:1].tolist()}..{vb[-1:].tolist()}); regrid one onto the other "
+                "(xdiffsr.regrid.Regridder) or, if they differ by rounding only, copy the "
+                f"coordinate: {names[1]}.assign_coords({{{db!r}: {names[0]}[{da!r}]}})."
+            )
+    return a
+
+
+def _prepare(
+    forecast: T_Xarray, truth: T_Xarray, dims: Sequence[Hashable] | None
+) -> tuple[T_Xarray, T_Xarray, tuple[Hashable, ...]]:
+    """``truth`` in the forecast's layout (variables picked through :mod:`xdiffsr.names` when
+    it is, e.g., a WeatherBench 2 Dataset), the grids checked, and the dimensions to reduce
+    (default: latitude and longitude)."""
+    if isinstance(forecast, xr.Dataset) and isinstance(truth, xr.Dataset):
+        lacking = [str(v) for v in forecast.data_vars if v not in truth.data_vars]
+        if lacking:
+            found = to_model_layout(truth, lacking, argname="truth", missing="skip")
+            if found.data_vars:
+                kept = [v for v in forecast.data_vars if v in truth.data_vars]
+                truth = truth[kept].assign(found.data_vars)
+    grid_dims = check_same_grid(forecast, truth)
+    if dims is None:
+        if grid_dims is None or None in grid_dims:
+            raise ArgumentError(
+                f"dims: no latitude/longitude dimensions found among {tuple(forecast.dims)}; "
+                "pass dims= naming the dimensions to average over"
+            )
+        dims = grid_dims
+    return forecast, truth, tuple(dims)
 
 
 def latitude_weights(lat: xr.DataArray | np.ndarray) -> xr.DataArray:
@@ -160,7 +233,7 @@ def rmse(
     forecast: T_Xarray,
     truth: T_Xarray,
     *,
-    dims: Sequence[Hashable] = ("lat", "lon"),
+    dims: Sequence[Hashable] | None = None,
     weights: Weights = "latitude",
     member_dim: Hashable = "member",
 ) -> T_Xarray:
@@ -174,8 +247,12 @@ def rmse(
     ----------
     forecast, truth : DataArray or Dataset
         Broadcastable fields, e.g. forecast (member, time, lat, lon) and truth (time, lat, lon).
-    dims : sequence of str
-        Dimensions to reduce.
+    dims : sequence of str, optional
+        Dimensions to reduce; default the latitude and longitude dimensions, found by CF
+        attributes or name (``lat``/``latitude``, ``lon``/``longitude``). The forecast and the
+        truth must share them, with the same values (:func:`check_same_grid`); a truth Dataset
+        in another layout (WeatherBench 2, cfgrib) is put in the forecast's
+        (:func:`xdiffsr.names.to_model_layout`).
     weights : {"latitude"}, DataArray or None
         ``"latitude"``: cell-area weights of :func:`latitude_weights`; a DataArray: custom weights;
         None: unweighted.
@@ -191,6 +268,7 @@ def rmse(
     ----------
     .. [1] Rasp et al. (2024), WeatherBench 2, Eq. (1).
     """
+    forecast, truth, dims = _prepare(forecast, truth, dims)
     if member_dim in forecast.dims:
         forecast = forecast.mean(member_dim)
     return np.sqrt(_mean((forecast - truth) ** 2, dims, weights))
@@ -216,7 +294,7 @@ def crps_ensemble(
     *,
     member_dim: Hashable = "member",
     fair: bool = True,
-    dims: Sequence[Hashable] = ("lat", "lon"),
+    dims: Sequence[Hashable] | None = None,
     weights: Weights = "latitude",
 ) -> T_Xarray:
     """Continuous ranked probability score of an ensemble, optionally the fair (unbiased) form.
@@ -248,6 +326,7 @@ def crps_ensemble(
     .. [2] Gneiting & Raftery (2007), Eq. (21).
     .. [3] Ferro (2014), Eq. (4); Zamo & Naveau (2018), Math. Geosci. 50, 209-234.
     """
+    forecast, truth, dims = _prepare(forecast, truth, dims)
     m = _ensemble_size(forecast, member_dim)
     if fair and m < 2:
         raise ArgumentError(
@@ -273,7 +352,7 @@ def spread_skill_ratio(
     truth: T_Xarray,
     *,
     member_dim: Hashable = "member",
-    dims: Sequence[Hashable] = ("lat", "lon"),
+    dims: Sequence[Hashable] | None = None,
     weights: Weights = "latitude",
     finite_ensemble_correction: bool = True,
 ) -> T_Xarray:
@@ -304,6 +383,7 @@ def spread_skill_ratio(
     ----------
     .. [4] Fortin et al. (2014); Rasp et al. (2024), WeatherBench 2, Sect. 4.
     """
+    forecast, truth, dims = _prepare(forecast, truth, dims)
     m = _ensemble_size(forecast, member_dim)
     if m < 2:
         raise ArgumentError(
@@ -464,7 +544,7 @@ def errors_at_points(
     points: pd.DataFrame | xr.Dataset,
     *,
     radius_km: float | None = None,
-    dims: Sequence[Hashable] = ("lat", "lon"),
+    dims: Sequence[Hashable] | None = None,
     weights: Weights = "latitude",
     member_dim: Hashable = "member",
 ) -> T_Xarray:
@@ -489,6 +569,7 @@ def errors_at_points(
         RMSE with a new leading dimension ``location = ["observed", "unobserved"]`` (NaN for a part
         with no cells).
     """
+    forecast, truth, dims = _prepare(forecast, truth, dims)
     lat, lon = find_latlon(truth, "truth")
     lat_dim, lon_dim = lat.dims[0], lon.dims[0]
     mask = observation_mask(truth[lat_dim], truth[lon_dim], points, radius_km=radius_km)

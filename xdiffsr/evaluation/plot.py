@@ -20,9 +20,15 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from xdiffsr.errors import ArgumentError
-from xdiffsr.evaluation.metrics import latitude_weights, observation_mask, zonal_spectrum
-from xdiffsr.grid import find_latlon
+from xdiffsr.errors import ArgumentError, CoordinateError
+from xdiffsr.evaluation.metrics import (
+    check_same_grid,
+    latitude_weights,
+    observation_mask,
+    zonal_spectrum,
+)
+from xdiffsr.grid import find_latlon, find_time
+from xdiffsr.names import to_model_layout
 
 __all__ = ["latitude_trace", "maps", "scatter_points", "scores_by_lead", "spectra"]
 
@@ -43,16 +49,22 @@ def _field(obj: xr.Dataset | xr.DataArray, var: str, name: str) -> xr.DataArray:
     if isinstance(obj, xr.DataArray):
         return obj
     if var not in obj:
-        raise ArgumentError(f"{name}: no variable {var!r}; it has {list(obj.data_vars)}")
+        try:  # another layout of the lexicon (WeatherBench 2 ``temperature`` + ``level``, ...)
+            return to_model_layout(obj, [var], argname=name)[var]
+        except (ArgumentError, CoordinateError):
+            raise ArgumentError(
+                f"{name}: no variable {var!r}; it has {list(obj.data_vars)}"
+            ) from None
     return obj[var]
 
 
 def _at_time(da: xr.DataArray, time: int | Any) -> xr.DataArray:
-    if "time" not in da.dims:
+    tname = find_time(da, argname="field")
+    if tname is None:
         return da
     if isinstance(time, int | np.integer):
-        return da.isel(time=int(time))
-    return da.sel(time=np.datetime64(pd.Timestamp(time), "ns"), method="nearest")
+        return da.isel({tname: int(time)})
+    return da.sel({tname: np.datetime64(pd.Timestamp(time), "ns")}, method="nearest")
 
 
 def _names(da: xr.DataArray, name: str = "field") -> tuple[str, str]:
@@ -95,6 +107,7 @@ def maps(
     """
     t = _at_time(_field(truth, var, "truth"), time)
     e = _at_time(_field(ens, var, "ens"), time)
+    check_same_grid(e, t, ("ens", "truth"))
     mean = e.mean(member_dim) if member_dim in e.dims else e
     ensemble = member_dim in e.dims and e.sizes[member_dim] > 1
     std = e.std(member_dim, ddof=1) if ensemble else 0 * mean
@@ -217,6 +230,7 @@ def latitude_trace(
         x = np.mod(np.asarray(da[nx], float) - lon + 180.0, 360.0) - 180.0
         return da.isel({nx: int(np.argmin(np.abs(x)))})
 
+    check_same_grid(_field(ens, var, "ens"), _field(truth, var, "truth"), ("ens", "truth"))
     t = column(_field(truth, var, "truth"))
     e = column(_field(ens, var, "ens"))
     mean = e.mean(member_dim) if member_dim in e.dims else e

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -19,6 +20,7 @@ from torch import nn
 from xdiffsr.core.gaussian import GaussianDenoiser
 from xdiffsr.errors import ArgumentError
 from xdiffsr.grid import Grid, grid_of
+from xdiffsr.names import check_flat, to_model_layout
 
 
 class Prior:
@@ -155,6 +157,27 @@ def _stack_dataset(ds: xr.Dataset, variables: Sequence[str], grid: Grid) -> np.n
     return np.stack(arrs, axis=-3)
 
 
+def _physical_memory() -> int | None:
+    try:
+        return int(os.sysconf("SC_PHYS_PAGES")) * int(os.sysconf("SC_PAGE_SIZE"))
+    except (AttributeError, ValueError, OSError):  # pragma: no cover
+        return None
+
+
+def _check_covariance_memory(n: int, available: int | None = None) -> None:
+    """Refuse a full ``n x n`` covariance that cannot fit in memory (it and its eigenvectors,
+    float64: about ``3 n^2 8`` bytes), with the fix (``rank=``)."""
+    total = _physical_memory() if available is None else available
+    need = 3 * 8 * n * n
+    if total is not None and need > total:
+        raise ArgumentError(
+            f"GaussianPrior.fit without rank= needs a full covariance of {n} x {n} values "
+            f"(variables x lat x lon), about {need / 2**30:.3g} GiB, more than this machine's "
+            f"{total / 2**30:.3g} GiB; pass rank= (e.g. rank=64: the leading principal "
+            "components plus a floor), or fit on a coarser grid."
+        )
+
+
 class GaussianPrior(Prior):
     """Gaussian prior ``N(mean, covariance)`` whose denoiser is exact.
 
@@ -179,6 +202,7 @@ class GaussianPrior(Prior):
     name = "gaussian"
 
     def __init__(self, mean: xr.Dataset, covariance, *, floor: float = 0.0, name: str = "gaussian"):
+        check_flat(mean, argname="mean")
         grid = grid_of(mean, argname="mean")
         variables = [str(v) for v in mean.data_vars]
         mu = _stack_dataset(mean, variables, grid).astype(np.float64)
@@ -237,19 +261,36 @@ class GaussianPrior(Prior):
         dim: str = "time",
         floor: float | None = None,
         name: str = "gaussian-fit",
+        variables: Sequence[str] | None = None,
     ) -> GaussianPrior:
         """Fit mean and covariance to samples of ``ds`` along ``dim``.
 
         With ``rank`` the covariance is the leading ``rank`` principal components (by SVD of the
         normalised anomalies) plus ``floor`` times identity on the rest; by default ``floor`` is
-        the mean residual variance, which keeps the prior proper.
+        the mean residual variance, which keeps the prior proper. ``variables`` (model channel
+        names such as ``["t850", "z500"]``) picks the channels from any layout of
+        :mod:`xdiffsr.names` (WeatherBench 2 ``temperature`` with ``level``, cfgrib ``t`` with
+        ``isobaricInhPa``, ...); without it ``ds`` must be flat (time, lat, lon) variables.
+
+        Raises
+        ------
+        CoordinateError
+            A variable with a level or other extra dimension (``number``) and no ``variables``.
+        ArgumentError
+            The full covariance (no ``rank``) would not fit in memory (use ``rank=``).
         """
+        if variables is not None:
+            ds = to_model_layout(ds, variables, argname="ds", keep=(dim,))
+        else:
+            check_flat(ds, argname="ds", keep=(dim,))
         grid = grid_of(ds, argname="ds")
         variables = [str(v) for v in ds.data_vars if dim in ds[v].dims]
         if not variables or ds.sizes.get(dim, 0) < 2:
             raise ArgumentError(
                 f"ds needs variables with a '{dim}' dimension of length >= 2 to fit."
             )
+        if rank is None:
+            _check_covariance_memory(len(variables) * grid.lat.size * grid.lon.size)
         X = _stack_dataset(ds[variables], variables, grid).astype(np.float64)  # (T, C, H, W)
         T = X.shape[0]
         mu = X.mean(axis=0)

@@ -21,7 +21,9 @@ import xarray as xr
 
 from xdiffsr.cache import ProcessCache
 from xdiffsr.errors import ArgumentError, ObservationError, XDiffSRWarning
-from xdiffsr.grid import Grid, find_time, grid_of
+from xdiffsr.grid import Grid, find_time, grid_of, to_datetime64
+from xdiffsr.names import extra_dims, parse_channel, to_model_layout
+from xdiffsr.observations.earth2studio import from_earth2studio, is_earth2studio_frame
 from xdiffsr.observations.error_model import DEFAULT_ERROR_STD, default_error_std
 from xdiffsr.observations.superobs import (
     DEFAULT_SUPEROBS_RHO,
@@ -35,8 +37,10 @@ from xdiffsr.observations.superobs import (
 from xdiffsr.observations.validate import (
     check_options,
     check_points,
+    grid_units,
     is_real,
     numeric_column,
+    point_units,
     time_column,
 )
 from xdiffsr.observations.vertical import soundings_to_observations
@@ -108,6 +112,13 @@ class Observations:
         Observations within ``± tolerance`` of a target time are used at that time.
     name : str or None
         Label in provenance attributes.
+    units : str, dict or None
+        Units of the observed values (one CF string, or a dict by variable), for data that do
+        not state them (no ``units`` column or attribute).
+    assume_units : bool
+        Take values without stated units to be in the model's units. Off by default: a source
+        without units is refused (:class:`~xdiffsr.errors.UnitsError`), since a field in degC
+        taken as K is silently wrong.
     """
 
     data: Any
@@ -117,6 +128,8 @@ class Observations:
     method: str | None = None
     tolerance: str | pd.Timedelta | None = None
     name: str | None = None
+    units: str | Mapping[str, str] | None = None
+    assume_units: bool = False
     _cache: dict = field(default_factory=dict, init=False, repr=False, compare=False)
 
     kind = "observations"
@@ -187,7 +200,7 @@ class PointObservations(Observations):
                 "output of xdiffsr.io.igra.read_igra."
             )
         check_options(self)
-        df = df.copy()
+        df = point_units(df.copy(), self.units, self.assume_units)
         df["time"] = time_column(df)
         for col in ("value", "lat", "lon", "error", "gamma"):
             if col in df:
@@ -226,6 +239,7 @@ class PointObservations(Observations):
         df = self.data.iloc[lo:hi]
         if df.empty:
             return None
+        df = _model_names(df, prior.variables)
         unknown = sorted(set(df["variable"]) - set(prior.variables))
         if unknown:
             raise ObservationError(
@@ -237,7 +251,7 @@ class PointObservations(Observations):
         H, W = prior.grid.shape
         keys = ["variable", "units"] if "units" in df else ["variable"]
         blocks, ys, vars_, idx, gams = [], [], [], [], []
-        for key, g in df.groupby(keys, sort=False):
+        for key, g in df.groupby(keys, sort=False, dropna=False):
             name = key[0] if isinstance(key, tuple) else key
             c = prior.variables.index(name)
             P = point_weights(
@@ -250,7 +264,7 @@ class PointObservations(Observations):
                 )
             )
             val = g["value"].to_numpy(float)
-            if "units" in g:
+            if "units" in g and not pd.isna(g["units"].iloc[0]):
                 val = convert_units(
                     val, g["units"].iloc[0], prior.units[name], name=f"{name} values"
                 )
@@ -266,6 +280,18 @@ class PointObservations(Observations):
         if self.superobs:  # one super-observation per model variable and cell
             parts = point_superobs(*parts, self.superobs_rho)
         return ObsBlock(*parts[:4], gamma=parts[4])
+
+
+def _model_names(df: pd.DataFrame, variables) -> pd.DataFrame:
+    """``df`` with variable names of other layouts (earth2studio ``u10m``) renamed to the model
+    channel they denote (:func:`xdiffsr.names.parse_channel`)."""
+    canon = {parse_channel(v): v for v in variables}
+    alias = {
+        n: canon[parse_channel(n)]
+        for n in df["variable"].unique()
+        if n not in variables and parse_channel(n) in canon
+    }
+    return df.assign(variable=df["variable"].replace(alias)) if alias else df
 
 
 #: (method, model grid hash, obs grid hash) -> regridding matrix
@@ -323,10 +349,40 @@ class GridObservations(Observations):
                     f"obs dataset variable {name!r} has dtype {da.dtype}, not real numbers; "
                     "convert it, e.g. ds[name].astype(float)."
                 )
-        self.data = ds
         self._grid = grid_of(ds, argname="obs dataset")
         self._time = find_time(ds, argname="obs dataset")
+        extra = extra_dims(ds, argname="obs dataset")
+        if extra:
+            raise ObservationError(
+                f"obs dataset has the dimension {extra[0]!r} besides time, latitude, longitude "
+                f"and pressure level; select one value first, e.g. ds.sel({extra[0]}=...) or "
+                f"ds.isel({extra[0]}=0) (one ensemble member: ds.sel(number=0)), or average it "
+                f"(ds.mean({extra[0]!r}))."
+            )
+        if self._time is not None and not np.issubdtype(ds[self._time].dtype, np.datetime64):
+            ds = ds.assign_coords({self._time: to_datetime64(ds[self._time].values)})
+        self.data = grid_units(ds, self.units, self.assume_units)
         self._tol = _tolerance(self.tolerance, "0h")
+
+    def flat(self, prior) -> xr.Dataset:
+        """The data in the model's flat layout (:func:`xdiffsr.names.to_model_layout`): one
+        (time, lat, lon) field per model variable it holds; refuses variables the model lacks."""
+        key = ("flat", tuple(prior.variables))
+        if key not in self._cache:
+            flat = to_model_layout(
+                self.data, prior.variables, argname="obs dataset", missing="skip"
+            )
+            used = {str(v.attrs.get("source_variable")) for v in flat.data_vars.values()}
+            unknown = sorted(set(map(str, self.data.data_vars)) - used)
+            if unknown:
+                raise ObservationError(
+                    f"obs dataset variables {unknown} are not in the model (model variables: "
+                    f"{list(prior.variables)}); select the model variables, e.g. ds[[...]], or "
+                    "give them under names of the lexicon (xdiffsr.names) with their levels."
+                )
+            self._cache.clear()
+            self._cache[key] = flat
+        return self._cache[key]
 
     def describe(self) -> str:
         H, W = self._grid.shape
@@ -371,13 +427,7 @@ class GridObservations(Observations):
     def at_time(self, t, prior) -> ObsBlock | None:
         """The block at ``t`` (None if no field within the tolerance), super-observations if
         :meth:`superobs_weights` says so."""
-        ds = self.data
-        unknown = sorted(set(map(str, ds.data_vars)) - set(prior.variables))
-        if unknown:
-            raise ObservationError(
-                f"obs dataset variables {unknown} are not in the model (model variables: "
-                f"{list(prior.variables)}); select the model variables, e.g. ds[[...]]."
-            )
+        ds = self.flat(prior)
         if self._time is not None:
             times = ds[self._time].values
             if times.size == 0:
@@ -509,12 +559,15 @@ def _is_sounding_frame(df: pd.DataFrame) -> bool:
     return "variable" not in df.columns and "pressure" in df.columns
 
 
-def as_source(obj, prior=None) -> Observations:
+def as_source(obj, prior=None, *, assume_units: bool = False) -> Observations:
     """Turn an ``obs`` entry of ``super_resolve`` into an :class:`Observations` source.
 
-    DataFrames in tidy form become :class:`PointObservations`; IGRA sounding frames (from
+    DataFrames in tidy form become :class:`PointObservations`; earth2studio observation frames
+    (an ``observation`` column) are converted by
+    :func:`xdiffsr.observations.earth2studio.from_earth2studio`; IGRA sounding frames (from
     :func:`xdiffsr.io.igra.read_igra`) are first interpolated to the prior's pressure levels;
-    Datasets become :class:`GridObservations`; sources pass through.
+    Datasets become :class:`GridObservations`; sources pass through. ``assume_units`` is
+    passed to the sources built here (values without units are in the model's units).
     """
     if isinstance(obj, GridObservations) and obj.superobs is None and prior is not None:
         # resolve automatic super-observations for this model (the provenance then says so)
@@ -522,14 +575,23 @@ def as_source(obj, prior=None) -> Observations:
     if isinstance(obj, Observations):
         return obj
     if isinstance(obj, pd.DataFrame):
+        if is_earth2studio_frame(obj):  # observation column, earth2studio names, pres in Pa
+            if prior is None:
+                raise ArgumentError("earth2studio frames need the model to pick variables.")
+            tidy = from_earth2studio(obj, list(prior.variables))
+            return PointObservations(tidy, name=f"earth2studio({len(tidy)} obs)")
         if _is_sounding_frame(obj):
             if prior is None:
                 raise ArgumentError("IGRA sounding frames need the model to pick pressure levels.")
             tidy = soundings_to_observations(obj, list(prior.variables))
-            return PointObservations(tidy, name=f"igra({obj['station'].nunique()} stations)")
-        return PointObservations(obj)
+            if "units" not in tidy:  # interpolated to the model's levels in the model's units
+                tidy["units"] = tidy["variable"].map(prior.units).replace("", None)
+            return PointObservations(
+                tidy, name=f"igra({obj['station'].nunique()} stations)", assume_units=True
+            )
+        return PointObservations(obj, assume_units=assume_units)
     if isinstance(obj, xr.Dataset | xr.DataArray):
-        return as_source(GridObservations(obj), prior)
+        return as_source(GridObservations(obj, assume_units=assume_units), prior)
     raise ArgumentError(
         f"obs entries must be DataFrames, xarray Datasets or xdiffsr.Observations, got "
         f"{type(obj).__name__}."

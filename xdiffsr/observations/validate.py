@@ -10,12 +10,13 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import xarray as xr
 
-from xdiffsr.errors import ArgumentError, ObservationError
+from xdiffsr.errors import ArgumentError, ObservationError, UnitsError
 from xdiffsr.grid import to_datetime64
 
-__all__ = ["check_number", "check_options", "check_points", "is_real", "numeric_column",
-           "time_column"]
+__all__ = ["check_number", "check_options", "check_points", "grid_units", "is_real",
+           "numeric_column", "point_units", "time_column"]
 
 
 def check_number(name: str, value: Any, *, positive: bool = False) -> None:
@@ -108,3 +109,46 @@ def check_points(df: pd.DataFrame) -> None:
             f"point observations column 'variable' holds {names.iloc[i]!r} (row "
             f"{df.index[i]!r}), not a variable name; give model variable names such as 't850'."
         )
+
+
+def _units_help(what: str, example: str) -> str:
+    return (
+        f"{what} has no units; state them: {example}, or pass units= to the source "
+        "(one CF string or a dict by variable, e.g. units={'t850': 'K'}), or opt into the "
+        "model's units with assume_units=True (super_resolve(..., assume_units=True))."
+    )
+
+
+def point_units(df: pd.DataFrame, units, assume: bool) -> pd.DataFrame:
+    """``df`` with a ``units`` column from ``units=`` where it has none; refuses rows without
+    units unless ``assume`` (then they are taken to be in the model's units)."""
+    if units is not None:
+        given = (df["variable"].map(dict(units)) if isinstance(units, Mapping)
+                 else pd.Series(str(units), index=df.index))
+        df["units"] = df["units"].fillna(given) if "units" in df else given
+    if assume:
+        return df
+    lacking = (df["units"].isna() | (df["units"].astype(str).str.strip() == "")
+               if "units" in df else pd.Series(True, index=df.index))
+    if lacking.any():
+        names = sorted(map(str, df.loc[lacking, "variable"].unique()))
+        raise UnitsError(_units_help(
+            f"point observations of {names} ({int(lacking.sum())} rows)",
+            "a 'units' column (df['units'] = 'K')",
+        ))
+    return df
+
+
+def grid_units(ds: xr.Dataset, units, assume: bool) -> xr.Dataset:
+    """``ds`` with the ``units`` attribute of each variable from ``units=`` where it has none;
+    refuses variables without units unless ``assume``."""
+    ds = ds.copy()
+    for name in map(str, ds.data_vars):
+        given = units.get(name) if isinstance(units, Mapping) else units
+        if not str(ds[name].attrs.get("units", "")).strip() and given is not None:
+            ds[name].attrs["units"] = str(given)
+        if not str(ds[name].attrs.get("units", "")).strip() and not assume:
+            raise UnitsError(_units_help(
+                f"obs dataset variable {name!r}", f"ds[{name!r}].attrs['units'] = 'K'"
+            ))
+    return ds

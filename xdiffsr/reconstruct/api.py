@@ -38,6 +38,9 @@ def super_resolve(
     chunks: Mapping[str, int] | int | None = None,
     progress: bool = False,
     settings: SamplerSettings | None = None,
+    member_dim: str = "member",
+    output_grid: str = "ds",
+    assume_units: bool = False,
     **sampler_options: Any,
 ) -> xr.Dataset:
     """Draw posterior ensemble members of the high-resolution state given every source.
@@ -72,6 +75,17 @@ def super_resolve(
         none (use dask's ``ProgressBar`` or ``distributed.progress`` on its computation).
     settings : SamplerSettings, optional
         Sampler settings; ``**sampler_options`` change some of them.
+    member_dim : str
+        Name of the ensemble dimension of the result (``"member"``; e.g. ``"realization"``,
+        ``"number"``, ``"ensemble"``).
+    output_grid : {"ds", "model"}
+        ``"ds"``: the result is on the grid of ``ds`` (its names, order and orientation) when
+        ``ds`` has one, which must hold the model's points (another grid, curvilinear or
+        irregular, is refused, never ignored); ``"model"``: on the model grid whatever ``ds``
+        carries (regrid afterwards with :class:`xdiffsr.regrid.Regridder`).
+    assume_units : bool
+        Take observations without units (no ``units`` column or attribute) to be in the
+        model's units; by default they are refused with :class:`~xdiffsr.errors.UnitsError`.
     **sampler_options
         The fields of :class:`xdiffsr.SamplerSettings` (its docstring lists them with their
         defaults): ``members`` (8), ``steps`` (18), ``seed`` (0), ``guidance`` ('sda', 'mmps'
@@ -85,16 +99,19 @@ def super_resolve(
     Returns
     -------
     xarray.Dataset
-        One variable per model variable with dims (time, member, lat, lon), on the grid of
-        ``ds`` if it has one (same points as the model's, any order), else the model grid; CF
-        attributes, and provenance attributes (model, sampler, sources, weights, grid
-        orientation). ``sampler`` is strict JSON of :meth:`SamplerSettings.record` (an
-        infinite ``S_tmax`` is the string ``"inf"``). Eager results also carry observation-space
-        diagnostics on (time, source): ``obs_count``, ``obs_rms`` (observation minus ensemble
-        mean), ``obs_spread`` (ensemble spread at the observations), ``obs_error`` (effective
-        error std ``sqrt(sigma_y / weight)``) and ``obs_chi2`` (normalised innovation
-        chi-square, about 1 when the error model is right; defined in
-        :mod:`xdiffsr.reconstruct.diagnostics`). Lazy results carry none (compute them with
+        One variable per model variable with dims (time, member, lat, lon) under the caller's
+        names (the time, latitude and longitude of ``ds``, ``member_dim``), on the grid of
+        ``ds`` if it has one (same points as the model's, kept in its order and longitude
+        convention), else the model grid; CF attributes, and provenance attributes
+        (``xdiffsr_version``, ``model_name``, ``model_sha256``, sampler, sources, weights, grid
+        orientation; the caller's ``history`` with this run appended). ``sampler`` is strict
+        JSON of :meth:`SamplerSettings.record` (an infinite ``S_tmax`` is the string
+        ``"inf"``). Eager results also carry observation-space diagnostics on (time,
+        source): ``obs_count``, ``obs_rms`` (observation minus ensemble mean), ``obs_spread``
+        (ensemble spread at the observations), ``obs_error`` (effective error std
+        ``sqrt(sigma_y / weight)``) and ``obs_chi2`` (normalised innovation chi-square, about 1
+        when the error model is right; defined in :mod:`xdiffsr.reconstruct.diagnostics`).
+        Lazy results carry none (compute them with
         :func:`xdiffsr.reconstruct.diagnostics.observation_diagnostics`).
 
     Warns
@@ -117,7 +134,10 @@ def super_resolve(
     models. Karras et al. (2022). Rozet & Louppe (2023). Rozet et al. (2024).
     """
     settings = SamplerSettings.from_options(settings, **sampler_options)
-    plan = _plan(ds, obs, weights, model, settings)
+    plan = _plan(
+        ds, obs, weights, model, settings,
+        member_dim=member_dim, output_grid=output_grid, assume_units=assume_units,
+    )
     n_chunk = _time_chunks(ds, plan.tname, chunks)
     check_device(device, lazy=n_chunk is not None)
     check_output_memory(plan, model, n_chunk)
@@ -160,6 +180,7 @@ def super_resolve(
         plan.weights,
         settings,
         diagnostics=diagnostics,
+        **plan.output_options(),
     )
 
 

@@ -14,7 +14,7 @@ import torch
 import xarray as xr
 
 from xdiffsr.errors import ArgumentError, CoordinateError, XDiffSRWarning
-from xdiffsr.grid import Grid, find_time, grid_of, to_datetime64
+from xdiffsr.grid import Grid, find_time, grid_of, has_latlon, to_datetime64
 from xdiffsr.models.prior import Prior
 from xdiffsr.observations.sources import Observations, as_source
 from xdiffsr.reconstruct.settings import SamplerSettings
@@ -33,6 +33,16 @@ class Plan:
     ilat: np.ndarray
     ilon: np.ndarray
     settings: SamplerSettings
+    member_dim: str = "member"
+    time_values: Any = None
+    coord_attrs: dict | None = None
+    history: str | None = None
+
+    def output_options(self) -> dict[str, Any]:
+        """Keyword arguments of :func:`xdiffsr.reconstruct.output._to_dataset` that keep the
+        caller's names, times, coordinate attributes and history."""
+        return {"member_dim": self.member_dim, "time_values": self.time_values,
+                "coord_attrs": self.coord_attrs, "history": self.history}
 
 
 def _check_weights(weights, n: int, sources: Sequence[Observations]) -> list[float]:
@@ -168,21 +178,52 @@ def check_output_memory(plan: Plan, model: Prior, n_chunk: int | None) -> None:
     )
 
 
-def _output_grid(ds: xr.Dataset, prior: Prior) -> tuple[Grid, tuple[np.ndarray, np.ndarray]]:
-    """The grid of ``ds`` if it carries one (same points as the model, any order/convention)."""
+_OUTPUT_GRIDS = ("ds", "model")
+
+
+def _output_grid(
+    ds: xr.Dataset, prior: Prior, output_grid: str = "ds"
+) -> tuple[Grid, tuple[np.ndarray, np.ndarray]]:
+    """The grid of ``ds`` if it carries one (the model's points in any order/convention), the
+    model grid if it carries none or ``output_grid="model"``; any other grid is refused."""
+    H, W = prior.grid.shape
+    if output_grid not in _OUTPUT_GRIDS:
+        raise ArgumentError(
+            f"output_grid={output_grid!r}: choose 'ds' (the grid of ds, which must hold the "
+            "model's points) or 'model' (the model grid; regrid the result afterwards with "
+            "xdiffsr.regrid.Regridder)."
+        )
+    if output_grid == "model" or not has_latlon(ds):
+        return prior.grid, (np.arange(H), np.arange(W))
+    fix = (
+        "pass output_grid='model' for the result on the model grid (then regrid it yourself, "
+        "e.g. with xdiffsr.regrid.Regridder), or a ds with only a time coordinate"
+    )
     try:
         target = grid_of(ds, argname="ds")
-    except Exception:  # no lat/lon in ds: the model grid
-        H, W = prior.grid.shape
-        return prior.grid, (np.arange(H), np.arange(W))
+    except CoordinateError as err:
+        raise CoordinateError(
+            f"ds has latitude/longitude coordinates but not a grid the result can be put on "
+            f"({err}); {fix}."
+        ) from err
     perm = prior.grid.permutation_to(target)
     if perm is None:
         raise CoordinateError(
-            f"ds has a {target.shape[0]}x{target.shape[1]} lat/lon grid that is not the model's "
-            f"{prior.grid.shape[0]}x{prior.grid.shape[1]} grid; pass a Dataset with only a time "
-            "coordinate (the result is on the model grid) or regrid the result afterwards."
+            f"ds has a {target.shape[0]}x{target.shape[1]} lat/lon grid "
+            f"({target.lat_name}/{target.lon_name}) that is not the model's "
+            f"{H}x{W} grid; the result is not regridded silently: {fix}."
         )
     return target, perm
+
+
+def _check_member_dim(member_dim: Any, ds: xr.Dataset, grid: Grid, tname: str) -> str:
+    taken = {tname, grid.lat_name, grid.lon_name}
+    if not isinstance(member_dim, str) or not member_dim or member_dim in taken:
+        raise ArgumentError(
+            f"member_dim={member_dim!r} must be a name for the ensemble dimension other than "
+            f"{sorted(taken)}, e.g. 'member', 'realization', 'number' or 'ensemble'."
+        )
+    return member_dim
 
 
 def _plan(
@@ -191,6 +232,10 @@ def _plan(
     weights: Sequence[float] | None,
     model: Prior,
     settings: SamplerSettings,
+    *,
+    member_dim: str = "member",
+    output_grid: str = "ds",
+    assume_units: bool = False,
 ) -> Plan:
     """Validate the arguments of :func:`super_resolve` and gather them in a :class:`Plan`."""
     if not isinstance(model, Prior):
@@ -215,7 +260,7 @@ def _plan(
             f"ds={type(ds).__name__} must be an xarray Dataset with a time coordinate, e.g. "
             "xr.Dataset(coords={'time': times})."
         )
-    sources = [as_source(o, model) for o in obs]
+    sources = [as_source(o, model, assume_units=assume_units) for o in obs]
     w = _check_weights(weights, len(sources), sources)
     _warn_prior_only(sources, w, settings)
     tname = find_time(ds, argname="ds")
@@ -225,8 +270,15 @@ def _plan(
             "reconstruct (e.g. xr.Dataset(coords={'time': times}))."
         )
     times = to_datetime64(ds[tname].values)
-    grid, (ilat, ilon) = _output_grid(ds, model)
-    return Plan(times, tname, sources, w, grid, np.asarray(ilat), np.asarray(ilon), settings)
+    grid, (ilat, ilon) = _output_grid(ds, model, output_grid)
+    names = (tname, grid.lat_name, grid.lon_name)
+    return Plan(
+        times, tname, sources, w, grid, np.asarray(ilat), np.asarray(ilon), settings,
+        member_dim=_check_member_dim(member_dim, ds, grid, tname),
+        time_values=ds[tname].values,
+        coord_attrs={n: dict(ds[n].attrs) for n in names if n in ds.coords},
+        history=ds.attrs.get("history"),
+    )
 
 
 def _time_chunks(ds: xr.Dataset, tname: str, chunks) -> int | None:

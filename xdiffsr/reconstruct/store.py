@@ -87,6 +87,7 @@ class _Target:
     storage_options: Mapping[str, Any] | None
     tname: str
     variables: tuple[str, ...]
+    dims: tuple[str, str, str, str]  # (time, member, lat, lon) under the caller's names
 
 
 def _quiet():
@@ -121,7 +122,7 @@ def write_chunk(handle, args: ChunkArgs, target: _Target, i0: int, retries: int 
             if attempt == retries:
                 raise
     i1 = i0 + data.shape[0]
-    dims = (target.tname, "member", "lat", "lon")
+    dims = target.dims
     block = xr.Dataset({v: (dims, data[:, :, c]) for c, v in enumerate(target.variables)})
     _write_region(target, block, i0, i1)
     sha = xr.Dataset({SHA: ((target.tname, SHA_DIM), block_sha256(data))})
@@ -214,8 +215,11 @@ def _create(target: _Target, plan: Plan, prior: Prior, record, n_chunk: int, ove
     T = len(plan.times)
     shape = (T, plan.settings.members, *prior.state_shape)
     zeros = da.zeros(shape, chunks=(n_chunk, *shape[1:]), dtype=np.float32)
+    # the caller's names, coordinate attributes and history; times stay datetime64 in a store
+    options = {**plan.output_options(), "time_values": None}
     tmpl = _to_dataset(
-        zeros, plan.times, plan.tname, plan.grid, prior, plan.sources, plan.weights, plan.settings
+        zeros, plan.times, plan.tname, plan.grid, prior, plan.sources, plan.weights, plan.settings,
+        **options,
     )
     tmpl[DONE] = (plan.tname, da.zeros(T, chunks=n_chunk, dtype=np.uint8))
     tmpl[DONE].attrs["long_name"] = "1 once this time's chunk is completely written"
@@ -316,6 +320,9 @@ def reconstruct_to_zarr(
     force_unlock: bool = False,
     callback: Callable[[slice], Any] | None = None,
     settings: SamplerSettings | None = None,
+    member_dim: str = "member",
+    output_grid: str = "ds",
+    assume_units: bool = False,
     **sampler_options: Any,
 ) -> xr.Dataset:
     """Reconstruct every time of ``ds`` into a zarr store, chunk by chunk, resumably.
@@ -371,6 +378,10 @@ def reconstruct_to_zarr(
         raises stops the run (cancelling the pending chunks); the store can be resumed.
     settings : SamplerSettings, optional
         Sampler settings; ``**sampler_options`` change some of them.
+    member_dim, output_grid, assume_units
+        As in :func:`xdiffsr.super_resolve`: the store keeps the caller's latitude/longitude
+        names and coordinate attributes, names the ensemble dimension ``member_dim`` and
+        appends to the caller's ``history``; its times are datetime64.
     **sampler_options
         The sampler options of :func:`xdiffsr.super_resolve` (:class:`SamplerSettings`:
         ``members``, ``steps``, ``seed``, ``guidance``, ...). The speed options ``batch_size``,
@@ -406,13 +417,17 @@ def reconstruct_to_zarr(
     lock = StoreLock(store, storage_options, _store_exists)  # refuses a path that is a file
     ref = model_ref(model)  # None for an in-memory prior
     prior = model if isinstance(model, Prior) else ref.resolve("cpu")
-    plan = _plan(ds, obs, weights, prior, settings)
+    plan = _plan(
+        ds, obs, weights, prior, settings,
+        member_dim=member_dim, output_grid=output_grid, assume_units=assume_units,
+    )
     n_chunk = _time_chunks(ds, plan.tname, chunks) or 1
     check_device(device, lazy=True)  # workers resolve it; the name is checked here
     check_output_memory(plan, prior, n_chunk)
     client = client or _default_client()
     record = _run_record(plan, prior, n_chunk, client)
-    target = _Target(store, storage_options, plan.tname, prior.variables)
+    dims = (plan.tname, plan.member_dim, plan.grid.lat_name, plan.grid.lon_name)
+    target = _Target(store, storage_options, plan.tname, prior.variables, dims)
     T = len(plan.times)
     create = functools.partial(_create, target, plan, prior, record, n_chunk)
     with lock.held(force_unlock, overwrite, create):

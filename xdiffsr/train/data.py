@@ -36,6 +36,13 @@ import xarray as xr
 
 from xdiffsr.errors import ArgumentError, CoordinateError, FormatError
 from xdiffsr.grid import Grid, find_time, grid_of
+from xdiffsr.names import (
+    LEVEL_DIMS,
+    SHORT_NAMES,
+    channel_name,
+    level_values_hpa,
+    to_model_layout,
+)
 
 __all__ = [
     "SHORT_NAMES",
@@ -53,28 +60,7 @@ __all__ = [
     "split_by_time",
 ]
 
-#: Short names of WeatherBench 2 / ARCO ERA5 variables (ECMWF parameter short names).
-SHORT_NAMES = {
-    "temperature": "t", "geopotential": "z", "u_component_of_wind": "u",
-    "v_component_of_wind": "v", "specific_humidity": "q", "relative_humidity": "r",
-    "vertical_velocity": "w", "potential_vorticity": "pv", "divergence": "d",
-    "vorticity": "vo", "geopotential_height": "gh", "surface_pressure": "sp",
-    "mean_sea_level_pressure": "msl", "2m_temperature": "t2m", "10m_u_component_of_wind": "u10",
-    "10m_v_component_of_wind": "v10", "total_column_water_vapour": "tcwv",
-}
-_LEVEL_DIMS = ("level", "pressure_level", "plev", "isobaricInhPa", "lev", "pressure")
-
-
-def channel_name(variable: str, level: float | None = None) -> str:
-    """Flat channel name of ``variable`` at pressure ``level`` (hPa).
-
-    The rule: ECMWF short name (:data:`SHORT_NAMES`, else the variable name itself) followed
-    by the level in hPa without decimals when integral: ``("temperature", 850) -> "t850"``,
-    ``("geopotential", 500) -> "z500"``, ``("surface_pressure", None) -> "sp"``,
-    ``("foo", 925.5) -> "foo925.5"``.
-    """
-    short = SHORT_NAMES.get(variable, variable)
-    return short if level is None else f"{short}{float(level):g}"
+_LEVEL_DIMS = LEVEL_DIMS
 
 
 def open_data(path: str | Path) -> xr.Dataset:
@@ -104,12 +90,7 @@ def _level_dim(da: xr.DataArray, space: set[str]) -> str | None:
                           "select the others first (ds.isel(...)).")
 
 
-def _level_values_hpa(coord: xr.DataArray) -> np.ndarray:
-    v = np.asarray(coord.values, dtype=np.float64)
-    units = str(coord.attrs.get("units", "")).strip().lower()
-    if units == "pa" or (units not in ("hpa", "mbar", "mb", "millibars") and v.max() > 1100):
-        v = v / 100.0
-    return v
+_level_values_hpa = level_values_hpa
 
 
 def _select_level(da: xr.DataArray, level: float, space: set[str], selector: str) -> xr.DataArray:
@@ -142,7 +123,9 @@ def select_variables(ds: xr.Dataset, variables: Sequence[str],
         Flat variables (``t850``) and/or variables with a level dimension
         (``temperature(time, level, latitude, longitude)``, levels in hPa or Pa).
     variables : sequence of str
-        ``"t850"`` (a flat variable) or ``"temperature@850"`` (variable at a level in hPa).
+        ``"t850"`` (a flat variable, or a model channel that :mod:`xdiffsr.names` finds in any
+        layout: ``temperature`` at ``level`` 850, cfgrib ``t`` at ``isobaricInhPa`` 850) or
+        ``"temperature@850"`` (variable at a level in hPa).
     names : sequence of str, optional
         Channel names; default :func:`channel_name` of each selector (flat names are kept).
 
@@ -159,6 +142,16 @@ def select_variables(ds: xr.Dataset, variables: Sequence[str],
     out = {}
     for i, sel in enumerate(variables):
         base, _, lev = sel.partition("@")
+        if base not in ds.data_vars and not lev:  # a model channel in another layout
+            flat = to_model_layout(ds, [sel], argname="data", missing="skip")
+            if sel in flat.data_vars:
+                name = str(names[i]) if names is not None else sel
+                if name in out:
+                    raise ArgumentError(f"two selectors give the channel {name!r}; pass names=.")
+                da = flat[sel]
+                out[name] = da.transpose(tname, grid.lat_name, grid.lon_name).assign_attrs(
+                    source_variable=da.attrs.get("source_variable", sel))
+                continue
         if base not in ds.data_vars:
             raise ArgumentError(f"variable {base!r} (from {sel!r}) not in the data; available: "
                                 f"{sorted(map(str, ds.data_vars))}.")
