@@ -133,3 +133,76 @@ def test_end_to_end_no_traceback(module, argv, tmp_path):
     assert res.returncode == 2
     assert "missing" in _one_line(res.stderr, module)
     assert res.stdout == ""
+
+
+# ---------------------------------------------------------------- super-resolve and train
+@pytest.mark.parametrize(
+    "argv, needle",
+    [
+        (["super-resolve", "missing.csv", "--out", "o.nc", "--times", "2021-01-01"],
+         "missing.csv"),
+        (["super-resolve", ".", "--out", "o.txt", "--times", "2021-01-01"], ".nc or .zarr"),
+        (["super-resolve", ".", "--out", "o.nc", "--times", "someday"], "--times"),
+        (["super-resolve", ".", "--out", "o.nc"], "--times"),
+        (["super-resolve", ".", "--out", "o.nc", "--times", "2021-01-01", "--members", "0"],
+         "--members"),
+        (["super-resolve", ".", "--out", "o.nc", "--times-file", "missing.txt"], "missing.txt"),
+        (["super-resolve", ".", "--out", "o.nc", "--times", "2021-01-01", "--model", "nope"],
+         "unknown model"),
+        (["train", "--out", "o", "--config", "missing.json"], "missing.json"),
+        (["train", "--out", "o", "--steps", "-3"], "--steps"),
+    ],
+)
+def test_new_subcommand_usage_errors(argv, needle, capsys):
+    assert main(argv) == 2
+    assert needle in _one_line(capsys.readouterr().err)
+
+
+def test_super_resolve_weights_must_match_the_files(tmp_path, capsys):
+    csv = tmp_path / "obs.csv"
+    csv.write_text("time,lat,lon,variable,value\n2021-01-01,10,20,t850,280\n")
+    argv = ["super-resolve", str(csv), "--out", str(tmp_path / "o.nc"), "--times", "2021-01-01",
+            "--weights", "1", "2"]
+    assert main(argv) == 2
+    assert "--weights" in _one_line(capsys.readouterr().err)
+
+
+def test_train_subcommand_help_and_listing(capsys):
+    assert main(["train", "--help"]) == 0
+    out = capsys.readouterr().out
+    assert "xdiffsr train" in out and "--max-steps-this-run" in out
+    assert main(["--help"]) == 0
+    out = capsys.readouterr().out
+    assert "super-resolve" in out and "train" in out
+    assert main(["super-resolve", "--help"]) == 0
+    assert "(default: 18)" in capsys.readouterr().out
+
+
+def test_super_resolve_end_to_end_on_a_csv_table(tmp_path, capsys):
+    import numpy as np
+    import pandas as pd
+    import xarray as xr
+
+    from tests.conftest import tiny_model
+
+    model = tiny_model().save(tmp_path / "tiny.safetensors")
+    g = np.random.default_rng(0)
+    pd.DataFrame({
+        "time": "2021-01-01T00:00", "lat": g.uniform(-60, 60, 10), "lon": g.uniform(0, 360, 10),
+        "variable": ["t850"] * 5 + ["z500"] * 5,
+        "value": np.r_[g.normal(270, 3, 5), g.normal(54000, 200, 5)],
+        "units": ["K"] * 5 + ["m2 s-2"] * 5,
+    }).to_csv(tmp_path / "obs.csv", index=False)
+    (tmp_path / "times.txt").write_text("2021-01-01T00\n2021-01-01T12\n")
+    out = tmp_path / "recon.nc"
+    argv = ["super-resolve", str(tmp_path / "obs.csv"), "--model", str(model), "--out", str(out),
+            "--times-file", str(tmp_path / "times.txt"), "--members", "2", "--steps", "4",
+            "--device", "cpu"]
+    assert main(argv) == 0, capsys.readouterr().err
+    assert "wrote" in capsys.readouterr().out
+    with xr.open_dataset(out) as ds:
+        assert {"t850", "z500"} <= set(ds.data_vars)
+        assert ds.sizes["member"] == 2 and ds.sizes["time"] == 2
+        assert np.isfinite(ds["t850"].values).all() and np.isfinite(ds["z500"].values).all()
+    assert main(argv) == 2  # the output exists now
+    assert "--overwrite" in _one_line(capsys.readouterr().err)

@@ -1,4 +1,4 @@
-"""Command line: ``xdiffsr demo``, ``xdiffsr evaluate`` and ``xdiffsr sequential``.
+"""Command line: ``xdiffsr demo``, ``evaluate``, ``sequential``, ``super-resolve`` and ``train``.
 
 Also ``python -m xdiffsr ...``. ``xdiffsr --version`` prints the version; ``--help`` on any
 subcommand lists its options with their defaults.
@@ -105,11 +105,21 @@ def _main(argv: list[str]) -> int:
     _add_debug(demo)
     _add_evaluate(sub)
     _add_sequential(sub)
+    _add_super_resolve(sub)
+    sub.add_parser("train", help="train a diffusion prior (python -m xdiffsr.train; see "
+                   "xdiffsr train --help)", add_help=False)
+    words = [a for a in argv if a != "--debug"]
+    if words[:1] == ["train"]:  # delegate every option to python -m xdiffsr.train
+        from xdiffsr.train.__main__ import main as train_main
+
+        argv = list(argv)
+        argv.remove("train")
+        return train_main(argv, prog="xdiffsr train", label="xdiffsr")
     args = parser.parse_args(argv)
-    if args.command == "evaluate":
-        return _run_evaluate(args)
-    if args.command == "sequential":
-        return _run_sequential(args)
+    if args.command in ("evaluate", "sequential", "super-resolve"):
+        run = {"evaluate": _run_evaluate, "sequential": _run_sequential,
+               "super-resolve": _run_super_resolve}
+        return run[args.command](args)
     from xdiffsr.evaluation.demo import run_demo
 
     run_demo(
@@ -260,40 +270,19 @@ def _add_evaluate(sub) -> None:
         "results.md and figures.",
         epilog=_EPILOG,
     )
-    ev.add_argument(
-        "--truth",
-        default=None,
-        type=_existing,
-        help="zarr store or netCDF file of truth states (default: packaged held-out)",
-    )
-    ev.add_argument(
-        "--train",
-        default=None,
-        type=_existing,
-        help="zarr/netCDF training states for climatology and optimal interpolation",
-    )
-    ev.add_argument(
-        "--stations",
-        default=None,
-        type=_existing,
-        help="CSV (id, lat, lon) or IGRA station list (default: packaged 2023 list)",
-    )
-    ev.add_argument(
-        "--stations-year",
-        type=int,
-        default=None,
-        help="keep the stations active in this year (needs an IGRA station list)",
-    )
+    ev.add_argument("--truth", default=None, type=_existing,
+                    help="zarr store or netCDF file of truth states (default: packaged held-out)")
+    ev.add_argument("--train", default=None, type=_existing,
+                    help="zarr/netCDF training states for climatology and optimal interpolation")
+    ev.add_argument("--stations", default=None, type=_existing,
+                    help="CSV (id, lat, lon) or IGRA station list (default: packaged 2023 list)")
+    ev.add_argument("--stations-year", type=int, default=None,
+                    help="keep the stations active in this year (needs an IGRA station list)")
     ev.add_argument("--out", default="xdiffsr-evaluate", type=_out_dir, help="output folder")
     ev.add_argument("--model", default="default", type=_model, help="registry name or model file")
-    ev.add_argument(
-        "--configurations",
-        nargs="+",
-        default=list(CONFIGURATIONS),
-        choices=CONFIGURATIONS,
-        metavar="CONFIG",
-        help=f"configurations to run, of {list(CONFIGURATIONS)}",
-    )
+    ev.add_argument("--configurations", nargs="+", default=list(CONFIGURATIONS),
+                    choices=CONFIGURATIONS, metavar="CONFIG",
+                    help=f"configurations to run, of {list(CONFIGURATIONS)}")
     ev.add_argument(
         "--baselines", nargs="*", default=list(BASELINES), choices=BASELINES,
         metavar="BASELINE", help=f"baselines to score, of {list(BASELINES)}",
@@ -345,22 +334,12 @@ def _add_sequential(sub) -> None:
     sq.add_argument("--days", type=_number(strict=True), default=7.0, help="length in days")
     sq.add_argument("--cycle", default="12h", type=_timedelta,
                     help="time between reconstructions (x 6h)")
-    sq.add_argument(
-        "--configurations",
-        nargs="+",
-        default=list(SEQUENTIAL_CONFIGURATIONS[:3]),
-        choices=SEQUENTIAL_CONFIGURATIONS,
-        metavar="CONFIG",
-        help=f"configurations to run, of {list(SEQUENTIAL_CONFIGURATIONS)}",
-    )
-    sq.add_argument(
-        "--baselines",
-        nargs="*",
-        default=list(SEQUENTIAL_BASELINES),
-        choices=SEQUENTIAL_BASELINES,
-        metavar="BASELINE",
-        help=f"baselines to score, of {list(SEQUENTIAL_BASELINES)}",
-    )
+    sq.add_argument("--configurations", nargs="+", default=list(SEQUENTIAL_CONFIGURATIONS[:3]),
+                    choices=SEQUENTIAL_CONFIGURATIONS, metavar="CONFIG",
+                    help=f"configurations to run, of {list(SEQUENTIAL_CONFIGURATIONS)}")
+    sq.add_argument("--baselines", nargs="*", default=list(SEQUENTIAL_BASELINES),
+                    choices=SEQUENTIAL_BASELINES, metavar="BASELINE",
+                    help=f"baselines to score, of {list(SEQUENTIAL_BASELINES)}")
     sq.add_argument("--weight", type=_number(), default=1.0,
                     help="weight of the emulator forecast")
     _add_sampler(sq)
@@ -487,6 +466,129 @@ def _run_evaluate(args) -> int:
         .to_string(float_format="{:.3g}".format)
     )
     print(f"wrote {args.out}/results.csv, results.md and figures")
+    return 0
+
+
+def _out_file(text: str) -> str:
+    if not text.rstrip("/").endswith((".nc", ".nc4", ".zarr")):
+        raise argparse.ArgumentTypeError(f"{text!r}: give a .nc or .zarr output path")
+    return text
+
+
+def _add_super_resolve(sub) -> None:
+    from xdiffsr.reconstruct.settings import GUIDANCES, SamplerSettings
+
+    d = SamplerSettings()
+    sr = sub.add_parser(
+        "super-resolve", help="reconstruct high-resolution ensembles from your observation files",
+        description="Reconstruct posterior ensembles at the target times from observation "
+        "files: gridded netCDF/zarr fields, CSV/parquet point tables (tidy or earth2studio "
+        "schema) and IGRA sounding files.", epilog=_EPILOG)
+    sr.add_argument("obs", nargs="+", type=_existing, metavar="OBS",
+                    help="observation files (.nc/.zarr grids, .csv/.parquet points, IGRA)")
+    sr.add_argument("--out", required=True, type=_out_file, help="output .nc or .zarr")
+    sr.add_argument("--weights", nargs="+", type=_number(), default=None,
+                    help="one weight per observation file (none given: 1 each)")
+    when = sr.add_mutually_exclusive_group(required=True)
+    when.add_argument("--times", nargs="+", type=_timestamp, help="target times")
+    when.add_argument("--times-file", type=_existing,
+                      help="text file of target times, one a line (or a CSV with a time column)")
+    sr.add_argument("--grid", default=None, type=_existing,
+                    help="netCDF/zarr file whose lat/lon is the output grid (none: the model's)")
+    sr.add_argument("--model", default="default", type=_model, help="registry name or model file")
+    sr.add_argument("--members", type=_int_at_least(1), default=d.members,
+                    help="ensemble members")
+    sr.add_argument("--steps", type=_int_at_least(1), default=d.steps, help="sampler steps")
+    sr.add_argument("--guidance", default=d.guidance, choices=GUIDANCES,
+                    help="observation guidance")
+    sr.add_argument("--cg-iters", type=_int_at_least(1), default=d.cg_iters,
+                    help="conjugate-gradient iterations (mmps)")
+    sr.add_argument("--lambda-g", type=_number(), default=d.lambda_g, help="guidance scale")
+    sr.add_argument("--batch-size", type=_int_at_least(1), default=None,
+                    help="members per network batch (none: all at once)")
+    sr.add_argument("--seed", type=_int_at_least(0), default=d.seed, help="random seed")
+    sr.add_argument("--device", default=None, type=_device, help="torch device (default: auto)")
+    sr.add_argument("--assume-units", action="store_true",
+                    help="take observations without units to be in the model's units")
+    sr.add_argument("--overwrite", action="store_true", help="replace an existing --out")
+    _add_debug(sr)
+
+
+def _read_obs(path: str, variables: list[str]):
+    """One observation file as a super_resolve source (by suffix; IGRA otherwise)."""
+    import pandas as pd
+
+    from xdiffsr.io.igra import read_igra
+    from xdiffsr.observations import from_earth2studio, is_earth2studio_frame
+
+    low = path.lower().rstrip("/")
+    if low.endswith((".nc", ".nc4", ".zarr", ".grib", ".grb")):
+        return _open(path)
+    if low.endswith((".csv", ".parquet", ".pq")):
+        df = pd.read_csv(path) if low.endswith(".csv") else pd.read_parquet(path)
+        if "time" in df:
+            df["time"] = pd.to_datetime(df["time"])
+        return from_earth2studio(df, variables) if is_earth2studio_frame(df) else df
+    return read_igra(path)
+
+
+def _target_times(args) -> list:
+    import pandas as pd
+
+    from xdiffsr.errors import ArgumentError
+
+    if args.times is not None:
+        return list(pd.to_datetime(args.times))
+    path = args.times_file
+    with open(path) as f:
+        header = [c.strip() for c in f.readline().split(",")]
+    try:  # a CSV with a time column, or one time per line
+        col = pd.read_csv(path)["time"] if "time" in header else pd.read_csv(
+            path, header=None, comment="#").iloc[:, 0]
+        times = list(pd.to_datetime(col.astype(str).str.strip()))
+    except (ValueError, TypeError) as err:
+        raise ArgumentError(f"--times-file {path}: not a list of times ({err})") from None
+    if not times:
+        raise ArgumentError(f"--times-file {path} holds no times")
+    return times
+
+
+def _run_super_resolve(args) -> int:
+    import shutil
+
+    import xarray as xr
+
+    from xdiffsr.errors import ArgumentError
+    from xdiffsr.grid import find_latlon
+    from xdiffsr.models.registry import load_model
+    from xdiffsr.reconstruct.api import super_resolve
+    from xdiffsr.reconstruct.settings import SamplerSettings
+
+    if os.path.exists(args.out) and not args.overwrite:
+        raise ArgumentError(f"--out {args.out} exists; pass --overwrite or another path")
+    if args.weights is not None and len(args.weights) != len(args.obs):
+        raise ArgumentError(
+            f"--weights gives {len(args.weights)} values for {len(args.obs)} observation files"
+        )
+    settings = SamplerSettings.from_options(
+        members=args.members, steps=args.steps, guidance=args.guidance, cg_iters=args.cg_iters,
+        lambda_g=args.lambda_g, batch_size=args.batch_size, seed=args.seed)
+    times = _target_times(args)
+    model = load_model(args.model, device="cpu", progress=True)
+    obs = [_read_obs(p, list(model.variables)) for p in args.obs]
+    target = xr.Dataset(coords={"time": times})
+    if args.grid is not None:
+        lat, lon = find_latlon(_open(args.grid), "--grid")
+        target = target.assign_coords({lat.name: lat.variable, lon.name: lon.variable})
+    out = super_resolve(target, obs, args.weights, model=model, device=args.device,
+                        progress=True, settings=settings, assume_units=args.assume_units)
+    if args.out.rstrip("/").endswith(".zarr"):
+        shutil.rmtree(args.out, ignore_errors=True)
+        out.to_zarr(args.out, mode="w")
+    else:
+        out.to_netcdf(args.out)
+    print(f"wrote {args.out}: {', '.join(map(str, out.data_vars))} "
+          f"({out.sizes.get('time', 1)} times x {out.sizes.get('member', 1)} members)")
     return 0
 
 

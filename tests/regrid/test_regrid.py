@@ -517,3 +517,25 @@ def test_real_eraint_grid_coarsened_to_3_degrees():
     assert np.isfinite(out.values).all()
     # 500 hPa geopotential: coarse values stay within the range of the fine field
     assert z.values.min() <= out.values.min() and out.values.max() <= z.values.max()
+
+
+def test_gaussian_grid_closes_at_the_poles_and_regrids_conservatively():
+    """T42 Gaussian latitudes (outermost centre 87.86 deg): the outer cells close at the poles, so
+    a conservative map to the paper's 16 x 32 grid covers every cell and keeps the global mean."""
+    x, _ = np.polynomial.legendre.leggauss(64)
+    lat, lon = np.rad2deg(np.arcsin(x)), np.arange(128) * 2.8125
+    b = grid_bounds(lat, latitude=True)
+    assert b[0] == -90.0 and b[-1] == 90.0
+    assert np.all(np.diff(b) > 0)
+    clat = -90 + 11.25 * (np.arange(16) + 0.5)
+    clon = np.arange(32) * 11.25
+    W = regrid_weights(lat, lon, clat, clon, "conservative")
+    la = np.deg2rad(lat)[:, None]
+    field = 280 + 20 * np.cos(la) * np.ones((1, 128))
+    out = (W @ field.ravel()).reshape(16, 32)
+    a_src = cell_areas(lat, lon)
+    a_dst = cell_areas(clat, clon)
+    mean_src = (field * a_src).sum() / a_src.sum()
+    np.testing.assert_allclose((out * a_dst).sum() / a_dst.sum(), mean_src, rtol=1e-10)
+    # a regional grid ending far from the pole keeps its half-spacing bound
+    assert grid_bounds(np.array([50.0, 55.0, 60.0]), latitude=True)[-1] == 62.5

@@ -12,14 +12,29 @@ from xdiffsr.errors import ArgumentError, CoordinateError, ObservationError
 from xdiffsr.regrid import _builtin as bi
 from xdiffsr.regrid import _xesmf
 from xdiffsr.regrid._axes import LatAxis, LonAxis, lat_axis, lon_axis
+from xdiffsr.regrid._nearest import nearest_d2s, nearest_s2d
 
-METHODS = ("conservative", "bilinear", "bicubic")
+METHODS = (
+    "conservative", "bilinear", "bicubic", "conservative_normed", "nearest_s2d", "nearest_d2s"
+)
+#: xESMF methods without a built-in equivalent -> the closest supported method.
+UNSUPPORTED = {"patch": "bicubic"}
 POINT_METHODS = ("bilinear", "bicubic")
 BACKENDS = ("auto", "builtin", "xesmf")
 
 
 def check_choice(value: object, choices: Sequence[str], name: str) -> str:
-    """Return ``value`` lower-cased if it is one of ``choices``, else raise ArgumentError."""
+    """Return ``value`` lower-cased if it is one of ``choices``, else raise ArgumentError.
+
+    xESMF method names without an equivalent (``"patch"``) are refused naming the closest
+    supported method.
+    """
+    if isinstance(value, str) and value.lower() in UNSUPPORTED:
+        raise ArgumentError(
+            f"{name}={value!r} (ESMF's patch recovery) is not available without ESMF; the closest "
+            f"supported method is {UNSUPPORTED[value.lower()]!r} (smooth, higher order); choose "
+            f"one of {list(choices)}"
+        )
     if not isinstance(value, str) or value.lower() not in choices:
         raise ArgumentError(f"{name} must be one of {list(choices)}; got {value!r}")
     return value.lower()
@@ -65,13 +80,19 @@ def regrid_weights(
         Source cell centres in degrees_north and degrees_east, at least 2 of each.
     dst_lat, dst_lon : array_like, shapes (n_dst_lat,), (n_dst_lon,)
         Destination cell centres.
-    method : {"conservative", "bilinear", "bicubic"}
+    method : {"conservative", "bilinear", "bicubic", "conservative_normed", "nearest_s2d", \
+"nearest_d2s"}
         ``"conservative"``: first-order conservative remapping, weight = exact spherical area of
         the overlap of source and destination cells divided by the destination cell area; cell
         bounds lie half-way between centres (outer ones extrapolated by half a step, latitudes
         clipped to +/-90). ``"bilinear"``: linear in latitude and in longitude between the four
         surrounding centres. ``"bicubic"``: Keys cubic convolution (a = -1/2) in index space on
-        the 4 x 4 surrounding centres.
+        the 4 x 4 surrounding centres. ``"conservative_normed"``: conservative with
+        ``allow_partial=True`` (rows renormalised over the covered part, as xESMF's method of that
+        name). ``"nearest_s2d"``: each destination centre takes the nearest source centre (nearest
+        on each axis; every row is set). ``"nearest_d2s"``: each source centre goes to its nearest
+        destination centre, which averages them (rows with none stay empty). xESMF's ``"patch"``
+        is refused naming ``"bicubic"``.
     periodic : bool, optional
         Whether the source longitudes wrap around the globe. ``None`` detects it (the gap from the
         last to the first longitude is an ordinary step).
@@ -115,8 +136,18 @@ def regrid_weights(
     """
     method = check_choice(method, METHODS, "method")
     backend = check_choice(backend, BACKENDS, "backend")
+    if method == "conservative_normed":
+        method, allow_partial = "conservative", True
     src_la, src_lo = _source_axes(src_lat, src_lon, periodic, "src")
-    dst_la, dst_lo = lat_axis(dst_lat, "dst_lat"), lon_axis(dst_lon, "dst_lon")
+    if method == "nearest_d2s":
+        dst_la, dst_lo = _source_axes(dst_lat, dst_lon, None, "dst")
+    else:
+        dst_la, dst_lo = lat_axis(dst_lat, "dst_lat"), lon_axis(dst_lon, "dst_lon")
+    _xesmf.wanted(backend, method)  # refuses backend="xesmf" for the built-in-only methods
+    if method == "nearest_s2d":
+        return nearest_s2d(src_la, src_lo, dst_la, dst_lo)
+    if method == "nearest_d2s":
+        return nearest_d2s(src_la, src_lo, dst_la, dst_lo)
     if method == "conservative":
         w = _conservative(src_la, src_lo, dst_la, dst_lo, allow_partial)
     else:
@@ -238,7 +269,7 @@ def point_weights(
     Raises
     ------
     ObservationError
-        Points with non-finite coordinates, |lat| > 90, or outside the grid's cells (a regional
+        Points with non-finite coordinates, ``|lat| > 90``, or outside the grid's cells (a regional
         grid, or latitudes beyond the outermost cell); the message gives how many and the first few.
     ArgumentError
         ``lat`` and ``lon`` of different lengths, or an unknown ``method``.

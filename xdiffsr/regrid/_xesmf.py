@@ -31,13 +31,20 @@ def available() -> bool:
 
 
 def wanted(backend: str, method: str) -> bool:
-    """Whether to build ``method`` weights with xESMF under the ``backend`` choice."""
-    if backend == "builtin" or (backend == "auto" and method == "bicubic"):
+    """Whether to build ``method`` weights with xESMF under the ``backend`` choice.
+
+    Only conservative and bilinear weights come from xESMF; the other methods are built in
+    (``backend="xesmf"`` with them is refused).
+    """
+    if method == "conservative_normed":
+        method = "conservative"
+    own = method not in ("conservative", "bilinear")
+    if backend == "builtin" or (backend == "auto" and own):
         return False
-    if backend == "xesmf" and method == "bicubic":
+    if backend == "xesmf" and own:
         raise ArgumentError(
-            "backend='xesmf' has no bicubic method (ESMF offers bilinear, conservative, patch "
-            "and nearest); use backend='builtin' or 'auto' for bicubic weights"
+            f"backend='xesmf' builds only conservative and bilinear weights here; method="
+            f"{method!r} is built in: use backend='builtin' or 'auto'"
         )
     if available():
         return True

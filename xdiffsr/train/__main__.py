@@ -55,10 +55,12 @@ _SIMPLE = {
 
 
 class _Parser(argparse.ArgumentParser):
-    """Errors are one line on stderr, exit status 2."""
+    """Errors are one line on stderr, exit status 2, starting with ``label``."""
+
+    label = PROG
 
     def error(self, message: str):
-        self.exit(2, f"{PROG}: error: {message} (see {self.prog} --help)\n")
+        self.exit(2, f"{self.label}: error: {message} (see {self.prog} --help)\n")
 
 
 def _existing(text: str) -> str:
@@ -93,11 +95,20 @@ def _device(text: str) -> str:
     return text
 
 
-def parser() -> argparse.ArgumentParser:
-    """The argument parser of ``python -m xdiffsr.train``."""
-    p = _Parser(prog="python -m xdiffsr.train",
+def parser(prog: str = "python -m xdiffsr.train", label: str = PROG) -> argparse.ArgumentParser:
+    """The argument parser of ``python -m xdiffsr.train`` (also ``xdiffsr train``).
+
+    Parameters
+    ----------
+    prog : str
+        The command shown in usage and help.
+    label : str
+        The name that starts error lines (``label: error: ...``).
+    """
+    p = _Parser(prog=prog,
                 description="Train an EDM diffusion prior on xarray/zarr data.",
                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.label = label
     p.add_argument("--version", action="version", version=f"xdiffsr {_version()}")
     p.add_argument("--debug", action="store_true", help="show Python tracebacks")
     p.add_argument("--config", type=_existing, help="JSON file of TrainConfig fields")
@@ -141,35 +152,51 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
     return TrainConfig.from_dict({k: v for k, v in merged.items() if k in known})
 
 
-def _fail(message: str, code: int) -> int:
-    print(f"{PROG}: error: {' '.join(str(message).split())}", file=sys.stderr)
+def _fail(message: str, code: int, label: str = PROG) -> int:
+    print(f"{label}: error: {' '.join(str(message).split())}", file=sys.stderr)
     return code
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Train; returns the exit status (see the module docstring)."""
+def main(
+    argv: Sequence[str] | None = None,
+    *,
+    prog: str = "python -m xdiffsr.train",
+    label: str = PROG,
+) -> int:
+    """Train; returns the exit status (see the module docstring).
+
+    Parameters
+    ----------
+    argv : sequence of str, optional
+        The arguments (default: ``sys.argv[1:]``).
+    prog, label : str
+        The command in usage and help, and the name starting error lines: ``xdiffsr train``
+        passes ``"xdiffsr train"`` and ``"xdiffsr"``.
+    """
     argv = sys.argv[1:] if argv is None else list(argv)
     debug = "--debug" in argv
     try:
-        return _main(argv)
+        return _main(argv, prog, label)
     except SystemExit as stop:  # argparse: --help, --version, usage errors
         return stop.code if isinstance(stop.code, int) else (0 if stop.code is None else 1)
     except KeyboardInterrupt:
         if debug:
             raise
-        return _fail("interrupted", 130)
+        return _fail("interrupted", 130, label)
     except XDiffSRError as err:
         if debug:
             raise
-        return _fail(f"{err} (rerun with --debug for the traceback)", 2)
+        return _fail(f"{err} (rerun with --debug for the traceback)", 2, label)
     except (OSError, ValueError, KeyError) as err:
         if debug:
             raise
-        return _fail(f"{type(err).__name__}: {err} (rerun with --debug for the traceback)", 1)
+        return _fail(
+            f"{type(err).__name__}: {err} (rerun with --debug for the traceback)", 1, label
+        )
 
 
-def _main(argv: list[str]) -> int:
-    args = parser().parse_args(argv)
+def _main(argv: list[str], prog: str, label: str) -> int:
+    args = parser(prog, label).parse_args(argv)
     cfg = config_from_args(args)
     path = train(cfg, out_dir=args.out, resume=not args.no_resume, device=args.device,
                  max_steps_this_run=args.max_steps_this_run, progress=not args.no_progress)
