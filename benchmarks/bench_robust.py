@@ -34,6 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import xdiffsr
 from tests.conftest import SHARED_DATA
 from tests.test_accessor import LAT, LON, _covariance, _mean_ds
+from xdiffsr.errors import DivergenceError
 from xdiffsr.observations.sources import as_source
 
 T0 = pd.Timestamp("2021-01-01")
@@ -107,12 +108,15 @@ def analytic(members: int, steps: int, f: int, per_cell: int) -> None:
         mean, var = exact_posterior(prior, srcs)
         for name, opts in CONFIGS.items():
             t = time.perf_counter()
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                out = xr.Dataset(coords={"time": [T0]}).diffsr.super_resolve(
-                    srcs, model=prior, members=members, steps=steps, **opts
-                )
-            x = np.stack([out[v].values[0] for v in ("t850", "z500")], axis=1) / s
+            try:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    out = xr.Dataset(coords={"time": [T0]}).diffsr.super_resolve(
+                        srcs, model=prior, members=members, steps=steps, **opts
+                    )
+                x = np.stack([out[v].values[0] for v in ("t850", "z500")], axis=1) / s
+            except DivergenceError:  # non-finite: the sampler refuses to return it
+                x = np.full((members, 2, *prior.grid.shape), np.nan)
             fin = bool(np.isfinite(x).all())
             err = np.linalg.norm(np.nanmean(x, 0) - mean / s) / np.linalg.norm((mean - mu) / s)
             spread = np.sqrt(np.nanmean(np.nanvar(x, 0)) / np.mean(var / s**2))
@@ -178,12 +182,15 @@ def era5(members: int, steps: int) -> None:
             runs.append(("sda, every value (no super-obs)", raw, {"guidance": "sda"}))
         for name, source, opts in runs:
             t0 = time.perf_counter()
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                out = xr.Dataset(coords={"time": [t]}).diffsr.super_resolve(
-                    [source], model=model, members=members, steps=steps, seed=0, **opts
-                )
-            x = np.stack([out[v].values[0] for v in model.variables], axis=1)
+            try:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    out = xr.Dataset(coords={"time": [t]}).diffsr.super_resolve(
+                        [source], model=model, members=members, steps=steps, seed=0, **opts
+                    )
+                x = np.stack([out[v].values[0] for v in model.variables], axis=1)
+            except DivergenceError:  # non-finite: the sampler refuses to return it
+                x = np.full((members, len(model.variables), *model.grid.shape), np.nan)
             fin = bool(np.isfinite(x[:, c]).all())
             mis = _misfit(block, np.nanmean(x, 0), model) if fin else float("nan")
             print(f"| {label} ({src.describe()}) | {block.n_obs} | {name} | {fin} | {mis:.3g} | "

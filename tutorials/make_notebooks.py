@@ -1,12 +1,18 @@
 """Build the tutorial notebooks from their ``# %%`` percent-format sources (``*.py`` beside this).
 
-    python tutorials/make_notebooks.py
+    python tutorials/make_notebooks.py            # cells only, no outputs
+    python tutorials/make_notebooks.py --execute  # run them (in this folder) and store outputs
 
-The notebooks are committed unexecuted; ``tests/test_tutorials.py`` runs every code cell.
+The notebooks are committed executed, so that the repository and the documentation site show
+what the tutorial printed; ``tests/test_tutorials.py`` runs every code cell again and checks that
+each notebook's cells are those of its source, and the documentation build (``docs/conf.py``,
+myst-nb) executes them again. ``--execute`` needs ``nbclient`` and ``ipykernel`` (the ``docs``
+extra).
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 from pathlib import Path
 
@@ -28,13 +34,36 @@ def cells_of(source: str) -> list[dict]:
     return cells
 
 
-def main() -> None:
+def notebook_of(source: str) -> dict:
+    return {"nbformat": 4, "nbformat_minor": 4,
+            "metadata": {"kernelspec": {"name": "python3", "display_name": "Python 3",
+                                        "language": "python"}},
+            "cells": cells_of(source)}
+
+
+def execute(nb: dict) -> dict:
+    """Run every cell with a fresh kernel in this folder; outputs stored, no timing metadata."""
+    import nbformat
+    from nbclient import NotebookClient
+
+    node = nbformat.from_dict(nb)
+    NotebookClient(node, timeout=900, kernel_name="python3", record_timing=False,
+                   resources={"metadata": {"path": str(HERE)}}).execute()
+    out = json.loads(nbformat.writes(node))
+    for cell in out["cells"]:  # nbformat 4.4: no cell ids (they would change on every run)
+        cell.pop("id", None)
+    return out
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--execute", action="store_true", help="run and store the outputs")
+    args = parser.parse_args(argv)
     for src in sorted(HERE.glob("[0-9]*.py")):
-        nb = {"nbformat": 4, "nbformat_minor": 5,
-              "metadata": {"kernelspec": {"name": "python3", "display_name": "Python 3",
-                                          "language": "python"}},
-              "cells": cells_of(src.read_text())}
-        src.with_suffix(".ipynb").write_text(json.dumps(nb, indent=1) + "\n")
+        nb = notebook_of(src.read_text())
+        if args.execute:
+            nb = execute(nb)
+        src.with_suffix(".ipynb").write_text(json.dumps(nb, indent=1, ensure_ascii=False) + "\n")
 
 
 if __name__ == "__main__":
