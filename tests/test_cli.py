@@ -206,3 +206,35 @@ def test_super_resolve_end_to_end_on_a_csv_table(tmp_path, capsys):
         assert np.isfinite(ds["t850"].values).all() and np.isfinite(ds["z500"].values).all()
     assert main(argv) == 2  # the output exists now
     assert "--overwrite" in _one_line(capsys.readouterr().err)
+
+
+def test_super_resolve_igra_file_and_grid_file_to_zarr(tmp_path, capsys):
+    """The real Vienna IGRA file and a netCDF grid file, two weights, written to a zarr store."""
+    import numpy as np
+    import xarray as xr
+
+    from tests.conftest import SHARED_DATA, TINY_LAT, TINY_LON, tiny_model
+
+    igra = SHARED_DATA / "igra" / "AUM00011035-data.txt.gz"
+    if not igra.is_file():
+        pytest.skip(f"IGRA sample not found: {igra} (../shared/data/igra)")
+    model = tiny_model().save(tmp_path / "tiny.safetensors")
+    lat, lon = TINY_LAT[::2] + 11.25, TINY_LON[::2] + 11.25  # a coarser 4 x 8 grid
+    grid = xr.Dataset(
+        {"t850": (("time", "lat", "lon"), np.full((1, 4, 8), 265.0), {"units": "K"})},
+        coords={
+            "time": [np.datetime64("2015-01-24T00")],
+            "lat": ("lat", lat, {"standard_name": "latitude", "units": "degrees_north"}),
+            "lon": ("lon", lon, {"standard_name": "longitude", "units": "degrees_east"}),
+        },
+    )
+    grid.to_netcdf(tmp_path / "coarse.nc")
+    out = tmp_path / "recon.zarr"
+    argv = ["super-resolve", str(igra), str(tmp_path / "coarse.nc"), "--weights", "1", "0.5",
+            "--model", str(model), "--out", str(out), "--times", "2015-01-24T00",
+            "--members", "2", "--steps", "4", "--device", "cpu"]
+    assert main(argv) == 0, capsys.readouterr().err
+    with xr.open_zarr(out) as ds:
+        assert ds.sizes["member"] == 2 and ds.sizes["time"] == 1
+        assert np.isfinite(ds["t850"].values).all()
+        assert "igra" in ds.attrs["sources"] and "[1.0, 0.5]" in ds.attrs["weights"]
