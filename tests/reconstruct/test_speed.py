@@ -138,6 +138,23 @@ def test_callback_sees_fp32_state_and_member_batches(model):
                for d in seen)
 
 
+@pytest.mark.parametrize("guidance, members, batches", [
+    ("sda", 6, {(0, 4), (4, 6)}),  # guided: HOST_BATCH["guided"] = 4 members per batch
+    ("none", 10, {(0, 8), (8, 10)}),  # unguided: 8
+    ("mmps", 3, {(0, 3)}),  # never more than the members
+])
+def test_automatic_cpu_batch_is_fitted_and_keeps_the_members(model, guidance, members, batches):
+    """batch_size=None on the CPU: host_batch_size members per batch, the same members as one
+    batch of all of them (issue 15)."""
+    seen = []
+    x = _members(model, guidance, members=members, cg_iters=CG.get(guidance, 1),
+                 callback=seen.append)
+    assert {(d["members"].start, d["members"].stop) for d in seen} == batches
+    ref = _members(model, guidance, members=members, cg_iters=CG.get(guidance, 1),
+                   batch_size=members)
+    _assert_close(x, ref, 1e-5, "automatic batch")
+
+
 # ---------------------------------------------------------------------------------------------
 # Fitting the batch to a memory budget
 

@@ -167,8 +167,27 @@ def conjugate_gradient(
     estimate of ``diag(A)``, preconditions systems whose rows have very different scales (mixed
     units across observation sources).
     """
+    return _cg(lambda p: (matvec(p), None), b, iters=iters, tol=tol, diag=diag)[0]
+
+
+def _cg(
+    matvec: Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor | None]],
+    b: torch.Tensor,
+    *,
+    iters: int,
+    tol: float,
+    diag: torch.Tensor | None,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """:func:`conjugate_gradient` that also returns ``L u = sum_k alpha_k L p_k`` for a linear map
+    ``L`` whose values ``L p`` ``matvec`` returns next to ``A p`` (None: not tracked).
+
+    ``u`` is the sum of the CG steps ``alpha_k p_k``, so for MMPS the state-space correction
+    ``J^T M^T u`` is the same combination of the vector-Jacobian products CG already computed:
+    no extra backward pass.
+    """
     inv_d = torch.ones_like(b) if diag is None else 1.0 / diag.expand_as(b)
     u = torch.zeros_like(b)
+    Lu = None
     r = b.clone()
     z = r * inv_d
     p = z.clone()
@@ -179,7 +198,7 @@ def conjugate_gradient(
         live = live & (rz > floor)
         if not bool(live.any()):  # every row converged: skip the remaining matvecs
             break
-        Ap = matvec(p)
+        Ap, Lp = matvec(p)
         pAp = (p * Ap).sum(dim=1, keepdim=True)
         # A row stops for good once converged or when it meets non-positive (or non-finite)
         # curvature: A = Sigma_y + sigma^2 M J M^T is positive definite only if the network's
@@ -187,13 +206,18 @@ def conjugate_gradient(
         live = live & torch.isfinite(pAp) & (pAp > 0)
         alpha = torch.where(live, rz / torch.where(live, pAp, torch.ones_like(pAp)), 0.0)
         u = u + alpha * p
+        if Lp is not None:
+            a = alpha.reshape(-1, *([1] * (Lp.ndim - 1)))
+            # a dead row's alpha is 0, but 0 * inf is nan: keep its value instead
+            step = torch.where(a != 0, a * Lp, 0.0)
+            Lu = step if Lu is None else Lu + step
         r = torch.where(live, r - alpha * Ap, r)
         z = r * inv_d
         rz_new = (r * z).sum(dim=1, keepdim=True)
         beta = torch.where(live, rz_new / rz.clamp_min(1e-30), 0.0)
         p = torch.where(live, z + beta * p, p)
         rz = torch.where(live, rz_new, rz)
-    return u
+    return u, Lu
 
 
 def _obs_trust(m_step: torch.Tensor, r: torch.Tensor, var: torch.Tensor) -> torch.Tensor:
@@ -227,7 +251,11 @@ class MMPSGuidance(nn.Module):
     likelihoods : sequence of GaussianLikelihood
         Sources with linear (affine) operators exposing ``adjoint``.
     cg_iters : int
-        Maximum conjugate-gradient iterations (each costs one vector-Jacobian product).
+        Maximum conjugate-gradient iterations (each costs one vector-Jacobian product, a
+        backward pass through the network). The correction ``J^T M^T u`` needs no extra one:
+        ``u = sum_k alpha_k p_k`` is a combination of CG's directions, so ``J^T M^T u`` is the
+        same combination of the products CG computed. One evaluation costs one forward and
+        (at most) ``cg_iters`` backward passes.
     cg_tol : float
         Relative-residual tolerance of CG: a member's system is solved once its (preconditioned)
         residual norm falls below ``cg_tol`` times the initial one; all members solved ends CG
@@ -265,6 +293,9 @@ class MMPSGuidance(nn.Module):
         self.cg_tol = float(cg_tol)
         self.trust_region = bool(trust_region)
         self.lambda_g = float(lambda_g)
+        #: J^T M^T u as the combination of the VJPs CG computed (False: one more backward
+        #: pass, the reference path the tests compare with)
+        self._reuse_vjps = True
         norms = [getattr(lik.operator, "row_norms_sq", None) for lik in keep]
         self._row_norms = (
             torch.cat(
@@ -290,14 +321,57 @@ class MMPSGuidance(nn.Module):
                 (g,) = torch.autograd.grad(D, x_in, self.operator.adjoint(v), retain_graph=True)
                 return g
 
-            def matvec(v: torch.Tensor) -> torch.Tensor:  # (Sigma_y + sigma^2 M J M^T) v
-                return var_y * v + s2 * self.operator.linear(vjp(v))
+            def matvec(v: torch.Tensor):  # (Sigma_y + sigma^2 M J M^T) v, and J^T M^T v
+                g = vjp(v)
+                return var_y * v + s2 * self.operator.linear(g), g
 
             # Jacobi preconditioner: Sigma_y + sigma^2/(1+sigma^2) |m_i|^2, the diagonal for a
             # unit-variance white prior (J = I / (1 + sigma^2)); sources in mixed units need it.
             diag = var_y + s2 / (1 + s2) * self._row_norms
-            u = conjugate_gradient(matvec, r, iters=self.cg_iters, tol=self.cg_tol, diag=diag)
-            step = s2.reshape(-1, 1, 1, 1) * vjp(u)
+            u, g_u = _cg(matvec, r, iters=self.cg_iters, tol=self.cg_tol, diag=diag)
+            if not self._reuse_vjps:  # the reference path: one more backward pass
+                g_u = vjp(u)
+            elif g_u is None:  # CG took no step (every residual already zero): u = 0
+                g_u = torch.zeros_like(x_in)
+            step = s2.reshape(-1, 1, 1, 1) * g_u
         if self.trust_region:
             step = step * _obs_trust(self.operator.linear(step), r, var_y).reshape(-1, 1, 1, 1)
         return D.detach() + self.lambda_g * step
+
+
+class _CountBackward(torch.autograd.Function):
+    """Identity whose backward counts the backward passes through the wrapped network."""
+
+    @staticmethod
+    def forward(ctx, x, counter):
+        ctx.counter = counter
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx, grad):
+        ctx.counter.backward_passes += 1
+        ctx.counter.backward_rows += grad.shape[0]
+        return grad, None
+
+
+class PassCounter(nn.Module):
+    """A denoiser that counts the network passes of the denoiser it wraps.
+
+    ``forward_passes`` counts calls (one forward pass of a batch each); ``backward_passes``
+    counts vector-Jacobian products through it (``torch.autograd.grad`` or ``backward`` reaching
+    its output); ``forward_rows`` and ``backward_rows`` add up their batch sizes (members), so
+    ``(forward_rows + backward_rows) / members`` is the number of passes per member. For
+    benchmarks and tests: wrap a guidance's ``prior`` to count its cost.
+    """
+
+    def __init__(self, denoiser: Denoiser):
+        super().__init__()
+        self.denoiser = denoiser
+        self.forward_passes = self.backward_passes = 0
+        self.forward_rows = self.backward_rows = 0
+
+    def forward(self, x: torch.Tensor, sigma) -> torch.Tensor:
+        self.forward_passes += 1
+        self.forward_rows += x.shape[0]
+        out = self.denoiser(x, sigma)
+        return _CountBackward.apply(out, self) if out.requires_grad else out

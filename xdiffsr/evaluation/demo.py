@@ -69,6 +69,8 @@ def run_demo(
         moment matching with 2 CG iterations) keep the demo under a minute on 2 CPU cores.
     figure : bool
         Write ``demo.png`` (needs matplotlib; skipped with a message otherwise).
+    verbose : bool
+        Show a progress bar over the sampler steps while sampling, and print the scores.
 
     Returns
     -------
@@ -90,6 +92,7 @@ def run_demo(
         device=device,
         seed=seed,
         cg_iters=cg_iters,
+        progress=verbose,  # a progress bar over the sampler steps while it works
     )
     bicubic = Regridder(coarse_grid(), truth, method="bicubic")(coarse)
     table = _score(prior, truth, ens, bicubic)

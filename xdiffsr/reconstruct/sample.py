@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 from xdiffsr.core.likelihood import MMPSGuidance, ScoreGuidance
-from xdiffsr.core.memory import auto_budget, cuda_peak_probe, fit_batch_size
+from xdiffsr.core.memory import auto_budget, cuda_peak_probe, fit_batch_size, host_batch_size
 from xdiffsr.core.runtime import with_network_options
 from xdiffsr.core.sampler import heun_sampler, randn
 from xdiffsr.core.schedule import karras_sigmas
@@ -100,14 +100,19 @@ def _sigmas(prior: Prior, settings: SamplerSettings) -> torch.Tensor:
 
 
 def _batch_size(den, prior: Prior, device, settings: SamplerSettings) -> int:
-    """Members per network batch: ``batch_size`` (all members if None), lowered to what fits
-    ``max_memory`` on a CUDA device (probed at batch 1 and 2, extrapolated linearly)."""
+    """Members per network batch: ``batch_size``, lowered to what fits ``max_memory`` on a CUDA
+    device (probed at batch 1 and 2, extrapolated linearly). ``batch_size=None`` is automatic:
+    all members on CUDA (then fitted to ``max_memory``), and on other devices (the CPU, where
+    large guided batches are slower per member) :func:`~xdiffsr.core.memory.host_batch_size`."""
     members = settings.members
-    cap = min(members, settings.batch_size or members)
+    device = torch.device(device)
+    if settings.batch_size is None and device.type != "cuda":
+        cap = host_batch_size(members, guided=isinstance(den, MMPSGuidance | ScoreGuidance))
+    else:
+        cap = min(members, settings.batch_size or members)
     max_memory = settings.max_memory
     if max_memory is None:
         return cap
-    device = torch.device(device)
     if device.type != "cuda":
         if max_memory != "auto":
             warnings.warn(
@@ -174,7 +179,8 @@ def sample_time(
 
     The sampler settings are ``settings`` updated with ``sampler_options`` (any field of
     :class:`SamplerSettings`, validated by :meth:`SamplerSettings.from_options`). Members are
-    drawn ``batch_size`` at a time (fitted to ``max_memory`` on CUDA); each has its own
+    drawn ``batch_size`` at a time (fitted to ``max_memory`` on CUDA; automatic if None, see
+    :func:`_batch_size`); each has its own
     generator (:func:`member_seeds`), so the members do not depend on the batching. The
     callback (of :func:`xdiffsr.core.sampler.heun_sampler`) is called after every step; its
     dict gains ``"members"``, the slice of members of the current batch.

@@ -41,7 +41,8 @@ class SamplerSettings:
         depend only on (seed, timestamp, member index).
     guidance : {'mmps', 'sda', 'none'}
         'mmps' (default): moment-matching posterior sampling (exact for a Gaussian prior, stable
-        however many observations; up to ``cg_iters + 1`` backward passes per evaluation);
+        however many observations; one forward and up to ``cg_iters`` backward passes per
+        evaluation);
         'sda': the paper's Algorithm 1, the likelihood gradient with variance ``Sigma_y +
         sigma^2 Gamma`` (one backward pass; its step grows with the number of observations per
         model cell, see ``clip``); 'none': unguided prior samples.
@@ -66,7 +67,9 @@ class SamplerSettings:
     sigma_min, sigma_max : float, optional
         Noise range of the schedule (> 0); None: the prior's own.
     batch_size : int, optional
-        Members per network batch (> 0); None: all members in one batch. Speed only.
+        Members per network batch (> 0); None: automatic (all members on CUDA, fitted to
+        ``max_memory`` if given; on the CPU at most 4 guided or 8 unguided members,
+        :data:`xdiffsr.core.memory.HOST_BATCH`). Speed only.
     max_memory : int, float or str, optional
         CUDA memory budget: bytes, a size such as ``"40GB"``, or ``"auto"``. Speed only.
     precision : {'fp32', 'bf16'}

@@ -42,7 +42,7 @@ def grid_bounds(coord: ArrayLike, *, latitude: bool = False) -> NDArray[np.float
     Interior boundaries lie half-way between neighbouring centres; the two outer boundaries are
     extrapolated by half the outermost spacing, as ``cf_xarray``'s ``add_bounds`` (used by xESMF)
     does. With ``latitude=True`` the boundaries are clipped to [-90, 90], and an outer boundary
-    less than half a spacing from a pole closes at the pole (Gaussian grids).
+    less than half a spacing from a pole closes at the pole on irregular (Gaussian) grids.
 
     Parameters
     ----------
@@ -77,9 +77,11 @@ def grid_bounds(coord: ArrayLike, *, latitude: bool = False) -> NDArray[np.float
     b = np.concatenate([[c[0] - 0.5 * d[0]], mid, [c[-1] + 0.5 * d[-1]]])
     if not latitude:
         return b
-    # a global grid whose outer cell stops short of the pole by less than half a spacing (Gaussian
-    # latitudes: T42's outermost centre is 87.86 deg) closes at the pole, as CDO does
-    for end, step in ((0, d[0]), (-1, d[-1])):
+    # irregular (Gaussian) latitudes whose outer cell stops short of the pole by less than half a
+    # spacing (T42's outermost centre is 87.86 deg) close at the pole, as CDO does; regular grids
+    # keep the half-spacing extrapolation (a cropped grid must not grow)
+    irregular = not np.allclose(d, d[0], rtol=1e-6, atol=1e-9)
+    for end, step in ((0, d[0]), (-1, d[-1])) if irregular else ():
         if 0 < 90.0 - abs(b[end]) < 0.5 * abs(step):
             b[end] = np.sign(b[end]) * 90.0
     return np.clip(b, -90.0, 90.0)

@@ -1,0 +1,176 @@
+"""Network passes per member against quality (issue 15): counted passes, CPU seconds, peak memory
+and RMSE / fair CRPS / spread-skill on held-out OSSE states, per sampler configuration.
+
+Each configuration runs in its own subprocess (so ``ru_maxrss`` is its own peak) on the same
+targets, observations (IGRA+LR: the packaged stations' simulated soundings plus the truth
+coarsened to 16 x 32) and seed, through ``super_resolve``. Network passes are counted by wrapping
+the prior denoiser in :class:`xdiffsr.core.likelihood.PassCounter` (forward passes and backward
+passes, i.e. vector-Jacobian products, per member), not estimated. The first configuration is
+the baseline of the ratio columns (today's default: MMPS, 2 CG iterations, 18 steps).
+
+    nice python benchmarks/bench_passes.py                        # packaged held-out states
+    nice python benchmarks/bench_passes.py --members 8 --configs default mmps1 ...
+
+A configuration is ``name:key=value,key=value`` (sampler options) or one of :data:`CONFIGS`.
+``reference`` is the default on the code path before issue 15 (one more backward pass per
+evaluation), timed on ``--reference-members`` members of the first state only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+import xdiffsr
+
+#: Named configurations (sampler options on top of the defaults with 18 steps, MMPS 2 CG).
+CONFIGS = {
+    "default": {"steps": 18, "guidance": "mmps", "cg_iters": 2},
+    "reference": {"steps": 18, "guidance": "mmps", "cg_iters": 2, "_reuse_vjps": False},
+    "mmps1": {"steps": 18, "guidance": "mmps", "cg_iters": 1},
+    "nocorr": {"steps": 18, "guidance": "mmps", "cg_iters": 2, "corrector_guidance": False},
+    "mmps1-nocorr": {"steps": 18, "cg_iters": 1, "corrector_guidance": False},
+    "mmps1-12": {"steps": 12, "cg_iters": 1},
+    "mmps1-12-nocorr": {"steps": 12, "cg_iters": 1, "corrector_guidance": False},
+    "mmps2-12": {"steps": 12, "cg_iters": 2},
+    "sda": {"steps": 18, "guidance": "sda"},
+    "none": {"steps": 18, "guidance": "none"},
+}
+
+
+def _parse(spec: str) -> tuple[str, dict]:
+    if spec in CONFIGS:
+        return spec, dict(CONFIGS[spec])
+    name, _, rest = spec.partition(":")
+    opts = {}
+    for kv in filter(None, rest.split(",")):
+        k, _, v = kv.partition("=")
+        opts[k] = json.loads(v.lower() if v in ("True", "False") else v)
+    return name, opts
+
+
+def run_one(spec: str, members: int, states: int, seed: int, threads: int, batch: int) -> dict:
+    """One configuration in this process: members, counts, seconds, peak memory, scores."""
+    import torch
+
+    import xdiffsr.reconstruct.sample as sample
+    from xdiffsr.core.likelihood import MMPSGuidance, PassCounter
+    from xdiffsr.evaluation.demo import load_heldout, load_stations, observe
+    from xdiffsr.evaluation.metrics import crps_ensemble, rmse, spread_skill_ratio
+
+    torch.set_num_threads(threads)
+    name, opts = _parse(spec)
+    reuse = opts.pop("_reuse_vjps", True)
+    prior = xdiffsr.load_model("default")
+    truth = load_heldout().isel(time=slice(0, states))
+    truth = truth[[v for v in prior.variables if v in truth.data_vars]]
+    coarse, sondes = observe(truth, load_stations(), seed=seed)
+    counters = []
+    wrap = sample.with_network_options
+
+    def counted(den, **kw):
+        counters.append(PassCounter(wrap(den, **kw)))
+        return counters[-1]
+
+    sample.with_network_options = counted
+    if not reuse:
+        init = MMPSGuidance.__init__
+
+        def reference(self, *a, **kw):
+            init(self, *a, **kw)
+            self._reuse_vjps = False
+
+        MMPSGuidance.__init__ = reference
+    t0, c0 = time.perf_counter(), time.process_time()
+    ens = truth.drop_vars(list(truth.data_vars)).diffsr.super_resolve(
+        [sondes, coarse], model=prior, members=members, seed=seed, device="cpu", batch_size=batch,
+        **opts,
+    )
+    wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+    n = members * truth.sizes["time"]
+    fwd = sum(c.forward_rows for c in counters) / n
+    bwd = sum(c.backward_rows for c in counters) / n
+    dims = ("time", "lat", "lon")
+    scores = {}
+    for v in prior.variables:
+        scores[v] = [
+            float(rmse(ens[v], truth[v], dims=dims)),
+            float(crps_ensemble(ens[v], truth[v], dims=dims)),
+            float(spread_skill_ratio(ens[v], truth[v], dims=dims)),
+        ]
+    return {
+        "name": name,
+        "options": opts | ({} if reuse else {"reference_path": True}),
+        "forward": fwd,
+        "backward": bwd,
+        "wall_per_member": wall / n,
+        "cpu_per_member": cpu / n,
+        "peak_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "scores": scores,
+    }
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--configs", nargs="+",
+                   default=["default", "reference", "mmps1", "nocorr", "mmps1-nocorr",
+                            "mmps1-12", "mmps1-12-nocorr"])
+    p.add_argument("--members", type=int, default=8)
+    p.add_argument("--states", type=int, default=2)
+    p.add_argument("--reference-members", type=int, default=2)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--batch-size", type=int, default=4, help="members per batch (speed only)")
+    p.add_argument("--one", default=None, help=argparse.SUPPRESS)
+    args = p.parse_args()
+    if args.one:
+        print(json.dumps(run_one(args.one, args.members, args.states, args.seed, args.threads,
+                                 args.batch_size)))
+        return
+    rows = []
+    for spec in args.configs:
+        timing_only = spec == "reference"
+        members = args.reference_members if timing_only else args.members
+        states = 1 if timing_only else args.states
+        cmd = [sys.executable, __file__, "--one", spec, "--members", str(members),
+               "--states", str(states), "--seed", str(args.seed), "--threads", str(args.threads),
+               "--batch-size", str(args.batch_size)]
+        out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+        row = json.loads(out.strip().splitlines()[-1])
+        row["timing_only"] = timing_only
+        rows.append(row)
+        print(f"{spec}: {row['forward'] + row['backward']:.0f} passes/member, "
+              f"{row['cpu_per_member']:.1f} CPU s/member", flush=True)
+    _table(rows)
+
+
+def _table(rows: list[dict]) -> None:
+    base = rows[0]
+    ref = np.array(list(base["scores"].values()))
+    print("\n| configuration | fwd + bwd passes / member | passes vs first | CPU s / member "
+          "| wall s / member | peak MiB | RMSE / first (mean of 13) | CRPS / first "
+          "| spread/skill (mean of 13) | RMSE t850 (K) | CRPS t850 (K) | spread/skill t850 |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for r in rows:
+        s = np.array(list(r["scores"].values()))
+        passes = r["forward"] + r["backward"]
+        opts = ", ".join(f"{k}={v}" for k, v in r["options"].items())
+        head = (f"| {r['name']} ({opts}) | {r['forward']:.0f} + {r['backward']:.0f} | "
+                f"{passes / (base['forward'] + base['backward']):.2f} | "
+                f"{r['cpu_per_member']:.2f} | {r['wall_per_member']:.2f} | {r['peak_mib']:.0f} |")
+        if r["timing_only"]:
+            print(head + " timing only | | | | | |")
+            continue
+        t = r["scores"]["t850"]
+        print(head + f" {np.mean(s[:, 0] / ref[:, 0]):.3f} | {np.mean(s[:, 1] / ref[:, 1]):.3f} | "
+              f"{np.mean(s[:, 2]):.2f} | {t[0]:.3g} | {t[1]:.3g} | {t[2]:.2f} |")
+
+
+if __name__ == "__main__":
+    main()
