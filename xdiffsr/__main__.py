@@ -18,7 +18,7 @@ import os
 import sys
 
 from xdiffsr import __version__
-from xdiffsr.errors import XDiffSRError
+from xdiffsr._cli import run_cli
 
 _EPILOG = (
     "exit status: 0 success; 2 usage error or invalid input (one line on stderr); 1 data could "
@@ -38,49 +38,6 @@ class _Parser(argparse.ArgumentParser):
         sub = self.prog[len(name) :].strip()
         where = f" (see {self.prog} --help)" if sub else f" (see {name} --help)"
         self.exit(2, f"{name}: error: {sub + ': ' if sub else ''}{message}{where}\n")
-
-
-def _fail(message: str, code: int, prog: str = "xdiffsr") -> int:
-    text = " ".join(str(message).split())  # one line
-    print(f"{prog}: error: {text}", file=sys.stderr)
-    return code
-
-
-def run_cli(body, argv: list[str], prog: str = "xdiffsr") -> int:
-    """Run ``body(argv)`` turning user errors into one line on stderr and an exit status.
-
-    Parameters
-    ----------
-    body : callable
-        Parses ``argv`` and runs the command; returns the exit status.
-    argv : list of str
-        The arguments; ``--debug`` among them re-raises instead.
-    prog : str
-        Name in the error line.
-
-    Returns
-    -------
-    int
-        0, 1 (data could not be read or written), 2 (usage or invalid input) or 130.
-    """
-    debug = "--debug" in argv
-    try:
-        return body(argv)
-    except SystemExit as stop:  # argparse: --help, --version, usage errors
-        return stop.code if isinstance(stop.code, int) else (0 if stop.code is None else 1)
-    except KeyboardInterrupt:
-        if debug:
-            raise
-        return _fail("interrupted", 130, prog)
-    except XDiffSRError as err:
-        if debug:
-            raise
-        return _fail(f"{err} (rerun with --debug for the traceback)", 2, prog)
-    except (OSError, ValueError, KeyError) as err:
-        if debug:
-            raise
-        what = type(err).__name__
-        return _fail(f"{what}: {err} (rerun with --debug for the traceback)", 1, prog)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -28,7 +28,8 @@ from collections.abc import Sequence
 
 import torch
 
-from xdiffsr.errors import ArgumentError, XDiffSRError
+from xdiffsr._cli import run_cli
+from xdiffsr.errors import ArgumentError
 
 from .config import TrainConfig
 from .loop import train
@@ -152,11 +153,6 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
     return TrainConfig.from_dict({k: v for k, v in merged.items() if k in known})
 
 
-def _fail(message: str, code: int, label: str = PROG) -> int:
-    print(f"{label}: error: {' '.join(str(message).split())}", file=sys.stderr)
-    return code
-
-
 def main(
     argv: Sequence[str] | None = None,
     *,
@@ -174,25 +170,7 @@ def main(
         passes ``"xdiffsr train"`` and ``"xdiffsr"``.
     """
     argv = sys.argv[1:] if argv is None else list(argv)
-    debug = "--debug" in argv
-    try:
-        return _main(argv, prog, label)
-    except SystemExit as stop:  # argparse: --help, --version, usage errors
-        return stop.code if isinstance(stop.code, int) else (0 if stop.code is None else 1)
-    except KeyboardInterrupt:
-        if debug:
-            raise
-        return _fail("interrupted", 130, label)
-    except XDiffSRError as err:
-        if debug:
-            raise
-        return _fail(f"{err} (rerun with --debug for the traceback)", 2, label)
-    except (OSError, ValueError, KeyError) as err:
-        if debug:
-            raise
-        return _fail(
-            f"{type(err).__name__}: {err} (rerun with --debug for the traceback)", 1, label
-        )
+    return run_cli(lambda args: _main(args, prog, label), argv, label)
 
 
 def _main(argv: list[str], prog: str, label: str) -> int:
