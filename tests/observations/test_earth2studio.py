@@ -111,15 +111,19 @@ def test_bad_input(change, kwargs, error, needle):
         from_earth2studio(change(frame()), ["t850", "t2m", "u10", "msl"], **kwargs)
 
 
-def test_super_resolve_with_an_earth2studio_frame():
-    model = tiny_model()
-    df = frame()
-    df = df[df["variable"].isin(["t", "z"])]
-    target = xr.Dataset(coords={
+def _target() -> xr.Dataset:
+    return xr.Dataset(coords={
         "time": [T0.to_datetime64()],
         "lat": ("lat", TINY_LAT, {"standard_name": "latitude", "units": "degrees_north"}),
         "lon": ("lon", TINY_LON, {"standard_name": "longitude", "units": "degrees_east"}),
     })
+
+
+def test_super_resolve_with_an_earth2studio_frame():
+    model = tiny_model()
+    df = frame()
+    df = df[df["variable"].isin(["t", "z"])]
+    target = _target()
     tidy = from_earth2studio(df, model.variables)
     out = target.diffsr.super_resolve([tidy], model=model, members=2, steps=3)
     assert set(out.data_vars) >= {"t850", "z500"}
@@ -132,11 +136,7 @@ def test_super_resolve_takes_the_earth2studio_frame_directly():
     model = tiny_model()
     df = frame()
     df = df[df["variable"].isin(["t", "z"])]
-    target = xr.Dataset(coords={
-        "time": [T0.to_datetime64()],
-        "lat": ("lat", TINY_LAT, {"standard_name": "latitude", "units": "degrees_north"}),
-        "lon": ("lon", TINY_LON, {"standard_name": "longitude", "units": "degrees_east"}),
-    })
+    target = _target()
     raw = target.diffsr.super_resolve([df], model=model, members=2, steps=3)
     tidy = target.diffsr.super_resolve(
         [from_earth2studio(df, model.variables)], model=model, members=2, steps=3
