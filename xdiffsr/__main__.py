@@ -93,6 +93,16 @@ def _main(argv: list[str]) -> int:
     return 0
 
 
+def _add_stations_out_model(p: argparse.ArgumentParser, out: str) -> None:
+    """The options ``evaluate`` and ``sequential`` share: stations, output folder, model."""
+    p.add_argument("--stations", default=None, type=_existing,
+                   help="CSV (id, lat, lon) or IGRA station list (default: packaged 2023 list)")
+    p.add_argument("--stations-year", type=int, default=None,
+                   help="keep the stations active in this year (needs an IGRA station list)")
+    p.add_argument("--out", default=out, type=_out_dir, help="output folder")
+    p.add_argument("--model", default="default", type=_model, help="registry name or model file")
+
+
 def _add_debug(p: argparse.ArgumentParser) -> None:
     p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
                    help="show Python tracebacks")
@@ -231,12 +241,7 @@ def _add_evaluate(sub) -> None:
                     help="zarr store or netCDF file of truth states (default: packaged held-out)")
     ev.add_argument("--train", default=None, type=_existing,
                     help="zarr/netCDF training states for climatology and optimal interpolation")
-    ev.add_argument("--stations", default=None, type=_existing,
-                    help="CSV (id, lat, lon) or IGRA station list (default: packaged 2023 list)")
-    ev.add_argument("--stations-year", type=int, default=None,
-                    help="keep the stations active in this year (needs an IGRA station list)")
-    ev.add_argument("--out", default="xdiffsr-evaluate", type=_out_dir, help="output folder")
-    ev.add_argument("--model", default="default", type=_model, help="registry name or model file")
+    _add_stations_out_model(ev, "xdiffsr-evaluate")
     ev.add_argument("--configurations", nargs="+", default=list(CONFIGURATIONS),
                     choices=CONFIGURATIONS, metavar="CONFIG",
                     help=f"configurations to run, of {list(CONFIGURATIONS)}")
@@ -280,12 +285,7 @@ def _add_sequential(sub) -> None:
     )
     sq.add_argument("--truth", required=True, type=_existing,
                     help="zarr store or netCDF file of truth states")
-    sq.add_argument("--stations", default=None, type=_existing,
-                    help="CSV (id, lat, lon) or IGRA station list (default: packaged 2023 list)")
-    sq.add_argument("--stations-year", type=int, default=None,
-                    help="keep the stations active in this year (needs an IGRA station list)")
-    sq.add_argument("--out", default="xdiffsr-sequential", type=_out_dir, help="output folder")
-    sq.add_argument("--model", default="default", type=_model, help="registry name or model file")
+    _add_stations_out_model(sq, "xdiffsr-sequential")
     sq.add_argument("--start", default=None, type=_timestamp,
                     help="initial time (default: first possible)")
     sq.add_argument("--days", type=_number(strict=True), default=7.0, help="length in days")
