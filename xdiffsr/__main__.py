@@ -226,6 +226,15 @@ def _timestamp(text: str) -> str:
     return text
 
 
+def _add_calibrate(p) -> None:
+    p.add_argument(
+        "--calibrate", type=_int_at_least(1), default=None, metavar="N",
+        help="learn the error models first on N validation times that are not scored "
+        "(per-variable Desroziers factors of radiosondes and coarse field; the emulator's "
+        "forecast error by lead); default: the fixed default errors",
+    )
+
+
 def _add_evaluate(sub) -> None:
     from xdiffsr.evaluation.suite import BASELINES, CONFIGURATIONS
     from xdiffsr.osse import COARSE_GRID
@@ -266,6 +275,7 @@ def _add_evaluate(sub) -> None:
     ev.add_argument("--withhold", type=_fraction, default=None, metavar="FRACTION",
                     help="held-out validation: withhold this fraction of the soundings and score "
                     "the ensembles at them")
+    _add_calibrate(ev)
     ev.add_argument("--withhold-by", default="station", choices=["random", "station", "region"],
                     help="how soundings are withheld")
     _add_debug(ev)
@@ -311,6 +321,7 @@ def _add_sequential(sub) -> None:
     sq.add_argument("--device", default=None, type=_device, help="torch device (default: auto)")
     sq.add_argument("--seed", type=_int_at_least(0), default=0, help="random seed")
     sq.add_argument("--no-figures", action="store_true", help="skip the figures")
+    _add_calibrate(sq)
     _add_debug(sq)
 
 
@@ -343,6 +354,7 @@ def _run_sequential(args) -> int:
         out=args.out,
         figures=not args.no_figures,
         verbose=True,
+        calibrate=args.calibrate,
     )
     rmse = table[table["metric"] == "rmse"]
     var = "t850" if "t850" in set(rmse["variable"]) else rmse["variable"].iloc[0]
@@ -414,6 +426,7 @@ def _run_evaluate(args) -> int:
         verbose=True,
         withhold=args.withhold,
         withhold_by=args.withhold_by,
+        calibrate=args.calibrate,
     )
     rmse = table[table["metric"] == "rmse"]
     label = rmse["configuration"] + rmse["weight"].map(lambda w: "" if w != w else f" w={w:g}")

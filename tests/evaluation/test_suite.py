@@ -375,11 +375,15 @@ def test_cli_evaluate_tiny(world, tmp_path, monkeypatch):
             "4",
             "8",
             "--no-figures",
+            "--calibrate",
+            "1",
         ]
     )
     assert rc == 0
     out = pd.read_csv(tmp_path / "o" / "results.csv")
     assert {"LR", "IGRA+LR", "climatology", "optimal interpolation"} <= set(out["configuration"])
+    errors = pd.read_csv(tmp_path / "o" / "error_models.csv")  # fitted on the other times
+    assert {"IGRA", "LR"} <= set(errors["source"]) and (errors["std"] > 0).all()
 
 
 def test_training_data_on_the_truth_grid_up_to_rounding(world):

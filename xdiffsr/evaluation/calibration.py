@@ -17,7 +17,7 @@ about ``h = H P_a H^T / R``).
 from __future__ import annotations
 
 import warnings
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -36,22 +36,40 @@ from xdiffsr.reconstruct.plan import _output_grid
 __all__ = ["calibrate", "scale_errors"]
 
 
-def scale_errors(source: Observations, factor: float, prior: Prior) -> Observations:
+def scale_errors(
+    source: Observations, factor: float | Mapping[str, float], prior: Prior
+) -> Observations:
     """A copy of ``source`` with every error variance multiplied by ``factor``.
 
-    An ``error`` column (std, used when ``sigma_y`` is None) is multiplied by ``sqrt(factor)``;
-    otherwise ``sigma_y`` becomes a dict over the model's variables of the variances the source
-    used (its ``sigma_y`` or the defaults) times ``factor``; a callable source's scalar is scaled.
+    ``factor`` is one number, or a ``{variable: factor}`` mapping (variables not in it keep
+    their variances). An ``error`` column (std, used when ``sigma_y`` is None) is multiplied by
+    ``sqrt(factor)``; otherwise ``sigma_y`` becomes a dict over the model's variables of the
+    variances the source used (its ``sigma_y`` or the defaults) times ``factor``; a callable
+    source's scalar is scaled (by one number only).
     """
-    f = float(factor)
-    if not (np.isfinite(f) and f > 0):
-        raise ArgumentError(f"factor={factor!r} must be finite and > 0.")
+    per_var = dict(factor) if isinstance(factor, Mapping) else None
+    values = list(per_var.values()) if per_var is not None else [factor]
+    for f in values:
+        if not (np.isfinite(float(f)) and float(f) > 0):
+            raise ArgumentError(f"factor={factor!r}: every factor must be finite and > 0.")
+
+    def f_of(v: str) -> float:
+        return float(per_var.get(v, 1.0)) if per_var is not None else float(factor)
+
     if isinstance(source, CallableObservations):
-        return replace(source, sigma_y=float(source.sigma_y) * f)
+        if per_var is not None:
+            raise ArgumentError(
+                "factor: a callable source has one error variance; give one number, not a dict."
+            )
+        return replace(source, sigma_y=float(source.sigma_y) * float(factor))
     data = source.data
     if source.sigma_y is None and isinstance(data, pd.DataFrame) and "error" in data:
-        return replace(source, data=data.assign(error=data["error"] * np.sqrt(f)))
-    sigma = {v: float(source.variance_for(v, 1)[0]) * f for v in prior.variables}
+        if per_var is None:
+            return replace(source, data=data.assign(error=data["error"] * np.sqrt(float(factor))))
+        if "variable" in data:
+            scale = np.sqrt(data["variable"].astype(str).map(f_of).to_numpy(float))
+            return replace(source, data=data.assign(error=data["error"] * scale))
+    sigma = {v: float(source.variance_for(v, 1)[0]) * f_of(v) for v in prior.variables}
     return replace(source, sigma_y=sigma)
 
 
@@ -71,11 +89,17 @@ def _means_at_obs(prior, sources, times, members) -> list[list[np.ndarray]]:
         for k, t in enumerate(times):
             b = src.at_time(t, prior)
             if b is None or b.n_obs == 0:
-                per_t.append((np.zeros(0), np.zeros(0), np.zeros(0)))
+                per_t.append((np.zeros(0), np.zeros(0), np.zeros(0), np.zeros(0, int)))
             else:
-                per_t.append((b.y, predicted(b, members[k]).mean(0), np.asarray(b.variance)))
+                per_t.append((b.y, predicted(b, members[k]).mean(0), np.asarray(b.variance),
+                              np.asarray(b.var_index, int)))
         out.append(per_t)
     return out
+
+
+def _factor(total: np.ndarray, groups: list[str]) -> float | dict[str, float]:
+    """One source's cumulative factor(s) as :func:`scale_errors` takes them."""
+    return float(total[0]) if groups == ["all"] else dict(zip(groups, map(float, total)))
 
 
 def _quiet_resolve(ds, sources, weights, prior, options) -> xr.Dataset:
@@ -93,6 +117,7 @@ def calibrate(
     iterations: int = 5,
     rtol: float = 0.05,
     min_count: int = 20,
+    by: str = "source",
     **sampler_options: Any,
 ) -> tuple[list[Observations], pd.DataFrame]:
     """Fit one error-variance inflation factor per source from innovation statistics.
@@ -120,7 +145,11 @@ def calibrate(
     rtol : float
         Stop when every factor of the last iteration is within ``rtol`` of 1.
     min_count : int
-        Sources with fewer observations in all are left unchanged (factor 1).
+        Sources (or variables of a source) with fewer observations in all are left unchanged
+        (factor 1).
+    by : {"source", "variable"}
+        One factor per source, or one per source and model variable (a coarse analysis may be
+        exact in temperature and not in wind).
     **sampler_options
         Sampler options of both reconstructions (``members``, ``steps``, ``guidance``, ...).
 
@@ -129,8 +158,9 @@ def calibrate(
     sources : list of Observations
         The sources with their error variances rescaled (:func:`scale_errors`), ready to reuse.
     history : pandas.DataFrame
-        Columns ``iteration, source, count, factor, total``: the factor of each iteration and
-        the cumulative one (``total``, the ratio of fitted to original variances).
+        Columns ``iteration, source, variable, count, factor, total``: the factor of each
+        iteration and the cumulative one (``total``, the ratio of fitted to original variances);
+        ``variable`` is "all" with ``by="source"``.
 
     References
     ----------
@@ -142,6 +172,8 @@ def calibrate(
         raise ArgumentError(f"model={model!r} is not an xdiffsr prior.")
     if int(iterations) < 1 or not rtol > 0:
         raise ArgumentError(f"iterations={iterations!r} must be >= 1 and rtol={rtol!r} > 0.")
+    if by not in ("source", "variable"):
+        raise ArgumentError(f"by={by!r}: use 'source' (one factor per source) or 'variable'.")
     obs = list(obs) if isinstance(obs, list | tuple) else [obs]
     original = [as_source(o, model) for o in obs]
     w = [1.0] * len(original) if weights is None else [float(x) for x in weights]
@@ -150,23 +182,31 @@ def calibrate(
     opts = {k: v for k, v in sampler_options.items() if k != "guidance"}
     bg = _quiet_resolve(ds, original, w, model, {**opts, "guidance": "none"})
     hxb = _means_at_obs(model, original, times, _members(bg, model, tname))
-    total = np.ones(len(original))
+    groups = ["all"] if by == "source" else list(model.variables)
+    total = np.ones((len(original), len(groups)))
     rows: list[dict[str, Any]] = []
     sources = list(original)
     for it in range(1, int(iterations) + 1):
         ens = _quiet_resolve(ds, sources, w, model, sampler_options)
         hxa = _means_at_obs(model, sources, times, _members(ens, model, tname))
-        factors = np.ones(len(sources))
+        factors = np.ones_like(total)
         for s, (wb, wa) in enumerate(zip(hxb, hxa)):
-            d_b = np.concatenate([y - m for y, m, _ in wb])
-            d_a = np.concatenate([y - m for y, m, _ in wa])
-            r = np.concatenate([v for _, _, v in wa]) / (w[s] if w[s] > 0 else 1.0)
-            if d_a.size >= min_count and w[s] > 0:
-                factors[s] = max(float(np.mean(d_a * d_b)) / float(np.mean(r)), 1e-6)
-            rows.append({"iteration": it, "source": sources[s].describe(), "count": d_a.size,
-                         "factor": factors[s], "total": total[s] * factors[s]})
+            d_b = np.concatenate([y - m for y, m, _, _ in wb])
+            d_a = np.concatenate([y - m for y, m, _, _ in wa])
+            r = np.concatenate([v for _, _, v, _ in wa]) / (w[s] if w[s] > 0 else 1.0)
+            var = np.concatenate([i for *_, i in wa])
+            for g, name in enumerate(groups):
+                sel = np.ones(d_a.size, bool) if name == "all" else var == g
+                if sel.sum() >= min_count and w[s] > 0:
+                    f = float(np.mean(d_a[sel] * d_b[sel])) / float(np.mean(r[sel]))
+                    factors[s, g] = max(f, 1e-6)
+                if name == "all" or sel.any():
+                    rows.append({"iteration": it, "source": sources[s].describe(),
+                                 "variable": name, "count": int(sel.sum()),
+                                 "factor": factors[s, g], "total": total[s, g] * factors[s, g]})
         total *= factors
-        sources = [scale_errors(src, f, model) for src, f in zip(original, total)]
+        sources = [scale_errors(src, _factor(t, groups), model) for src, t in zip(original, total)]
         if np.all(np.abs(factors - 1) <= rtol):
             break
-    return sources, pd.DataFrame(rows, columns=["iteration", "source", "count", "factor", "total"])
+    columns = ["iteration", "source", "variable", "count", "factor", "total"]
+    return sources, pd.DataFrame(rows, columns=columns)

@@ -13,7 +13,7 @@ References
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -22,6 +22,8 @@ import xarray as xr
 
 from xdiffsr.errors import ArgumentError
 from xdiffsr.grid import find_latlon
+from xdiffsr.observations.sources import GridObservations, PointObservations
+from xdiffsr.observations.vertical import soundings_to_observations
 from xdiffsr.osse import COARSE_GRID, coarsen
 from xdiffsr.regrid import Regridder
 
@@ -105,6 +107,8 @@ def analysis_cycle(
     sr: Callable,
     weight: float,
     store: dict,
+    background_sigma: Mapping[str, float] | None = None,
+    sondes_sigma: Mapping[str, float] | None = None,
 ) -> Callable[[xr.Dataset, np.datetime64], xr.Dataset]:
     """The reconstruction step of :func:`sequential_experiment`.
 
@@ -113,13 +117,24 @@ def analysis_cycle(
     through ``sr(times, obs, weights)``, keeps the ensemble in ``store[valid_time]`` and returns
     the ensemble mean as the analysis; variables the prior lacks are the background's own
     (bilinearly regridded), so the emulator can restart from every variable it needs.
+    ``background_sigma`` (``{variable: variance}``, e.g. the emulator's error at one cycle's
+    lead, :func:`xdiffsr.osse.forecast_sigma`) replaces the background's default errors, and
+    ``sondes_sigma`` the soundings' (e.g. fitted by
+    :func:`xdiffsr.evaluation.calibration.calibrate`).
     """
 
     def cycle(background: xr.Dataset, vt: np.datetime64) -> xr.Dataset:
-        bg = background[[v for v in variables if v in background]]
-        obs, w = [bg.expand_dims(time=[vt])], [float(weight)]
+        bg = background[[v for v in variables if v in background]].expand_dims(time=[vt])
+        if background_sigma is not None:
+            bg = GridObservations(bg, sigma_y=dict(background_sigma), name="emulator")
+        obs, w = [bg], [float(weight)]
         sondes = sondes_at([vt])
         if len(sondes):
+            if sondes_sigma is not None:
+                sondes = PointObservations(
+                    soundings_to_observations(sondes, list(variables)), sigma_y=dict(sondes_sigma),
+                    name="IGRA", assume_units=True,
+                )
             obs, w = [sondes, *obs], [1.0, *w]
         ens = sr([vt], obs, w)
         store[pd.Timestamp(vt)] = ens
@@ -143,6 +158,8 @@ def reinitialised(
     emulator: Any,
     lead: pd.Timedelta,
     weight: float,
+    background_sigma: Mapping[str, float] | None = None,
+    sondes_sigma: Mapping[str, float] | None = None,
 ) -> xr.Dataset:
     """The reinitialised ensemble at each time of ``init`` + ``lead`` (stacked along ``time``).
 
@@ -153,7 +170,9 @@ def reinitialised(
     out = []
     for k, t0 in enumerate(pd.DatetimeIndex(init["time"].values)):
         store: dict[pd.Timestamp, xr.Dataset] = {}
-        cycle = analysis_cycle(variables, sondes_at, sr, weight, store)
+        cycle = analysis_cycle(
+            variables, sondes_at, sr, weight, store, background_sigma, sondes_sigma
+        )
         sequential_experiment(
             emulator, init.isel(time=[k]), cycle, days=lead / pd.Timedelta(days=1)
         )

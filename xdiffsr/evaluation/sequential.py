@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import time as _time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +38,7 @@ from xdiffsr.errors import ArgumentError
 from xdiffsr.evaluation.baselines import interpolation_baseline
 from xdiffsr.evaluation.cycling import analysis_cycle, sequential_experiment
 from xdiffsr.evaluation.datasets import load_stations
+from xdiffsr.evaluation.error_models import ErrorModels, fit_error_models, validation_times
 from xdiffsr.evaluation.plot import scores_by_lead
 from xdiffsr.evaluation.scores import (
     check_members,
@@ -124,6 +125,12 @@ class _Setup:
     sondes: pd.DataFrame
     init: xr.Dataset  # coarsened truth at start, every variable
     forecast: xr.Dataset  # free forecast at the valid times
+    errors: ErrorModels = field(default_factory=ErrorModels)  # fitted sigma_y (calibrate=)
+
+    def forecast_source(self, t: pd.Timestamp, prior: Prior) -> Any:
+        """The free forecast valid at ``t``, with the emulator's error at its lead when the
+        errors were fitted (else the default errors)."""
+        return self.errors.source("emulator", self.forecast.sel(time=[t]), prior, t - self.start)
 
     def sondes_at(self, times) -> pd.DataFrame:
         return self.sondes[self.sondes["time"].isin(pd.DatetimeIndex(np.atleast_1d(times)))]
@@ -144,6 +151,21 @@ def _prepare(
     return _Setup(truth_v, variables, stations, start, valid, sonde_times, sondes, init, fc)
 
 
+def _fit_errors(
+    truth, prior, setup, n, days, configurations, emulator, coarse_grid, seed, options
+) -> ErrorModels:
+    """Error models from ``n`` validation starts whose forecasts do not overlap the experiment:
+    the emulator's error up to ``days`` and, with an IGRA configuration, the soundings'."""
+    span = pd.Timedelta(days=float(days))
+    exclude = pd.date_range(setup.start - span, setup.valid[-1] + span, freq=emulator.every)
+    val = validation_times(truth, exclude, n, before=span)
+    kinds = ("IGRA",) if any("IGRA" in c for c in configurations) else ()
+    return fit_error_models(
+        truth, prior, setup.stations, val, kinds=kinds, lead=span, emulator=emulator,
+        coarse_grid=coarse_grid, seed=seed + 1, **options,
+    )
+
+
 def _sampler(setup: _Setup, prior: Prior, guidance, cg_iters, sampler) -> Callable:
     """``sr(times, obs, weights)``: super_resolve at ``times`` on the truth's grid."""
     grid_ds = setup.truth.drop_vars(setup.variables)
@@ -159,23 +181,30 @@ def _sampler(setup: _Setup, prior: Prior, guidance, cg_iters, sampler) -> Callab
 
 
 def _reconstruct(
-    config: str, setup: _Setup, sr: Callable, w: float, emulator, days, cycle, coarse_grid
+    config: str, setup: _Setup, sr: Callable, w: float, emulator, days, cycle, coarse_grid, prior
 ) -> xr.Dataset:
     """The ensemble of one configuration at its valid times."""
-    if config == "emulator":
-        return sr(setup.valid, [setup.forecast], [w])
-    if config == "IGRA+emulator":
-        return sr(setup.valid, [setup.sondes, setup.forecast], [1.0, w])
+    sondes = setup.errors.source("IGRA", setup.sondes, prior)
+    if config in ("emulator", "IGRA+emulator"):  # one time at a time: each has its own lead
+        extra = [sondes] if config == "IGRA+emulator" else []
+        return xr.concat(
+            [sr([t], [*extra, setup.forecast_source(t, prior)], [1.0] * len(extra) + [w])
+             for t in setup.valid],
+            dim="time",
+        )
     if config == "IGRA":
         if setup.sonde_times.empty:
             raise ArgumentError(
                 "configurations: 'IGRA' needs cycles ending at 00 or 12 UTC; use cycle='12h' "
                 "and a start at 00 or 12 UTC"
             )
-        return sr(setup.sonde_times, [setup.sondes], [1.0])
-    # IGRA+emulator reinit
+        return sr(setup.sonde_times, [sondes], [1.0])
+    # IGRA+emulator reinit: every background is a forecast of one cycle
     store: dict[pd.Timestamp, xr.Dataset] = {}
-    step = analysis_cycle(setup.variables, setup.sondes_at, sr, w, store)
+    sigma = setup.errors.sigma_of("emulator", cycle)
+    step = analysis_cycle(
+        setup.variables, setup.sondes_at, sr, w, store, sigma, setup.errors.sigma_of("IGRA")
+    )
     sequential_experiment(
         emulator, setup.init, step, days=float(days), coarse_grid=coarse_grid, cycle=cycle
     )
@@ -242,6 +271,7 @@ def evaluate_sequential(
     figures: bool = True,
     plot_variables: Sequence[str] = ("t850", "u500", "z500"),
     verbose: bool = False,
+    calibrate: int | None = None,
     **sampler_options: Any,
 ) -> pd.DataFrame:
     """Run the sequential (reinitialised) experiment and score every cycle against the truth.
@@ -283,6 +313,12 @@ def evaluate_sequential(
         Write figures (needs matplotlib) for ``plot_variables``.
     verbose : bool
         Print the timing of each configuration.
+    calibrate : int, optional
+        Learn the error models first from this many validation initial times outside the
+        experiment (:func:`xdiffsr.evaluation.error_models.fit_error_models`): the emulator's
+        forecast error at every lead up to ``days`` (each valid time's forecast then enters with
+        the error of its lead, and each reinitialised cycle with that of ``cycle``) and the
+        radiosondes' per-variable Desroziers factors.
 
     Returns
     -------
@@ -305,19 +341,25 @@ def evaluate_sequential(
     cycle = pd.Timedelta(cycle)
     start, valid = _valid_times(truth, start, days, cycle, pd.Timedelta(emulator.every))
     seconds: dict[str, float] = {}
-
     t0 = _time.perf_counter()
     setup = _prepare(
         truth, stations, variables, start, valid, days, cycle, emulator, coarse_grid, seed
     )
     seconds["observations and free forecast"] = _time.perf_counter() - t0
+    if calibrate:
+        t1 = _time.perf_counter()
+        opts = dict(members=members, steps=steps, guidance=guidance, cg_iters=cg_iters,
+                    device=device, **sampler_options)
+        setup.errors = _fit_errors(truth, prior, setup, calibrate, days, configurations,
+                                   emulator, coarse_grid, seed, opts)
+        seconds["error models"] = _time.perf_counter() - t1
     sampler = dict(members=members, steps=steps, seed=seed, device=device, **sampler_options)
     sr = _sampler(setup, prior, guidance, cg_iters, sampler)
     results: dict[str, tuple[float, xr.Dataset]] = {}
     for config in configurations:
         t1 = _time.perf_counter()
         w = 1.0 if config == "IGRA" else float(weight)
-        ens = _reconstruct(config, setup, sr, w, emulator, days, cycle, coarse_grid)
+        ens = _reconstruct(config, setup, sr, w, emulator, days, cycle, coarse_grid, prior)
         results[config] = (w, ens)
         seconds[config] = _time.perf_counter() - t1
         if verbose:
@@ -329,20 +371,14 @@ def evaluate_sequential(
         "start": str(start),
         "valid_times": [str(t) for t in valid],
         "settings": dict(
-            members=members,
-            steps=steps,
-            guidance=guidance,
-            cg_iters=cg_iters,
-            cycle=str(cycle),
-            days=float(days),
-            weight=float(weight),
-            model=prior.describe(),
-            seed=seed,
-            stations=len(stations),
-            **sampler_options,
+            members=members, steps=steps, guidance=guidance, cg_iters=cg_iters,
+            cycle=str(cycle), days=float(days), weight=float(weight), model=prior.describe(),
+            seed=seed, stations=len(stations),
+            **({"calibrate": int(calibrate)} if calibrate else {}), **sampler_options,
         ),
         "seconds": {k: round(v, 1) for k, v in seconds.items()},
     }
+    table.attrs["error_models"] = setup.errors.table().to_dict("records")  # empty: defaults
     if out is not None:
         _write(table, Path(out), figures, plot_variables, verbose)
     return table
@@ -391,6 +427,8 @@ def _write(table: pd.DataFrame, out: Path, figures: bool, plot_variables, verbos
     out.mkdir(parents=True, exist_ok=True)
     table.to_csv(out / "sequential.csv", index=False)
     a = table.attrs
+    if a.get("error_models"):
+        pd.DataFrame(a["error_models"]).to_csv(out / "error_models.csv", index=False)
     head = [
         "# xdiffsr sequential",
         "",

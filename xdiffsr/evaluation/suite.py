@@ -44,6 +44,7 @@ from xdiffsr.evaluation import baselines as bl
 from xdiffsr.evaluation import plot
 from xdiffsr.evaluation.cycling import reinitialised
 from xdiffsr.evaluation.datasets import load_heldout, load_stations
+from xdiffsr.evaluation.error_models import ErrorModels, fit_error_models, validation_times
 from xdiffsr.evaluation.scores import (
     METRICS,
     check_members,
@@ -99,6 +100,8 @@ class _Setup:
     ensembles: dict[str, xr.Dataset] = field(default_factory=dict)
     seconds: dict[str, float] = field(default_factory=dict)
     withheld: pd.DataFrame | None = None  # soundings never assimilated, scored separately
+    errors: ErrorModels = field(default_factory=ErrorModels)  # fitted sigma_y (calibrate=)
+    prior: Prior | None = None
 
     def sondes_at(self, times) -> pd.DataFrame:
         return self.sondes[self.sondes["time"].isin(pd.DatetimeIndex(np.atleast_1d(times)))]
@@ -118,6 +121,25 @@ class _Setup:
 
 
 # ----------------------------------------------------------------------------- preparation
+def _fit_errors(
+    truth, setup, targets, n, configurations, lead, emulator, coarse_grid, seed, options
+) -> ErrorModels:
+    """Error models fitted on ``n`` validation times (not targets), for the configurations'
+    source kinds; the validation radiosondes use another seed than the targets'. None fitted
+    (the default errors) without ``n``."""
+    if not n:
+        return ErrorModels()
+    t0 = _time.perf_counter()
+    kinds = [k for k in ("IGRA", "LR") if any(k in c.split("+") for c in configurations)]
+    val = validation_times(truth, targets, n, before=lead)
+    models = fit_error_models(
+        truth, setup.prior, setup.stations, val, kinds=kinds, lead=lead, emulator=emulator,
+        coarse_grid=coarse_grid, seed=seed + 1, **options,
+    )
+    setup.seconds["error models"] = _time.perf_counter() - t0
+    return models
+
+
 def _target_times(truth: xr.Dataset, n: int | None, lead: pd.Timedelta | None) -> pd.DatetimeIndex:
     """Truth times that can be targets: with a state ``lead`` earlier when the emulator runs."""
     all_t = pd.DatetimeIndex(truth["time"].values)
@@ -188,15 +210,19 @@ def _prepare(
 
 
 # ------------------------------------------------------------------------- configurations
-def _sources(config: str, setup: _Setup, weight: float) -> tuple[list, list[float]]:
+def _sources(
+    config: str, setup: _Setup, weight: float, lead: pd.Timedelta | None = None
+) -> tuple[list, list[float]]:
+    """The sources of a configuration, with the fitted error models where there are some."""
     sondes = setup.sondes_at(setup.truth["time"].values)
-    grid = setup.lr if "LR" in config else setup.forecast if "emulator" in config else None
+    kind = "LR" if "LR" in config else "emulator" if "emulator" in config else None
+    grid = setup.lr if kind == "LR" else setup.forecast if kind == "emulator" else None
     obs, w = [], []
     if "IGRA" in config:
-        obs.append(sondes)
+        obs.append(setup.errors.source("IGRA", sondes, setup.prior))
         w.append(1.0)
     if grid is not None:
-        obs.append(grid)
+        obs.append(setup.errors.source(kind, grid, setup.prior, lead))
         w.append(float(weight))
     return obs, w
 
@@ -228,10 +254,12 @@ def _run_configurations(
             t1 = _time.perf_counter()
             if config == "IGRA+emulator reinit":
                 ens = reinitialised(
-                    setup.init, setup.variables, setup.sondes_at, sr, emulator, lead, w
+                    setup.init, setup.variables, setup.sondes_at, sr, emulator, lead, w,
+                    background_sigma=setup.errors.sigma_of("emulator", emulator.every),
+                    sondes_sigma=setup.errors.sigma_of("IGRA"),
                 )
             else:
-                ens = sr(None, *_sources(config, setup, w))
+                ens = sr(None, *_sources(config, setup, w, lead))
             rows += [{"configuration": config, "weight": w, **r} for r in setup.score(ens)]
             key = f"{config} (w={w:g})"
             setup.seconds[key] = _time.perf_counter() - t1
@@ -327,6 +355,7 @@ def evaluate(
     verbose: bool = False,
     withhold: float | None = None,
     withhold_by: str = "station",
+    calibrate: int | None = None,
     **sampler_options: Any,
 ) -> pd.DataFrame:
     """Score every observing configuration and baseline against an OSSE truth.
@@ -378,6 +407,12 @@ def evaluate(
         :func:`xdiffsr.evaluation.validation.score_withheld` (against the noisy soundings).
     withhold_by : {"station", "random", "region"}
         How the withheld soundings are chosen.
+    calibrate : int, optional
+        Learn the error models first on this many validation times (truth times that are not
+        targets; :func:`xdiffsr.evaluation.error_models.fit_error_models`): per-variable
+        Desroziers factors of the radiosondes and the coarse analysis, and the emulator's
+        forecast error at ``lead`` from its own forecasts; every configuration then uses them.
+        The fitted errors are in ``table.attrs["error_models"]`` (and ``error_models.csv``).
 
     Returns
     -------
@@ -415,6 +450,12 @@ def evaluate(
         truth, stations, targets, variables, lead, emulator, coarse_grid, seed, need_emulator
     )
     setup.seconds["observations and emulator"] = _time.perf_counter() - t0
+    setup.prior = prior
+    options = dict(members=members, steps=steps, guidance=guidance, cg_iters=cg_iters,
+                   device=device, **sampler_options)
+    setup.errors = _fit_errors(truth, setup, targets, calibrate, configurations,
+                               lead if need_emulator else None, emulator, coarse_grid, seed,
+                               options)
     if withhold:
         setup.sondes, setup.withheld = withhold_observations(
             setup.sondes, fraction=withhold, by=withhold_by, seed=seed
@@ -424,18 +465,15 @@ def evaluate(
     rows = _run_configurations(setup, configurations, weights, sr, emulator, lead, verbose)
     rows += _run_baselines(setup, baselines, train, prior, oi_rank, sampler, verbose)
     settings = dict(
-        members=members,
-        steps=steps,
-        guidance=guidance,
-        cg_iters=cg_iters,
-        lead=str(lead),
-        model=prior.describe(),
-        seed=seed,
-        stations=len(setup.stations),
+        members=members, steps=steps, guidance=guidance, cg_iters=cg_iters, lead=str(lead),
+        model=prior.describe(), seed=seed, stations=len(setup.stations),
         **({"withhold": withhold, "withhold_by": withhold_by} if withhold else {}),
+        **({"calibrate": int(calibrate)} if calibrate else {}),
         **sampler_options,
     )
     table = _table(rows, setup, targets, settings)
+    if calibrate:
+        table.attrs["error_models"] = setup.errors.table().to_dict("records")
     if out is not None:
         _write(table, setup, Path(out), figures, plot_variables, verbose)
     return table
@@ -489,6 +527,8 @@ def _write(table, setup: _Setup, out: Path, figures: bool, plot_variables, verbo
         "",
     ]
     (out / "results.md").write_text("\n".join(head) + results_markdown(table))
+    if "error_models" in a:
+        pd.DataFrame(a["error_models"]).to_csv(out / "error_models.csv", index=False)
     if figures:
         try:
             written = _figures(setup, out, plot_variables)

@@ -6,6 +6,7 @@ reconstruction (the paper's sequential experiment) lives in :mod:`xdiffsr.evalua
 """
 
 from xdiffsr.osse.emulator import COARSE_GRID, Emulator, cell_centre_grid, coarse_grid, coarsen
+from xdiffsr.osse.forecast_error import forecast_errors, forecast_sigma
 from xdiffsr.osse.nature import (
     EPOCH,
     check_mass_conservation,
@@ -23,6 +24,8 @@ __all__ = [
     "check_mass_conservation",
     "coarse_grid",
     "coarsen",
+    "forecast_errors",
+    "forecast_sigma",
     "global_mean_surface_pressure",
     "held_suarez_check",
     "nature_run",
