@@ -5,6 +5,8 @@ from __future__ import annotations
 import hashlib
 
 import numpy as np
+import pandas as pd
+import pytest
 import xarray as xr
 
 import xdiffsr
@@ -73,3 +75,42 @@ def test_demo_and_evaluate_observe_on_the_same_coarse_grid():
         np.testing.assert_array_equal(lr["lon"], lon)
     assert lon[:2].tolist() == [0.0, 11.25] and lat[0] == -84.375
     xr.testing.assert_allclose(demo_lr, suite_lr)
+
+
+def test_demo_figure_is_drawn_by_plot_maps(tmp_path, monkeypatch):
+    """The demo's figure is plot.maps's (one set of conventions), on plain axes: the OSSE planet
+    has flat orography, so coastlines would be decorative."""
+    pytest.importorskip("matplotlib")
+    from matplotlib.axes import Axes
+
+    from xdiffsr.evaluation import demo, plot
+
+    truth = load_heldout().isel(time=[0])[["t850"]]
+    ens = xr.concat([truth, truth + 1.0], "member")
+    drawn = []
+    real = plot.maps
+
+    def spy(*args, **kwargs):
+        drawn.append(real(*args, **kwargs))
+        return drawn[-1]
+
+    monkeypatch.setattr(plot, "maps", spy)
+    demo._figure(truth, ens, truth + 0.5, tmp_path / "demo.png")
+    (fig,) = drawn
+    panels = [ax for ax in fig.axes if ax.get_title()]
+    when = pd.Timestamp(truth["time"].values[0]).strftime("%Y-%m-%d %H:%M UTC")
+    assert [ax.get_title() for ax in panels] == [
+        f"t850: {name}\n{when}"
+        for name in (
+            "truth",
+            "bicubic from 16x32",
+            "ensemble mean, mean of 2 members",
+            "ensemble std, spread of 2 members",
+            "error of the mean (mean of 2 members − truth)",
+        )
+    ]
+    assert all(type(ax) is Axes for ax in panels)
+    assert {ax.collections[0].colorbar.ax.get_ylabel() for ax in panels} == {"t850 (K)"}
+    err = panels[-1].collections[0].norm
+    assert err.vmin == -err.vmax == pytest.approx(-0.5)  # mean of truth and truth + 1
+    assert (tmp_path / "demo.png").stat().st_size > 10_000

@@ -40,24 +40,118 @@ def titled(fig):
     return [ax for ax in fig.axes if ax.get_title()]
 
 
+def mesh(ax):
+    return ax.collections[0]
+
+
 def test_maps_has_four_panels_with_colour_bars(fields, tmp_path):
     truth, ens = fields
-    fig = plot.maps(truth, ens, "t850", time=1)
-    assert [ax.get_title() for ax in titled(fig)] == [
+    fig = plot.maps(truth, ens, "t850", time=1, projection=None)
+    assert [ax.get_title().split("\n")[0] for ax in titled(fig)] == [
         "t850: truth",
-        "t850: ensemble mean",
-        "t850: ensemble std",
-        "t850: error of the mean",
+        "t850: ensemble mean, mean of 5 members",
+        "t850: ensemble std, spread of 5 members",
+        "t850: error of the mean (mean of 5 members − truth)",
     ]
     assert len(fig.axes) == 8  # four maps, four colour bars
     fig.savefig(tmp_path / "maps.png")
     assert (tmp_path / "maps.png").stat().st_size > 1000
 
 
+def test_maps_follow_the_figure_conventions(fields):
+    """Axis labels, units on every colour bar, valid time and ensemble size in every title,
+    and the error on a diverging map centred on zero."""
+    truth, ens = fields
+    fig = plot.maps(truth, ens, "t850", time=1, projection=None)
+    panels = titled(fig)
+    for ax in panels:
+        assert ax.get_xlabel() == "longitude (°E)" and ax.get_ylabel() == "latitude (°N)"
+        assert mesh(ax).colorbar.ax.get_ylabel() == "t850 (K)"
+        assert ax.get_title().endswith("\n2001-01-01 12:00 UTC")
+    err = mesh(panels[3])
+    assert err.norm.vmin == -err.norm.vmax < 0
+    assert err.get_cmap().name == "RdBu_r"
+    values = np.asarray(err.get_array())
+    assert err.norm.vmax == pytest.approx(np.abs(values).max())
+    expected = ens["t850"].isel(time=1).mean("member") - truth["t850"].isel(time=1)
+    assert np.allclose(np.sort(values.ravel()), np.sort(expected.values.ravel()))
+    # truth and mean share one sequential scale; the spread starts at zero
+    assert mesh(panels[0]).norm.vmin == mesh(panels[1]).norm.vmin
+    assert mesh(panels[2]).norm.vmin == 0
+
+
+def test_missing_units_are_said_not_left_blank(fields):
+    truth, ens = fields
+    bare = truth.copy()
+    bare["t850"].attrs = {}
+    fig = plot.maps(bare, ens, "t850", projection=None)
+    labels = {mesh(ax).colorbar.ax.get_ylabel() for ax in titled(fig)}
+    assert labels == {"t850 (units unknown)"}
+    assert "units unknown" in plot.spectra(bare, ens, "t850").axes[0].get_ylabel()
+
+
+def test_titles_give_cftime_valid_times(fields):
+    cftime = pytest.importorskip("cftime")
+    truth, ens = fields
+    times = xr.date_range("2001-01-01", periods=2, freq="12h", calendar="noleap", use_cftime=True)
+    t, e = truth.assign_coords(time=times), ens.assign_coords(time=times)
+    when = cftime.DatetimeNoLeap(2001, 1, 1, 12)
+    fig = plot.maps(t, e, "t850", time=when, projection=None)
+    assert all(ax.get_title().endswith("2001-01-01 12:00 UTC") for ax in titled(fig))
+    trace = plot.latitude_trace(t, e, "t850", time=1)
+    assert "2001-01-01 12:00 UTC" in trace.axes[0].get_title()
+
+
+def test_field_maps_centre_marked_differences(fields):
+    truth, _ = fields
+    t = truth["t850"]
+    increment = (t.isel(time=1) - t.isel(time=0) + 0.3).assign_attrs(units="K")
+    fig = plot.field_maps(
+        [
+            plot.MapPanel("analysis", t.isel(time=1), "field", "t850 (K)"),
+            plot.MapPanel("increment", increment, "difference", "t850 increment (K)"),
+        ],
+        projection=None,
+    )
+    a, d = titled(fig)
+    assert mesh(d).norm.vmin == -mesh(d).norm.vmax == pytest.approx(-1.3)
+    assert mesh(d).colorbar.ax.get_ylabel() == "t850 increment (K)"
+    assert a.get_title() == "analysis\n2001-01-01 12:00 UTC"
+    with pytest.raises(ArgumentError, match="kind"):
+        plot.field_maps([plot.MapPanel("x", increment, "error")], projection=None)
+
+
+def test_maps_without_cartopy_use_plain_axes(fields, monkeypatch):
+    import sys
+
+    from matplotlib.axes import Axes
+
+    monkeypatch.setitem(sys.modules, "cartopy", None)  # import cartopy raises ImportError
+    monkeypatch.setitem(sys.modules, "cartopy.crs", None)
+    truth, ens = fields
+    fig = plot.maps(truth, ens, "t850")  # projection="auto"
+    assert all(type(ax) is Axes for ax in titled(fig))
+    with pytest.raises(ArgumentError, match=r"projection.*'auto'"):
+        plot.maps(truth, ens, "t850", projection="robinson")
+
+
+def test_maps_on_cartopy_draw_coastlines(fields, tmp_path):
+    pytest.importorskip("cartopy")
+    from cartopy.mpl.geoaxes import GeoAxes
+
+    truth, ens = fields
+    fig = plot.maps(truth, ens, "t850")
+    panels = [ax for ax in fig.axes if isinstance(ax, GeoAxes)]
+    assert len(panels) == 4
+    assert all(mesh(ax).colorbar.ax.get_ylabel() == "t850 (K)" for ax in panels)
+    fig.savefig(tmp_path / "maps.png")
+
+
 def test_maps_of_a_deterministic_field_have_zero_spread(fields):
     truth, _ = fields
     fig = plot.maps(truth, truth, "t850")
     std_mesh = titled(fig)[2].collections[0]
+    assert "deterministic" in titled(fig)[2].get_title()
     assert np.all(np.asarray(std_mesh.get_array()) == 0)
 
 

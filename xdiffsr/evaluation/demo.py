@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
+from xdiffsr.evaluation import plot
 from xdiffsr.evaluation.datasets import HELDOUT, STATIONS, coarse_grid, load_heldout, load_stations
 from xdiffsr.evaluation.metrics import rmse
 from xdiffsr.evaluation.scores import resolve_model
@@ -140,34 +141,34 @@ def _score(prior: Prior, truth: xr.Dataset, ens: xr.Dataset, bicubic: xr.Dataset
     return pd.DataFrame(rows).set_index("variable")
 
 
-def _figure(truth, ens, bicubic, path: Path, *, var: str | None = None, verbose: bool = True):
-    try:
-        import matplotlib
+def _figure(
+    truth: xr.Dataset,
+    ens: xr.Dataset,
+    bicubic: xr.Dataset,
+    path: Path,
+    *,
+    var: str | None = None,
+    verbose: bool = True,
+    projection=None,
+) -> None:
+    """Write the demo's maps with :func:`xdiffsr.evaluation.plot.maps` (its conventions).
 
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
+    The OSSE planet has flat orography and no land-sea contrast, so coastlines would be
+    decorative: the demo draws on plain longitude-latitude axes (``projection=None``) whether
+    or not cartopy is installed.
+    """
+    var = var or ("t850" if "t850" in ens else next(iter(ens.data_vars)))
+    try:
+        fig = plot.maps(
+            truth,
+            ens,
+            var,
+            baselines={"bicubic from 16x32": bicubic},
+            ncols=5,
+            projection=projection,
+        )
     except ImportError:
         if verbose:
             print("matplotlib is not installed: no figure (pip install 'xdiffsr[plot]')")
         return
-    var = var or ("t850" if "t850" in ens else next(iter(ens.data_vars)))
-    t, m = truth[var].isel(time=0), ens[var].isel(time=0)
-    panels = [
-        ("truth", t),
-        ("bicubic from 16x32", bicubic[var].isel(time=0)),
-        ("ensemble mean", m.mean("member")),
-        ("ensemble std", m.std("member")),
-        ("error of the mean", m.mean("member") - t),
-    ]
-    fig, axes = plt.subplots(1, 5, figsize=(20, 3.2), constrained_layout=True)
-    vmin, vmax = float(t.min()), float(t.max())
-    for ax, (title, da) in zip(axes, panels):
-        diverging = title.startswith(("error", "ensemble std"))
-        kw = {"cmap": "RdBu_r" if title.startswith("error") else "viridis"}
-        if not diverging:
-            kw.update(vmin=vmin, vmax=vmax)
-        im = ax.pcolormesh(da["lon"], da["lat"], da.transpose("lat", "lon"), **kw)
-        ax.set_title(f"{var}: {title}")
-        fig.colorbar(im, ax=ax, shrink=0.8)
     fig.savefig(path, dpi=80)
-    plt.close(fig)

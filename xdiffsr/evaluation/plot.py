@@ -1,5 +1,13 @@
 """Figures like the paper's: maps, zonal spectra, latitude traces with spread, point scatter.
 
+Conventions (every map): longitude/latitude axis labels in degrees; a colour bar labelled with
+the variable and its ``units`` attribute ("units unknown" when it has none); errors and other
+differences on a diverging colour map centred on zero with symmetric limits; titles that give the
+valid time (``YYYY-MM-DD HH:MM UTC``, cftime dates included) and, for ensemble statistics, the
+ensemble size ("mean of 8 members"). With ``projection="auto"`` (the default) maps are drawn on
+cartopy's PlateCarree with coastlines when cartopy is installed and on plain axes otherwise;
+cartopy is never required.
+
 Every function returns a :class:`matplotlib.figure.Figure` built without ``pyplot`` (no global
 state; save it with ``fig.savefig(path)``). matplotlib is imported on first use; install it with
 ``pip install 'xdiffsr[plot]'``.
@@ -13,7 +21,8 @@ References
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -30,10 +39,25 @@ from xdiffsr.evaluation.metrics import (
 from xdiffsr.grid import find_latlon, find_time
 from xdiffsr.names import to_model_layout
 
-__all__ = ["latitude_trace", "maps", "scatter_points", "scores_by_lead", "spectra"]
+__all__ = [
+    "MapPanel",
+    "field_maps",
+    "latitude_trace",
+    "maps",
+    "scatter_points",
+    "scores_by_lead",
+    "spectra",
+    "valid_time",
+]
 
 
-def _figure(ncols: int, nrows: int = 1, *, size: tuple[float, float]):
+def _figure(
+    ncols: int,
+    nrows: int = 1,
+    *,
+    size: tuple[float, float],
+    subplot_kw: Mapping[str, Any] | None = None,
+):
     try:
         from matplotlib.figure import Figure
     except ImportError as err:  # pragma: no cover - depends on the environment
@@ -41,7 +65,7 @@ def _figure(ncols: int, nrows: int = 1, *, size: tuple[float, float]):
             "xdiffsr.evaluation.plot needs matplotlib: pip install 'xdiffsr[plot]'"
         ) from err
     fig = Figure(figsize=size, layout="constrained")
-    axes = fig.subplots(nrows, ncols, squeeze=False)
+    axes = fig.subplots(nrows, ncols, squeeze=False, subplot_kw=dict(subplot_kw or {}))
     return fig, axes.ravel()
 
 
@@ -64,7 +88,27 @@ def _at_time(da: xr.DataArray, time: int | Any) -> xr.DataArray:
         return da
     if isinstance(time, int | np.integer):
         return da.isel({tname: int(time)})
-    return da.sel({tname: np.datetime64(pd.Timestamp(time), "ns")}, method="nearest")
+    if np.issubdtype(da[tname].dtype, np.datetime64):
+        time = np.datetime64(pd.Timestamp(time), "ns")
+    return da.sel({tname: time}, method="nearest")  # cftime dates are selected as they are
+
+
+def valid_time(da: xr.DataArray) -> str:
+    """The valid time of a field at one time, as ``YYYY-MM-DD HH:MM UTC`` ('' without one).
+
+    A scalar ``valid_time`` coordinate (cfgrib) is preferred, then any scalar datetime64 or
+    cftime coordinate (what ``.isel(time=i)`` leaves behind).
+    """
+    coords = sorted(da.coords.values(), key=lambda c: c.name != "valid_time")
+    for c in coords:
+        if c.ndim != 0:
+            continue
+        value = c.values.item() if c.dtype == object else c.values
+        if np.issubdtype(c.dtype, np.datetime64) and not pd.isna(value):
+            return pd.Timestamp(value).strftime("%Y-%m-%d %H:%M UTC")
+        if hasattr(value, "calendar") and hasattr(value, "strftime"):  # cftime
+            return value.strftime("%Y-%m-%d %H:%M") + " UTC"
+    return ""
 
 
 def _names(da: xr.DataArray, name: str = "field") -> tuple[str, str]:
@@ -73,9 +117,145 @@ def _names(da: xr.DataArray, name: str = "field") -> tuple[str, str]:
     return str(lat.dims[0]), str(lon.dims[0])
 
 
+def _units(*das: xr.DataArray) -> str:
+    """The first ``units`` attribute among ``das``, or ``"units unknown"``."""
+    return next((str(d.attrs["units"]) for d in das if d.attrs.get("units")), "units unknown")
+
+
 def _label(da: xr.DataArray, var: str) -> str:
-    units = da.attrs.get("units", "")
-    return f"{var} ({units})" if units else var
+    return f"{var} ({_units(da)})"
+
+
+def _crs(projection: Any) -> Any:
+    """The cartopy CRS to draw on, or None for plain longitude-latitude axes."""
+    if projection is None:
+        return None
+    if isinstance(projection, str):
+        if projection != "auto":
+            raise ArgumentError(
+                f"projection: {projection!r} is not understood; pass 'auto' (cartopy's "
+                "PlateCarree when cartopy is installed), None (plain axes) or a cartopy CRS."
+            )
+        try:
+            import cartopy.crs as ccrs
+        except ImportError:
+            return None
+        return ccrs.PlateCarree(central_longitude=180.0)
+    return projection
+
+
+@dataclass
+class MapPanel:
+    """One map of :func:`field_maps`.
+
+    Attributes
+    ----------
+    title : str
+        First line of the panel's title; the valid time is added as a second line.
+    data : DataArray
+        (lat, lon) field, or a field with a time dimension (one time is drawn).
+    kind : {"field", "spread", "difference"}
+        ``"field"`` panels share one sequential colour scale; ``"spread"`` starts at zero;
+        ``"difference"`` (errors, increments) uses a diverging map centred on zero with
+        symmetric limits.
+    label : str
+        Colour-bar label, e.g. ``"t850 (K)"``.
+    """
+
+    title: str
+    data: xr.DataArray
+    kind: str = "field"
+    label: str = ""
+
+
+KINDS = {"field": "viridis", "spread": "magma", "difference": "RdBu_r"}
+
+
+def _scales(panels: list[MapPanel]) -> list[dict]:
+    """Colour map and limits of each panel (fields share theirs; differences symmetric)."""
+    fields = [np.asarray(p.data, float) for p in panels if p.kind == "field"]
+    lo = min((np.nanmin(f) for f in fields), default=0.0)
+    hi = max((np.nanmax(f) for f in fields), default=1.0)
+    out = []
+    for p in panels:
+        if p.kind not in KINDS:
+            raise ArgumentError(
+                f"kind: {p.kind!r} (panel {p.title!r}) is not one of {sorted(KINDS)}."
+            )
+        kw = {"cmap": KINDS[p.kind]}
+        if p.kind == "field":
+            kw.update(vmin=float(lo), vmax=float(hi))
+        elif p.kind == "spread":
+            kw.update(vmin=0.0, vmax=float(np.nanmax(np.asarray(p.data, float))) or 1.0)
+        else:
+            amax = float(np.nanmax(np.abs(np.asarray(p.data, float)))) or 1.0
+            kw.update(vmin=-amax, vmax=amax)
+        out.append(kw)
+    return out
+
+
+def field_maps(
+    panels: Sequence[MapPanel],
+    *,
+    ncols: int | None = None,
+    time: int | Any = 0,
+    projection: Any = "auto",
+) -> Any:
+    """Maps of any fields with the conventions of every figure here; what :func:`maps` draws.
+
+    Each panel has longitude/latitude axis labels in degrees, a colour bar labelled with
+    :attr:`MapPanel.label` and a title whose second line is the valid time
+    (``YYYY-MM-DD HH:MM UTC``, also for cftime dates). Panels of kind ``"difference"`` use a
+    diverging colour map centred on zero with symmetric limits.
+
+    Parameters
+    ----------
+    panels : sequence of MapPanel
+        The maps, drawn row by row; all on one latitude/longitude grid.
+    ncols : int, optional
+        Columns of the grid of panels (default 2 for four panels, else up to 3).
+    time : int or datetime
+        Index into, or value of, the time coordinate of panels that have one.
+    projection : "auto", None or cartopy CRS
+        ``"auto"`` draws on cartopy's PlateCarree with coastlines when cartopy is installed
+        and on plain axes otherwise; None always uses plain axes; a CRS is used as given.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        One map and one colour bar per panel.
+    """
+    panels = [replace(p, data=_at_time(p.data, time)) for p in panels]
+    if not panels:
+        raise ArgumentError("panels: no maps to draw; pass at least one MapPanel.")
+    n = len(panels)
+    ncols = ncols or (2 if n == 4 else min(n, 3))
+    nrows = -(-n // ncols)
+    crs = _crs(projection)
+    fig, axes = _figure(
+        ncols,
+        nrows,
+        size=(4.6 * ncols, 3.0 * nrows + 0.4),
+        subplot_kw={"projection": crs} if crs is not None else None,
+    )
+    ny, nx = _names(panels[0].data, panels[0].title)
+    for ax, p, kw in zip(axes, panels, _scales(panels)):
+        if crs is not None:
+            import cartopy.crs as ccrs
+
+            kw["transform"] = ccrs.PlateCarree()
+        da = p.data.transpose(..., ny, nx)
+        im = ax.pcolormesh(da[nx], da[ny], da, shading="auto", **kw)
+        ax.set_title("\n".join(filter(None, (p.title, valid_time(p.data)))), fontsize="medium")
+        ax.set_xlabel("longitude (°E)")
+        ax.set_ylabel("latitude (°N)")
+        if crs is not None:
+            ax.coastlines(linewidth=0.5)
+            ax.gridlines(draw_labels=["left", "bottom"], linewidth=0.3)
+        fig.colorbar(im, ax=ax, label=p.label or _label(p.data, str(p.data.name or "")))
+    for ax in axes[n:]:
+        ax.remove()
+    return fig
 
 
 def maps(
@@ -85,8 +265,11 @@ def maps(
     *,
     time: int | Any = 0,
     member_dim: str = "member",
+    baselines: Mapping[str, xr.Dataset | xr.DataArray] | None = None,
+    ncols: int | None = None,
+    projection: Any = "auto",
 ) -> Any:
-    """Four maps: truth, ensemble mean, ensemble standard deviation and error of the mean.
+    """Maps of the truth, baselines, the ensemble mean and spread, and the error of the mean.
 
     Parameters
     ----------
@@ -98,37 +281,43 @@ def maps(
         Variable to draw.
     time : int or datetime
         Index into, or value of, the time coordinate.
+    member_dim : str
+        Ensemble dimension of ``ens``.
+    baselines : mapping of label to Dataset or DataArray, optional
+        Other reconstructions (e.g. bicubic interpolation) drawn after the truth on its colour
+        scale; an ensemble is drawn as its mean.
+    ncols : int, optional
+        Columns of panels (default 2 without baselines: a 2 x 2 figure).
+    projection : "auto", None or cartopy CRS
+        As in :func:`field_maps`: cartopy with coastlines when installed, else plain axes.
 
     Returns
     -------
     matplotlib.figure.Figure
-        2 x 2 panels, each with a colour bar (truth and mean share the colour scale; the error
-        uses a symmetric diverging scale).
+        One panel per field, each with a colour bar labelled ``"var (units)"`` (units of the
+        truth, else of ``ens``, else "units unknown"). Truth, baselines and mean share a
+        colour scale; the ensemble std starts at zero; the error (mean minus truth) uses a
+        diverging scale centred on zero. Titles give the valid time and the ensemble size.
     """
     t = _at_time(_field(truth, var, "truth"), time)
     e = _at_time(_field(ens, var, "ens"), time)
     check_same_grid(e, t, ("ens", "truth"))
+    n = e.sizes.get(member_dim, 1)
     mean = e.mean(member_dim) if member_dim in e.dims else e
-    ensemble = member_dim in e.dims and e.sizes[member_dim] > 1
-    std = e.std(member_dim, ddof=1) if ensemble else 0 * mean
-    err = mean - t
-    fig, axes = _figure(2, 2, size=(11, 6))
-    lo, hi = float(t.min()), float(t.max())
-    amax = float(np.abs(err).max()) or 1.0
-    panels = [
-        ("truth", t, {"vmin": lo, "vmax": hi, "cmap": "viridis"}),
-        ("ensemble mean", mean, {"vmin": lo, "vmax": hi, "cmap": "viridis"}),
-        ("ensemble std", std, {"vmin": 0.0, "cmap": "magma"}),
-        ("error of the mean", err, {"vmin": -amax, "vmax": amax, "cmap": "RdBu_r"}),
+    std = e.std(member_dim, ddof=1) if n > 1 and member_dim in e.dims else 0 * mean
+    of = f"of {n} members" if member_dim in e.dims else "deterministic"
+    label = f"{var} ({_units(t, e)})"
+    panels = [MapPanel(f"{var}: truth", t, "field", label)]
+    for name, obj in (baselines or {}).items():
+        b = _at_time(_field(obj, var, f"baselines[{name!r}]"), time)
+        b = b.mean(member_dim) if member_dim in b.dims else b
+        panels.append(MapPanel(f"{var}: {name}", b, "field", label))
+    panels += [
+        MapPanel(f"{var}: ensemble mean, mean {of}", mean, "field", label),
+        MapPanel(f"{var}: ensemble std, spread {of}", std, "spread", label),
+        MapPanel(f"{var}: error of the mean (mean {of} − truth)", mean - t, "difference", label),
     ]
-    ny, nx = _names(t, "truth")
-    for ax, (title, da, kw) in zip(axes, panels):
-        im = ax.pcolormesh(da[nx], da[ny], da.transpose(ny, nx), shading="auto", **kw)
-        ax.set_title(f"{var}: {title}")
-        ax.set_xlabel("longitude (°E)")
-        ax.set_ylabel("latitude (°N)")
-        fig.colorbar(im, ax=ax, label=t.attrs.get("units", ""))
-    return fig
+    return field_maps(panels, ncols=ncols, projection=projection)
 
 
 def _mean_spectrum(da: xr.DataArray, member_dim: str) -> xr.DataArray:
@@ -188,7 +377,7 @@ def spectra(
     if floor is not None and np.isfinite(floor):  # piecewise-constant fields have exact zeros
         ax.set_ylim(bottom=floor * 1e-2)
     ax.set_xlabel("zonal wavenumber")
-    ax.set_ylabel(f"power ({curves['truth'].attrs.get('units', '')})$^2$")
+    ax.set_ylabel(f"power ({_units(curves['truth'])})$^2$")
     ax.set_title(f"{var}: zonal spectrum (area-weighted mean over latitude)")
     ax.legend(fontsize="small")
     return fig
@@ -237,7 +426,8 @@ def latitude_trace(
     fig, (ax,) = _figure(1, size=(8, 4))
     if member_dim in e.dims and e.sizes[member_dim] > 1:
         sd = e.std(member_dim, ddof=1)
-        ax.fill_between(e[ny], mean - 2 * sd, mean + 2 * sd, alpha=0.3, label="mean ± 2 std")
+        band = f"mean ± 2 std of {e.sizes[member_dim]} members"
+        ax.fill_between(e[ny], mean - 2 * sd, mean + 2 * sd, alpha=0.3, label=band)
     ax.plot(t[ny], t, "k", lw=2, label="truth")
     ax.plot(mean[ny], mean, "C0", lw=1.5, label="ensemble mean")
     for i, (label, obj) in enumerate((baselines or {}).items()):
@@ -246,7 +436,7 @@ def latitude_trace(
         ax.plot(b[ny], b, f"C{i + 1}", lw=1, ls="--", label=label)
     ax.set_xlabel("latitude (°N)")
     ax.set_ylabel(_label(t, var))
-    ax.set_title(f"{var} along {float(t[nx]):.2f}°E")
+    ax.set_title("\n".join(filter(None, (f"{var} along {float(t[nx]):.2f}°E", valid_time(t)))))
     ax.legend(fontsize="small")
     return fig
 
