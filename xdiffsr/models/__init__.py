@@ -1,6 +1,7 @@
 """Priors: the Gaussian prior, trained diffusion models, the weights registry, model references."""
 
 from xdiffsr.models.diffusion import DiffusionModel
+from xdiffsr.models.latent import LatentDiffusionModel
 from xdiffsr.models.prior import GaussianPrior, Prior
 from xdiffsr.models.reference import fingerprint, model_handle, model_ref, resolve_handle
 from xdiffsr.models.registry import (
@@ -15,6 +16,7 @@ from xdiffsr.models.registry import (
 __all__ = [
     "DiffusionModel",
     "GaussianPrior",
+    "LatentDiffusionModel",
     "ModelRef",
     "Prior",
     "clear_model_cache",

@@ -76,6 +76,24 @@ class Prior:
     def state_shape(self) -> tuple[int, int, int]:
         return (len(self.variables), *self.grid.shape)
 
+    @property
+    def sample_shape(self) -> tuple[int, ...]:
+        """Shape of one sample of the diffusion (the state for a pixel prior, the latent for a
+        :class:`~xdiffsr.models.latent.LatentDiffusionModel`)."""
+        return self.state_shape
+
+    def to_state(self, x: np.ndarray, device: torch.device | str | None = None) -> np.ndarray:
+        """(…, *sample_shape) normalised samples -> (…, C, H, W) physical states.
+
+        A pixel prior denormalises; a latent prior decodes first (on ``device``).
+        """
+        return self.denormalise(x)
+
+    def wrap_operator(self, operator: nn.Module, device: torch.device | str = "cpu") -> nn.Module:
+        """The operator guidance uses for a pixel-space ``operator`` on the normalised state:
+        itself for a pixel prior, ``operator o decoder`` for a latent prior."""
+        return operator
+
     def denoiser(self, device: torch.device | str = "cpu") -> nn.Module:
         """The denoiser on ``device`` (built once per device and cached)."""
         key = str(torch.device(device))

@@ -36,6 +36,7 @@ import torch
 from xdiffsr.cache import ProcessCache
 from xdiffsr.errors import ModelError, XDiffSRWarning
 from xdiffsr.models.diffusion import DiffusionModel
+from xdiffsr.models.latent import LatentDiffusionModel, model_kind
 
 DATA_DIR = Path(__file__).resolve().parents[1] / "data"
 REGISTRY_FILE = DATA_DIR / "registry.txt"
@@ -347,15 +348,23 @@ class ModelRef:
             "or use a registered model name so workers fetch it themselves."
         )
 
-    def resolve(self, device: str | torch.device | None = "cpu") -> DiffusionModel:
+    def resolve(
+        self, device: str | torch.device | None = "cpu"
+    ) -> DiffusionModel | LatentDiffusionModel:
         """The model on ``device`` (None: the CPU), read once per process and device (the
         cache shared with :func:`load_model`, keyed by the reference: a model's ``reference``
         is always the one it was loaded through)."""
         dev = str(torch.device(device or "cpu"))
         key = (self, dev)
-        return _MODELS.get(
-            key, lambda: DiffusionModel.load(self._locate(), device=dev, reference=self)
-        )
+        return _MODELS.get(key, lambda: _load_file(self._locate(), dev, self))
+
+
+def _load_file(
+    path: Path, device: str, reference: ModelRef
+) -> DiffusionModel | LatentDiffusionModel:
+    """Read a model file with the reader of its header's ``kind`` (pixel or latent)."""
+    cls = LatentDiffusionModel if model_kind(path) == "latent" else DiffusionModel
+    return cls.load(path, device=device, reference=reference)
 
 
 def model_cache_stats() -> dict[str, int]:
@@ -371,7 +380,7 @@ def clear_model_cache() -> None:
 def load_model(
     name_or_path: str | os.PathLike, *, device: str | torch.device | None = "cpu",
     progress: bool = True,
-) -> DiffusionModel:
+) -> DiffusionModel | LatentDiffusionModel:
     """Load a diffusion model by registered name or from a file written by ``DiffusionModel.save``.
 
     The one way to load a model. A registered name given as a plain string with no directory
@@ -397,7 +406,9 @@ def load_model(
 
     Returns
     -------
-    DiffusionModel
+    DiffusionModel or LatentDiffusionModel
+        By the ``kind`` in the file's header (a latent model: ``"latent"``, see
+        :mod:`xdiffsr.models.latent`).
 
     Raises
     ------

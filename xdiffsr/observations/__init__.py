@@ -1,6 +1,7 @@
 """Observation sources, the vertical (sounding to model level) operator, the default observation
 errors (one table, :mod:`xdiffsr.observations.error_model`) and likelihoods."""
 
+from xdiffsr.observations.column import ColumnObservations, WeightingFunctions
 from xdiffsr.observations.earth2studio import (
     EARTH2STUDIO_COLUMNS,
     from_earth2studio,
@@ -26,10 +27,12 @@ __all__ = [
     "DEFAULT_ERROR_STD",
     "EARTH2STUDIO_COLUMNS",
     "CallableObservations",
+    "ColumnObservations",
     "GridObservations",
     "ObsBlock",
     "Observations",
     "PointObservations",
+    "WeightingFunctions",
     "as_source",
     "default_error_std",
     "from_earth2studio",

@@ -14,7 +14,9 @@ from xdiffsr.models.prior import Prior
 
 
 def likelihoods(blocks: list[tuple[Any, float, float]], prior: Prior, device) -> list:
-    """Fold the prior's normalisation into each source's operator: M(x) = A (center + scale x)."""
+    """Fold the prior's normalisation into each source's operator: M(x) = A (center + scale x).
+
+    A latent prior composes each operator with its decoder (:meth:`Prior.wrap_operator`)."""
     C, H, W = prior.state_shape
     s = np.repeat(prior.scale, H * W)
     c = np.repeat(prior.center, H * W)
@@ -33,6 +35,7 @@ def likelihoods(blocks: list[tuple[Any, float, float]], prior: Prior, device) ->
             g = gamma if block.gamma is None else block.gamma
             gam = g * prior.scale[block.var_index] ** 2
         y = torch.as_tensor(block.y, dtype=torch.float32)
+        op = prior.wrap_operator(op, device)
         lik = GaussianLikelihood(y, op, sigma_y=block.variance, gamma=gam, weight=weight)
         out.append(lik.to(device))
     return out

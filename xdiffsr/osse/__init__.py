@@ -15,6 +15,7 @@ from xdiffsr.osse.nature import (
     nature_run,
     restart_path,
 )
+from xdiffsr.osse.satellite import simulate_radiances, swath_mask, swath_points
 
 __all__ = [
     "COARSE_GRID",
@@ -30,4 +31,7 @@ __all__ = [
     "held_suarez_check",
     "nature_run",
     "restart_path",
+    "simulate_radiances",
+    "swath_mask",
+    "swath_points",
 ]

@@ -124,7 +124,7 @@ def _batch_size(den, prior: Prior, device, settings: SamplerSettings) -> int:
         return cap
     budget = auto_budget(device) if max_memory == "auto" else int(max_memory)
     sigma = float(_sigmas(prior, settings)[0])
-    return fit_batch_size(cuda_peak_probe(den, prior.state_shape, device, sigma), budget, cap)
+    return fit_batch_size(cuda_peak_probe(den, prior.sample_shape, device, sigma), budget, cap)
 
 
 def _draw(
@@ -136,15 +136,16 @@ def _draw(
     batch: int,
     callback: Callable | None = None,
 ) -> np.ndarray:
-    """Normalised members (members, C, H, W), float64, sampled ``batch`` members at a time."""
+    """Normalised members (members, *prior.sample_shape), float64, sampled ``batch`` members at
+    a time (a latent prior's members are latents: :meth:`Prior.to_state` decodes them)."""
     members = settings.members
     gens = _member_generators(settings.seed, time, members, device)
     sigmas = _sigmas(prior, settings)
-    out = np.empty((members, *prior.state_shape), dtype=np.float64)
+    out = np.empty((members, *prior.sample_shape), dtype=np.float64)
     for b0 in range(0, members, batch):
         g = gens[b0 : b0 + batch]
         rows = slice(b0, b0 + len(g))
-        latents = randn((len(g), *prior.state_shape), g, device)
+        latents = randn((len(g), *prior.sample_shape), g, device)
         cb = None if callback is None else (lambda d, rows=rows: callback({**d, "members": rows}))
         with torch.no_grad():
             x = heun_sampler(
@@ -189,7 +190,7 @@ def sample_time(
     den, counts = _denoiser_at(prior, sources, weights, time, device, settings)
     batch = _batch_size(den, prior, device, settings)
     x = _draw(den, prior, time, device, settings, batch, callback)
-    return prior.denormalise(x), counts
+    return prior.to_state(x, device), counts
 
 
 def steps_per_time(prior: Prior, settings: SamplerSettings) -> int:
@@ -241,7 +242,7 @@ def run_times(
         if kind not in batches:
             batches[kind] = _batch_size(den, prior, device, settings)
         cb = None if progress is None else _step_counter(progress, members)
-        x = prior.denormalise(_draw(den, prior, t, device, settings, batches[kind], cb))
+        x = prior.to_state(_draw(den, prior, t, device, settings, batches[kind], cb), device)
         _warn_missing(t, counts, srcs, n_sources)
         out[k] = x[:, :, ilat][:, :, :, ilon]
     return out
