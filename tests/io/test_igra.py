@@ -432,7 +432,10 @@ def test_vertical_operator_exact_for_log_linear_profile():
     err = obs.set_index("variable")["error"]
     assert err["t850"] == DEFAULT_ERRORS["t"] and err["z500"] == DEFAULT_ERRORS["z"]
     assert obs["time"].dtype == "datetime64[ns]"
-    assert list(obs.columns) == ["time", "lat", "lon", "variable", "value", "error", "station"]
+    assert list(obs.columns) == [
+        "time", "lat", "lon", "variable", "value", "error", "units", "station"
+    ]
+    assert set(obs["units"]) <= {"K", "m s-1", "m2 s-2"}  # the model units of t, u, v, z
 
 
 def test_vertical_operator_brackets_gaps_and_reference():

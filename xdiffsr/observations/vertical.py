@@ -51,6 +51,10 @@ SUPPORTED_QUANTITIES = {
     "q": "specific humidity from dewpoint depression or vapour pressure (kg/kg)",
 }
 
+#: Units of each quantity's values (CF/UDUNITS spelling), written to the ``units`` column.
+QUANTITY_UNITS = {"t": "K", "u": "m s-1", "v": "m s-1", "z": "m2 s-2", "gh": "m", "r": "%",
+                  "q": "kg kg-1"}
+
 #: ERA5 single-level names that look like quantity+level but are heights above ground.
 _SINGLE_LEVEL = frozenset({"u10", "v10", "u100", "v100", "t2m", "d2m", "si10"})
 _NAME_RE = re.compile(r"^([a-z]+)(\d+(?:\.\d+)?)$")
@@ -179,8 +183,9 @@ def soundings_to_observations(
     -------
     pandas.DataFrame
         Columns ``time`` (datetime64[ns]), ``lat``, ``lon``, ``variable``, ``value`` (model
-        units), ``error`` (std, same units), ``station`` (and ``obs_time`` when matching); one row
-        per sounding and variable that could be computed.
+        units), ``error`` (std, same units), ``units`` (of the values, so the frame goes straight
+        into ``super_resolve``), ``station`` (and ``obs_time`` when matching); one row per
+        sounding and variable that could be computed.
 
     Raises
     ------
@@ -372,16 +377,18 @@ def _rows(hdr: pd.DataFrame, names: np.ndarray, values: np.ndarray, err: Mapping
 
 
 def _finish(frames: list[pd.DataFrame], matched: bool) -> pd.DataFrame:
-    cols = ["time", "lat", "lon", "variable", "value", "error", "station"]
+    cols = ["time", "lat", "lon", "variable", "value", "error", "units", "station"]
     cols += ["obs_time"] if matched else []
+    for f in frames:  # the values' units, so the frame is a source as it is (units checked)
+        f["units"] = f["variable"].map(lambda v: QUANTITY_UNITS[parse_model_variable(v)[0]])
     frames = [f for f in frames if len(f)]
     if not frames:
         empty = pd.DataFrame({c: pd.Series(dtype=float) for c in cols})
         for c in ("time", "obs_time"):
             if c in empty:
                 empty[c] = empty[c].astype("datetime64[ns]")
-        empty["variable"] = empty["variable"].astype(str)
-        empty["station"] = empty["station"].astype(str)
+        for c in ("variable", "units", "station"):
+            empty[c] = empty[c].astype(str)
         return empty
     out = pd.concat(frames, ignore_index=True)[cols]
     out = out.sort_values(["time", "station", "variable"], kind="stable").reset_index(drop=True)

@@ -34,6 +34,11 @@ assimilated observations even when everything is right.) It is NaN where it is u
 the mean self-sensitivity exceeds :data:`MAX_LEVERAGE` (the ensemble interpolates the
 observations, as precise observations under a broad prior do, and leaves no residual to test).
 
+Finite ensembles: the mean of ``m`` members misses the posterior mean by a sampling error of
+variance ``v_i / m``, which adds to ``d_i^2``; the denominators are therefore
+``R_i + v_i (1 + 1/m)`` and ``R_i - v_i (1 - 1/m)`` (without the term a correct 2-member
+reconstruction reads chi-square about 1 + h / (2 (1 - h)) instead of 1).
+
 Warnings (:class:`~xdiffsr.errors.XDiffSRWarning`), once per source, pooled over all times:
 
 * inconsistent source: ``chi2 > CHI2_HIGH`` (4) or ``< CHI2_LOW`` (0.25) with at least
@@ -125,11 +130,12 @@ def _sums(block: ObsBlock | None, members: np.ndarray, weight: float) -> np.ndar
         return np.zeros(len(_SUMS))
     hx = predicted(block, members)
     d = block.y - hx.mean(0)
-    v = hx.var(0, ddof=1) if hx.shape[0] > 1 else np.zeros_like(d)
+    m = hx.shape[0]
+    v = hx.var(0, ddof=1) if m > 1 else np.zeros_like(d)
     r = np.asarray(block.variance, dtype=np.float64) / (weight if weight > 0 else 1.0)
-    return np.array(
-        [d.size, (d**2).sum(), v.sum(), r.sum(), (r - v).sum(), (r + v).sum()], dtype=np.float64
-    )
+    # the mean of m members misses the posterior mean by a sampling error of variance v / m
+    den_a, den_i = (r - v * (1 - 1 / m)).sum(), (r + v * (1 + 1 / m)).sum()
+    return np.array([d.size, (d**2).sum(), v.sum(), r.sum(), den_a, den_i], dtype=np.float64)
 
 
 def _statistics(s: np.ndarray, assimilated: bool) -> dict[str, np.ndarray]:
