@@ -2,6 +2,7 @@
 
     python tutorials/make_notebooks.py            # cells only, no outputs
     python tutorials/make_notebooks.py --execute  # run them (in this folder) and store outputs
+    python tutorials/make_notebooks.py --execute 02_fusion 03_uncertainty  # only these
 
 The notebooks are committed executed, so that the repository and the documentation site show
 what the tutorial printed; ``tests/test_tutorials.py`` runs every code cell again and checks that
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import time
 from pathlib import Path
 
 HERE = Path(__file__).parent
@@ -58,12 +60,24 @@ def execute(nb: dict) -> dict:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--execute", action="store_true", help="run and store the outputs")
+    parser.add_argument("names", nargs="*", metavar="NAME",
+                        help="notebooks to build (e.g. 02_fusion); default: all")
     args = parser.parse_args(argv)
-    for src in sorted(HERE.glob("[0-9]*.py")):
+    sources = sorted(HERE.glob("[0-9]*.py"))
+    if args.names:
+        wanted = {Path(n).stem for n in args.names}
+        unknown = sorted(wanted - {s.stem for s in sources})
+        if unknown:
+            parser.error(f"no tutorial source named {unknown}; have {[s.stem for s in sources]}")
+        sources = [s for s in sources if s.stem in wanted]
+    for src in sources:
+        t0 = time.perf_counter()
         nb = notebook_of(src.read_text())
         if args.execute:
             nb = execute(nb)
         src.with_suffix(".ipynb").write_text(json.dumps(nb, indent=1, ensure_ascii=False) + "\n")
+        if args.execute:
+            print(f"{src.stem}: executed in {time.perf_counter() - t0:.1f} s")
 
 
 if __name__ == "__main__":

@@ -21,9 +21,18 @@ from xdiffsr.errors import (
     XDiffSRError,
     XDiffSRWarning,
 )
-from xdiffsr.models import DiffusionModel, GaussianPrior, ModelRef, Prior, load_model, open_model
+from xdiffsr.models import (
+    DiffusionModel,
+    GaussianPrior,
+    LatentDiffusionModel,
+    ModelRef,
+    Prior,
+    load_model,
+    open_model,
+)
 from xdiffsr.observations import (
     CallableObservations,
+    ColumnObservations,
     GridObservations,
     Observations,
     PointObservations,
@@ -33,12 +42,14 @@ from xdiffsr.reconstruct import SamplerSettings, reconstruct_to_zarr, super_reso
 __all__ = [
     "ArgumentError",
     "CallableObservations",
+    "ColumnObservations",
     "CoordinateError",
     "DiffusionModel",
     "DivergenceError",
     "FormatError",
     "GaussianPrior",
     "GridObservations",
+    "LatentDiffusionModel",
     "ModelError",
     "ModelRef",
     "ObservationError",
