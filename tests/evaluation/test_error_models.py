@@ -76,3 +76,19 @@ def test_error_models_without_fits_leave_sources_alone(prior):
     assert models.source("LR", data, prior) is data
     assert models.sigma_of("emulator", "12h") is None
     assert models.table().empty
+
+
+def test_source_variances_read_a_scaled_error_column(prior):
+    """Calibrated radiosondes keep their errors in the ``error`` column (sigma_y None): the
+    variances handed to the targets must be those, not the defaults."""
+    from xdiffsr import PointObservations
+    from xdiffsr.evaluation.calibration import scale_errors
+    from xdiffsr.evaluation.error_models import source_variances
+
+    df = pd.DataFrame({"time": pd.Timestamp("2001-01-01"), "lat": [0.0, 10.0], "lon": [0.0, 20.0],
+                       "variable": ["t850", "u850"], "value": [270.0, 3.0], "error": [2.0, 1.0],
+                       "units": ["K", "m s-1"]})
+    src = scale_errors(PointObservations(df), {"t850": 4.0}, prior)
+    got = source_variances(src, ["t850", "u850"])
+    assert got == pytest.approx({"t850": 16.0, "u850": 1.0})
+    assert source_variances(PointObservations(df, sigma_y=9.0), ["t850"]) == {"t850": 9.0}

@@ -33,7 +33,7 @@ from xdiffsr.osse import COARSE_GRID, Emulator, coarsen
 from xdiffsr.osse.forecast_error import forecast_errors, forecast_sigma
 from xdiffsr.osse.stations import simulate_soundings
 
-__all__ = ["FLOOR", "ErrorModels", "fit_error_models", "validation_times"]
+__all__ = ["FLOOR", "ErrorModels", "fit_error_models", "source_variances", "validation_times"]
 
 #: Smallest forecast error, as a fraction of the nominal error std of the variable
 #: (:func:`xdiffsr.observations.error_model.default_error_std`).
@@ -96,6 +96,19 @@ class ErrorModels:
                     for h, s in zip(hours, self.forecast[v].values)
                 ]
         return pd.DataFrame(rows, columns=["source", "variable", "lead_hours", "std"])
+
+
+def source_variances(source: Any, variables: Sequence[str]) -> dict[str, float]:
+    """The error variance a source uses for each variable: its ``sigma_y``, else the mean of its
+    ``error`` column squared per variable (tidy point frames), else the default."""
+    data = source.data
+    if source.sigma_y is None and isinstance(data, pd.DataFrame) and {"error", "variable"} <= set(
+        data.columns
+    ):
+        e2 = (data["error"].astype(float) ** 2).groupby(data["variable"].astype(str)).mean()
+        return {v: float(e2[v]) if v in e2 else float(source.variance_for(v, 1)[0])
+                for v in variables}
+    return {v: float(source.variance_for(v, 1)[0]) for v in variables}
 
 
 def validation_times(
@@ -177,8 +190,7 @@ def fit_error_models(
             ds, [data[k] for k in kinds], prior, iterations=iterations, by="variable",
             **sampler_options,
         )
-        models.sigma = {k: {v: float(src.variance_for(v, 1)[0]) for v in variables}
-                        for k, src in zip(kinds, sources)}
+        models.sigma = {k: source_variances(src, variables) for k, src in zip(kinds, sources)}
     if lead is not None:
         models.forecast = forecast_errors(
             truth, times - lead, lead_days=lead / pd.Timedelta(days=1), emulator=emulator,
