@@ -65,22 +65,7 @@ class DiffusionModel(Prior):
         return self.precond.to(device).eval()
 
     def _header(self) -> dict[str, Any]:
-        cfg = self.precond.net.config.to_dict() if hasattr(self.precond.net, "config") else None
-        return {
-            "name": self.name,
-            "variables": list(self.variables),
-            "units": self.units,
-            "attrs": self.attrs,
-            "lat": self.grid.lat.tolist(),
-            "lon": self.grid.lon.tolist(),
-            "center": self.center.tolist(),
-            "scale": self.scale.tolist(),
-            "unet_config": cfg,
-            "sigma_data": float(self.precond.sigma_data),
-            "sigma_min": self.sigma_min,
-            "sigma_max": self.sigma_max,
-            "metadata": self.metadata,
-        }
+        return model_header(self, self.precond)
 
     def _fingerprint_items(self) -> Iterable[tuple[str, Any]]:
         header = {k: v for k, v in self._header().items() if k in ("unet_config", "metadata")}
@@ -94,20 +79,8 @@ class DiffusionModel(Prior):
 
     def save(self, path: str | Path) -> Path:
         """Write weights and metadata to a safetensors file (JSON metadata in its header)."""
-        from safetensors.torch import save_file
-
-        path = Path(path)
         state = {k: v.detach().cpu().contiguous() for k, v in self.precond.state_dict().items()}
-        save_file(
-            state,
-            str(path),
-            metadata={
-                "format": FORMAT,
-                "version": FORMAT_VERSION,
-                "xdiffsr": json.dumps(self._header()),
-            },
-        )
-        return path
+        return write_model_file(path, state, self._header())
 
     @classmethod
     def load(
@@ -118,19 +91,7 @@ class DiffusionModel(Prior):
         The low-level reader: use :func:`xdiffsr.load_model`, which also accepts registered
         names, verifies and caches, and sets :attr:`reference` (given here as ``reference``).
         """
-        from safetensors import SafetensorError, safe_open
-
-        try:
-            with safe_open(str(path), framework="pt", device=str(device)) as f:
-                meta = f.metadata() or {}
-                state = {k: f.get_tensor(k) for k in f.keys()}
-        except (SafetensorError, OSError, ValueError) as err:
-            raise ModelError(f"cannot read model file {str(path)!r}: {err}") from err
-        if meta.get("format") != FORMAT or "xdiffsr" not in meta:
-            raise ModelError(
-                f"{str(path)!r} is a safetensors file but not an xdiffsr model "
-                f"(metadata keys: {sorted(meta)})."
-            )
+        meta, state = read_model_file(path, device)
         h = _header(meta["xdiffsr"], path)
         _check_finite(state, path)
         try:
@@ -169,6 +130,61 @@ class DiffusionModel(Prior):
             reference=reference,
         )
         return model
+
+
+def model_header(prior: Prior, precond: nn.Module) -> dict[str, Any]:
+    """The JSON header every model file holds: the prior's variables, units, grid and
+    normalisation, the network's configuration and noise range, and the metadata."""
+    net = precond.net
+    return {
+        "name": prior.name,
+        "variables": list(prior.variables),
+        "units": prior.units,
+        "attrs": prior.attrs,
+        "lat": prior.grid.lat.tolist(),
+        "lon": prior.grid.lon.tolist(),
+        "center": prior.center.tolist(),
+        "scale": prior.scale.tolist(),
+        "unet_config": net.config.to_dict() if hasattr(net, "config") else None,
+        "sigma_data": float(precond.sigma_data),
+        "sigma_min": prior.sigma_min,
+        "sigma_max": prior.sigma_max,
+        "metadata": prior.metadata,
+    }
+
+
+def write_model_file(path: str | Path, state: Mapping[str, torch.Tensor], header: dict) -> Path:
+    """Write tensors and the JSON ``header`` to one safetensors file (never pickle)."""
+    from safetensors.torch import save_file
+
+    path = Path(path)
+    save_file(
+        dict(state),
+        str(path),
+        metadata={"format": FORMAT, "version": FORMAT_VERSION, "xdiffsr": json.dumps(header)},
+    )
+    return path
+
+
+def read_model_file(
+    path: str | Path, device: str | torch.device = "cpu"
+) -> tuple[dict[str, str], dict[str, torch.Tensor]]:
+    """The safetensors metadata and tensors of a model file (:class:`ModelError` if it cannot
+    be read or is not an xdiffsr model)."""
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(str(path), framework="pt", device=str(device)) as f:
+            meta = f.metadata() or {}
+            state = {k: f.get_tensor(k) for k in f.keys()}
+    except (SafetensorError, OSError, ValueError) as err:
+        raise ModelError(f"cannot read model file {str(path)!r}: {err}") from err
+    if meta.get("format") != FORMAT or "xdiffsr" not in meta:
+        raise ModelError(
+            f"{str(path)!r} is a safetensors file but not an xdiffsr model "
+            f"(metadata keys: {sorted(meta)})."
+        )
+    return meta, state
 
 
 #: Keys every model header holds (``DiffusionModel._header``) and their JSON types.

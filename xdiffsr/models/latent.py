@@ -38,7 +38,15 @@ from xdiffsr.core.precond import EDMPrecond
 from xdiffsr.core.unet import SongUNet, UNetConfig
 from xdiffsr.errors import ArgumentError, ModelError, XDiffSRError
 from xdiffsr.grid import Grid
-from xdiffsr.models.diffusion import FORMAT, FORMAT_VERSION, _check_finite
+from xdiffsr.models.diffusion import (
+    _check_finite,
+    model_header,
+    read_model_file,
+    write_model_file,
+)
+from xdiffsr.models.diffusion import (
+    _header as _parse_header,
+)
 from xdiffsr.models.prior import Prior
 
 KIND = "latent"
@@ -182,22 +190,10 @@ class LatentDiffusionModel(Prior):
     def _header(self) -> dict[str, Any]:
         return {
             "kind": KIND,
-            "name": self.name,
-            "variables": list(self.variables),
-            "units": self.units,
-            "attrs": self.attrs,
-            "lat": self.grid.lat.tolist(),
-            "lon": self.grid.lon.tolist(),
-            "center": self.center.tolist(),
-            "scale": self.scale.tolist(),
+            **model_header(self, self.precond),
             "autoencoder_config": self.autoencoder.config.to_dict(),
             "latent_center": self.latent_center.tolist(),
             "latent_scale": self.latent_scale.tolist(),
-            "unet_config": self.precond.net.config.to_dict(),
-            "sigma_data": float(self.precond.sigma_data),
-            "sigma_min": self.sigma_min,
-            "sigma_max": self.sigma_max,
-            "metadata": self.metadata,
         }
 
     def _state(self) -> dict[str, torch.Tensor]:
@@ -219,16 +215,7 @@ class LatentDiffusionModel(Prior):
 
     def save(self, path: str | Path) -> Path:
         """Write both parts to one safetensors file (JSON metadata in its header)."""
-        from safetensors.torch import save_file
-
-        path = Path(path)
-        save_file(
-            self._state(),
-            str(path),
-            metadata={"format": FORMAT, "version": FORMAT_VERSION,
-                      "xdiffsr": json.dumps(self._header())},
-        )
-        return path
+        return write_model_file(path, self._state(), self._header())
 
     @classmethod
     def load(cls, path: str | Path, *, device: str | torch.device = "cpu",
@@ -275,25 +262,12 @@ def _part(state: Mapping[str, torch.Tensor], prefix: str) -> dict[str, torch.Ten
 
 def _read(path: str | Path, device) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
     """Header and tensors of a latent model file (ModelError if unreadable or not latent)."""
-    from safetensors import SafetensorError, safe_open
-
-    try:
-        with safe_open(str(path), framework="pt", device=str(device)) as f:
-            meta = f.metadata() or {}
-            state = {k: f.get_tensor(k) for k in f.keys()}
-    except (SafetensorError, OSError, ValueError) as err:
-        raise ModelError(f"cannot read model file {str(path)!r}: {err}") from err
-    try:
-        h = json.loads(meta.get("xdiffsr", ""))
-    except ValueError as err:
+    meta, state = read_model_file(path, device)
+    h = _parse_header(meta["xdiffsr"], path)
+    if h.get("kind") != KIND:
         raise ModelError(
-            f"model file {str(path)!r}: its metadata entry 'xdiffsr' is not valid JSON ({err}); "
-            "save the model again."
-        ) from err
-    if meta.get("format") != FORMAT or not isinstance(h, dict) or h.get("kind") != KIND:
-        raise ModelError(
-            f"{str(path)!r} is not an xdiffsr latent model (metadata kind "
-            f"{h.get('kind') if isinstance(h, dict) else None!r}); open it with load_model."
+            f"{str(path)!r} is not an xdiffsr latent model (metadata kind {h.get('kind')!r}); "
+            "open it with load_model."
         )
     _check_finite(state, path)
     return h, state
