@@ -185,9 +185,11 @@ def _reconstruct(
 ) -> xr.Dataset:
     """The ensemble of one configuration at its valid times."""
     sondes = setup.errors.source("IGRA", setup.sondes, prior)
-    if config in ("emulator", "IGRA+emulator"):  # one time at a time: each has its own lead
+    if config in ("emulator", "IGRA+emulator"):
         extra = [sondes] if config == "IGRA+emulator" else []
-        return xr.concat(
+        if setup.errors.forecast is None:  # default errors: every valid time in one call
+            return sr(setup.valid, [*extra, setup.forecast], [1.0] * len(extra) + [w])
+        return xr.concat(  # one time at a time: each forecast has the error of its lead
             [sr([t], [*extra, setup.forecast_source(t, prior)], [1.0] * len(extra) + [w])
              for t in setup.valid],
             dim="time",
