@@ -41,6 +41,11 @@ CONFIGS = {
     "mmps2-12": {"steps": 12, "cg_iters": 2},
     "sda": {"steps": 18, "guidance": "sda"},
     "none": {"steps": 18, "guidance": "none"},
+    "jf": {"steps": 18, "guidance": "jf"},
+    "jf-17": {"steps": 17, "guidance": "jf"},
+    "jf-16": {"steps": 16, "guidance": "jf"},
+    "jf-12": {"steps": 12, "guidance": "jf"},
+    "jf-cg50": {"steps": 18, "guidance": "jf", "_jf_iters": 50},
 }
 
 
@@ -55,20 +60,41 @@ def _parse(spec: str) -> tuple[str, dict]:
     return name, opts
 
 
-def run_one(spec: str, members: int, states: int, seed: int, threads: int, batch: int) -> dict:
+def heldout_states(store: str | None, states: int, start: str, end: str):
+    """``states`` target states at 00 or 12 UTC spread evenly over [start, end] of a nature-run
+    store (radiosondes are simulated at those hours), or the packaged held-out states."""
+    import pandas as pd
+    import xarray as xr
+
+    from xdiffsr.evaluation.demo import load_heldout
+
+    if store is None:
+        return load_heldout().isel(time=slice(0, states))
+    ds = xr.open_zarr(store, consolidated=False)
+    t = pd.DatetimeIndex(ds.time.values)
+    pool = t[(t >= start) & (t <= end) & t.hour.isin([0, 12])]
+    pick = np.unique(np.linspace(0, len(pool) - 1, states).round().astype(int))
+    return ds.sel(time=pool[pick]).load()
+
+
+def run_one(spec: str, members: int, states: int, seed: int, threads: int, batch: int,
+            truth_store: str | None = None, start: str = "", end: str = "",
+            obs: str = "IGRA+LR") -> dict:
     """One configuration in this process: members, counts, seconds, peak memory, scores."""
     import torch
 
     import xdiffsr.reconstruct.sample as sample
     from xdiffsr.core.likelihood import MMPSGuidance, PassCounter
-    from xdiffsr.evaluation.demo import load_heldout, load_stations, observe
+    from xdiffsr.evaluation.demo import load_stations, observe
     from xdiffsr.evaluation.metrics import crps_ensemble, rmse, spread_skill_ratio
 
     torch.set_num_threads(threads)
     name, opts = _parse(spec)
     reuse = opts.pop("_reuse_vjps", True)
+    if "_jf_iters" in opts:  # CG iterations of Jacobian-free guidance (a module constant)
+        sample.JF_CG_ITERS = int(opts.pop("_jf_iters"))
     prior = xdiffsr.load_model("default")
-    truth = load_heldout().isel(time=slice(0, states))
+    truth = heldout_states(truth_store, states, start, end)
     truth = truth[[v for v in prior.variables if v in truth.data_vars]]
     coarse, sondes = observe(truth, load_stations(), seed=seed)
     counters = []
@@ -87,9 +113,14 @@ def run_one(spec: str, members: int, states: int, seed: int, threads: int, batch
             self._reuse_vjps = False
 
         MMPSGuidance.__init__ = reference
+    setup = time.perf_counter()
+    if opts.get("guidance") == "jf":  # one-off per prior and process, not per member: apart
+        prior.covariance("cpu")
+    setup = time.perf_counter() - setup
     t0, c0 = time.perf_counter(), time.process_time()
+    sources = {"IGRA+LR": [sondes, coarse], "LR": [coarse], "IGRA": [sondes]}[obs]
     ens = truth.drop_vars(list(truth.data_vars)).diffsr.super_resolve(
-        [sondes, coarse], model=prior, members=members, seed=seed, device="cpu", batch_size=batch,
+        sources, model=prior, members=members, seed=seed, device="cpu", batch_size=batch,
         **opts,
     )
     wall, cpu = time.perf_counter() - t0, time.process_time() - c0
@@ -106,11 +137,14 @@ def run_one(spec: str, members: int, states: int, seed: int, threads: int, batch
         ]
     return {
         "name": name,
+        "obs": obs,
+        "times": [str(t)[:13] for t in truth.time.values],
         "options": opts | ({} if reuse else {"reference_path": True}),
         "forward": fwd,
         "backward": bwd,
         "wall_per_member": wall / n,
         "cpu_per_member": cpu / n,
+        "setup_s": setup,
         "peak_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "scores": scores,
     }
@@ -127,12 +161,29 @@ def main() -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--batch-size", type=int, default=4, help="members per batch (speed only)")
+    p.add_argument("--truth", default=None,
+                   help="nature-run zarr store of held-out states (default: the packaged ones)")
+    p.add_argument("--start", default="2000-01-06", help="first held-out time (with --truth)")
+    p.add_argument("--end", default="2000-03-10", help="last held-out time (with --truth)")
+    p.add_argument("--obs", nargs="+", default=["IGRA+LR"], choices=["IGRA+LR", "LR", "IGRA"])
+    p.add_argument("--json", default=None, help="also write the rows to this JSON file")
     p.add_argument("--one", default=None, help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.one:
         print(json.dumps(run_one(args.one, args.members, args.states, args.seed, args.threads,
-                                 args.batch_size)))
+                                 args.batch_size, args.truth, args.start, args.end,
+                                 args.obs[0])))
         return
+    for obs in args.obs:
+        rows = _run_configs(args, obs)
+        print(f"\nobservations: {obs}; targets {', '.join(rows[0]['times'])}")
+        _table(rows)
+        if args.json:
+            with open(args.json, "a") as f:
+                f.write(json.dumps(rows) + "\n")
+
+
+def _run_configs(args: argparse.Namespace, obs: str) -> list[dict]:
     rows = []
     for spec in args.configs:
         timing_only = spec == "reference"
@@ -140,30 +191,32 @@ def main() -> None:
         states = 1 if timing_only else args.states
         cmd = [sys.executable, __file__, "--one", spec, "--members", str(members),
                "--states", str(states), "--seed", str(args.seed), "--threads", str(args.threads),
-               "--batch-size", str(args.batch_size)]
+               "--batch-size", str(args.batch_size), "--obs", obs, "--start", args.start,
+               "--end", args.end] + (["--truth", args.truth] if args.truth else [])
         out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
         row = json.loads(out.strip().splitlines()[-1])
         row["timing_only"] = timing_only
         rows.append(row)
-        print(f"{spec}: {row['forward'] + row['backward']:.0f} passes/member, "
+        print(f"{obs} {spec}: {row['forward'] + row['backward']:.0f} passes/member, "
               f"{row['cpu_per_member']:.1f} CPU s/member", flush=True)
-    _table(rows)
+    return rows
 
 
 def _table(rows: list[dict]) -> None:
     base = rows[0]
     ref = np.array(list(base["scores"].values()))
     print("\n| configuration | fwd + bwd passes / member | passes vs first | CPU s / member "
-          "| wall s / member | peak MiB | RMSE / first (mean of 13) | CRPS / first "
+          "| wall s / member | one-off s | peak MiB | RMSE / first (mean of 13) | CRPS / first "
           "| spread/skill (mean of 13) | RMSE t850 (K) | CRPS t850 (K) | spread/skill t850 |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for r in rows:
         s = np.array(list(r["scores"].values()))
         passes = r["forward"] + r["backward"]
         opts = ", ".join(f"{k}={v}" for k, v in r["options"].items())
         head = (f"| {r['name']} ({opts}) | {r['forward']:.0f} + {r['backward']:.0f} | "
                 f"{passes / (base['forward'] + base['backward']):.2f} | "
-                f"{r['cpu_per_member']:.2f} | {r['wall_per_member']:.2f} | {r['peak_mib']:.0f} |")
+                f"{r['cpu_per_member']:.2f} | {r['wall_per_member']:.2f} | "
+                f"{r.get('setup_s', 0):.1f} | {r['peak_mib']:.0f} |")
         if r["timing_only"]:
             print(head + " timing only | | | | | |")
             continue

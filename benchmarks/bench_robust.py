@@ -44,6 +44,7 @@ CONFIGS = {
     "sda (paper, Alg. 1)": {"guidance": "sda"},
     "sda, clip=1": {"guidance": "sda", "clip": 1.0},
     "mmps, cg_iters=2": {"guidance": "mmps", "cg_iters": 2},
+    "jf (Jacobian-free)": {"guidance": "jf"},
     "none": {"guidance": "none"},
 }
 
@@ -139,7 +140,8 @@ ERA5_CASES = {
 }
 
 
-ERA5_CONFIGS = ("default", "sda (paper, Alg. 1)", "sda, clip=1")
+ERA5_CONFIGS = ("default", "mmps, cg_iters=2", "jf (Jacobian-free)", "sda (paper, Alg. 1)",
+                "sda, clip=1")
 
 
 def era5_field(file: str, var, sel: dict, target):

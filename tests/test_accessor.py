@@ -440,3 +440,28 @@ def test_point_units_column_mixed_rows(prior, truth):
     order_a = np.lexsort((a.matrix.indices[a.matrix.indptr[:-1]],))
     order_b = np.lexsort((b.matrix.indices[b.matrix.indptr[:-1]],))
     np.testing.assert_allclose(a.y[order_a], b.y[order_b], atol=1e-9)
+
+
+def test_jacobian_free_guidance_approaches_the_posterior(prior, truth):
+    """``guidance="jf"``: the prior's own stationary covariance (estimated from its unguided
+    samples) in place of the Jacobian. Not exact here (the prior's t850-z500 correlation and
+    its non-stationary variance are not in a per-variable stationary covariance), but far
+    closer to the exact posterior than the prior mean (distance 1), with no backward pass."""
+    pts = _points(truth, times=TIMES[:1])
+    coarse = _coarse(truth, times=TIMES[:1])
+    out = _target(TIMES[:1]).diffsr.super_resolve(
+        obs=[
+            xdiffsr.PointObservations(pts),
+            xdiffsr.GridObservations(coarse, sigma_y=20.0**2),
+        ],
+        model=prior, members=64, steps=18, guidance="jf", seed=3,
+    )
+    mean, var = _exact_posterior(prior, pts, coarse["z500"].values[0], 0.25, 400.0)
+    ens = np.stack([out[v].isel(time=0).values for v in ("t850", "z500")], axis=1)
+    mu = np.stack([_mean_ds()[v].values for v in ("t850", "z500")])
+    assert np.isfinite(ens).all()
+    for c in range(2):
+        err = np.linalg.norm(ens.mean(0)[c] - mean[c]) / np.linalg.norm(mu[c] - mean[c])
+        spread = np.sqrt(ens.var(0)[c].mean() / var[c].mean())
+        assert err < 0.35, (c, err)  # measured 0.26 (t850 points) and 0.08 (z500), 128 members
+        assert 0.5 < spread < 2.0, (c, spread)

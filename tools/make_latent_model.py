@@ -32,6 +32,8 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("store", help="nature-run zarr store (flat t850, t500, ... or level layout)")
     p.add_argument("--train", nargs=2, metavar=("START", "END"), required=True,
                    help="inclusive time range of the training split (ISO dates)")
+    p.add_argument("--val", nargs=2, metavar=("START", "END"), default=None,
+                   help="inclusive time range of the validation split (default: after --train)")
     p.add_argument("--minutes", nargs=2, type=float, metavar=("AE", "PRIOR"), default=(30, 90),
                    help="wall-clock minutes of stage 1 and stage 2")
     p.add_argument("--out", required=True, help="output .safetensors path")
@@ -43,6 +45,11 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--channels", type=int, default=64)
     p.add_argument("--variational", action="store_true", help="a VAE (KL term)")
     p.add_argument("--tiny", action="store_true", help="tiny U-Net (smoke tests)")
+    p.add_argument("--unet", default=None, metavar="JSON",
+                   help='U-Net fields overriding the preset, e.g. \'{"model_channels": 32}\'')
+    p.add_argument("--warmup", type=int, default=None, help="warm-up steps of the prior")
+    p.add_argument("--ae-batch-size", type=int, default=16)
+    p.add_argument("--lr", type=float, default=2e-4, help="learning rate of the prior")
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--device", default=None)
     p.add_argument("--seed", type=int, default=0)
@@ -56,13 +63,16 @@ def main(argv: list[str] | None = None) -> int:
     ae = AutoencoderTrainConfig(
         latent_channels=a.latent_channels, factor=a.factor, channels=a.channels,
         variational=a.variational, steps=a.ae_steps, max_minutes=a.minutes[0],
-        batch_size=a.batch_size, seed=a.seed,
+        batch_size=a.ae_batch_size, seed=a.seed,
     )
     unet = {"channel_mult": [1, 2], "attn_levels": []} if a.tiny else {}
+    unet.update(json.loads(a.unet) if a.unet else {})
+    val = {"val_start": a.val[0], "val_end": a.val[1]} if a.val else {}
     prior = TrainConfig(
         variables=tuple(a.variables), train_start=a.train[0], train_end=a.train[1],
-        unet_preset="tiny" if a.tiny else "paper", unet=unet, batch_size=a.batch_size,
-        steps=a.prior_steps, warmup_steps=min(1000, max(1, a.prior_steps // 10)),
+        **val, unet_preset="tiny" if a.tiny else "paper", unet=unet, batch_size=a.batch_size,
+        lr=a.lr,
+        steps=a.prior_steps, warmup_steps=a.warmup or min(1000, max(1, a.prior_steps // 10)),
         val_every=500, log_every=100, ckpt_every=1000, val_samples=16, seed=a.seed,
         name=out.stem,
     )

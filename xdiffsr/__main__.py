@@ -111,7 +111,7 @@ def _add_debug(p: argparse.ArgumentParser) -> None:
 def _add_sampler(p: argparse.ArgumentParser) -> None:
     p.add_argument("--members", type=_int_at_least(1), default=4, help="ensemble members")
     p.add_argument("--steps", type=_int_at_least(1), default=12, help="sampler steps")
-    p.add_argument("--guidance", default="mmps", choices=["sda", "mmps", "none"],
+    p.add_argument("--guidance", default="mmps", choices=["sda", "mmps", "jf", "none"],
                    help="observation guidance")
     p.add_argument("--cg-iters", type=_int_at_least(0), default=2,
                    help="conjugate-gradient iterations (mmps)")

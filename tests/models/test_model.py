@@ -135,3 +135,35 @@ def test_fingerprint_is_the_content(model, tmp_path):
     g2 = xdiffsr.GaussianPrior(mean, 2 * np.eye(128))
     assert g1.fingerprint() == xdiffsr.GaussianPrior(mean, np.eye(128)).fingerprint()
     assert g1.fingerprint() != g2.fingerprint()
+
+
+def test_prior_covariance_is_estimated_from_its_samples_and_can_be_given():
+    """``Prior.covariance``: the stationary covariance of the prior's own samples (Jacobian-free
+    guidance). For a white Gaussian prior of std 2 K (normalised by its own scale, 2) the
+    normalised variance is 1 and the spectrum flat."""
+    from xdiffsr.core.covariance import SpectralCovariance
+
+    mean = xr.Dataset(
+        {"t850": (("lat", "lon"), np.full((8, 16), 270.0), {"units": "K"})},
+        coords={
+            "lat": ("lat", LAT, {"units": "degrees_north"}),
+            "lon": ("lon", LON, {"units": "degrees_east"}),
+        },
+    )
+    g = xdiffsr.GaussianPrior(mean, 4.0 * np.eye(128))
+    fp = g.fingerprint()
+    cov = g.covariance(samples=64, steps=18)
+    assert cov.shape == (1, 8, 16)
+    assert abs(float(cov.variance()[0]) - 1.0) < 0.1
+    ring = cov.power[0, : 8, 1:].flatten()
+    assert float(ring.std() / ring.mean()) < 0.25  # flat: white
+    assert g.covariance() is cov or torch.equal(g.covariance().power, cov.power)  # kept
+    assert g.fingerprint() == fp  # estimated from the weights: not new content
+    given = SpectralCovariance.white((1, 8, 16), 0.5)
+    g.set_covariance(given)
+    assert torch.equal(g.covariance().power, given.power)
+    assert g.fingerprint() != fp  # given: content
+    g.set_covariance(None)
+    assert g.fingerprint() == fp
+    with pytest.raises(xdiffsr.XDiffSRError, match="does not match"):
+        g.set_covariance(SpectralCovariance.white((2, 8, 16)))

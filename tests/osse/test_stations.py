@@ -265,3 +265,26 @@ def test_subset_network_fraction():
         subset_network(st, fraction=0)
     with pytest.raises(ArgumentError, match="station"):
         subset_network(st.rename(columns={"id": "name"}))
+
+
+def test_simulated_errors_travel_with_the_frame_into_the_assimilation():
+    """A frame simulated with 3x the default errors is assimilated with them, not the
+    defaults (``super_resolve`` converts raw sounding frames itself)."""
+    from types import SimpleNamespace
+
+    from xdiffsr.observations.sources import as_source
+    from xdiffsr.observations.vertical import DEFAULT_ERRORS
+
+    ds = _truth()
+    variables = ["t850", "u500", "z500"]
+    units = {"t": "K", "u": "m s-1", "z": "m2 s-2"}
+    prior = SimpleNamespace(variables=variables, units={v: units[v[0]] for v in variables})
+    scaled = {k: 3 * v for k, v in DEFAULT_ERRORS.items()}  # every key of the table is accepted
+    frame = simulate_soundings(ds, STATIONS, errors=scaled, seed=2)
+    assert frame.attrs["errors"] == scaled
+    tidy = as_source(frame, prior).data
+    for v in variables:
+        got = tidy.loc[tidy["variable"] == v, "error"].unique()
+        np.testing.assert_allclose(got, 3 * DEFAULT_ERRORS[v[0]])
+    clean = simulate_soundings(ds, STATIONS, errors={"t": 0, "u": 0, "v": 0, "z": 0})
+    assert "errors" not in clean.attrs

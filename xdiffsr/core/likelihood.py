@@ -296,14 +296,7 @@ class MMPSGuidance(nn.Module):
         #: J^T M^T u as the combination of the VJPs CG computed (False: one more backward
         #: pass, the reference path the tests compare with)
         self._reuse_vjps = True
-        norms = [getattr(lik.operator, "row_norms_sq", None) for lik in keep]
-        self._row_norms = (
-            torch.cat(
-                [n() if n is not None else torch.ones_like(lik.y) for n, lik in zip(norms, keep)]
-            )
-            if keep
-            else torch.zeros(0)
-        )
+        self._row_norms = _row_norms(keep) if keep else torch.zeros(0)
 
     def forward(self, x: torch.Tensor, sigma) -> torch.Tensor:
         sigma = _as_sigma(sigma, x)
@@ -337,6 +330,96 @@ class MMPSGuidance(nn.Module):
         if self.trust_region:
             step = step * _obs_trust(self.operator.linear(step), r, var_y).reshape(-1, 1, 1, 1)
         return D.detach() + self.lambda_g * step
+
+
+class JFGuidance(nn.Module):
+    """Jacobian-free moment matching: MMPS with a prior covariance in place of the network's
+    Jacobian.
+
+    ``D_post = D + S M^T (Sigma_y + M S M^T)^{-1} (y - M D)`` with ``S = sigma^2 B (B +
+    sigma^2 I)^{-1}``, Tweedie's covariance of a Gaussian prior of covariance ``B``
+    (:class:`~xdiffsr.core.covariance.SpectralCovariance`) where MMPS has ``sigma^2 dD/dx_t``.
+    One forward pass per evaluation and no backward pass: CG's products cost an FFT, not the
+    network. Exact for a Gaussian prior of covariance ``B`` and linear operators.
+
+    Parameters
+    ----------
+    denoiser : callable
+        Prior denoiser ``D(x, sigma)``.
+    likelihoods : sequence of GaussianLikelihood
+        Sources with linear (affine) operators exposing ``adjoint``; weights divide
+        ``Sigma_y`` as in :class:`MMPSGuidance`.
+    covariance : callable
+        ``covariance(v, sigma)``: Tweedie's covariance applied to ``v`` (B, *state shape),
+        symmetric positive semi-definite; with a ``variance(sigma)`` method (per-channel mean
+        diagonal) for the preconditioner, else a unit variance is assumed.
+    cg_iters, cg_tol : int, float
+        Conjugate gradients on the observation-space system (cheap: no network).
+    lambda_g : float
+        Scale of the correction.
+    trust_region : bool
+        As in :class:`MMPSGuidance`.
+    """
+
+    def __init__(
+        self,
+        denoiser: Denoiser,
+        likelihoods: Sequence[GaussianLikelihood],
+        covariance: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+        *,
+        cg_iters: int = 50,
+        cg_tol: float = 1e-4,
+        lambda_g: float = 1.0,
+        trust_region: bool = True,
+    ):
+        super().__init__()
+        if not (0.0 <= cg_tol < 1.0):
+            raise ArgumentError(f"cg_tol={cg_tol!r} must be in [0, 1).")
+        keep = [lik for lik in likelihoods if lik.weight > 0]
+        self.prior = denoiser
+        self.likelihoods = nn.ModuleList(keep)
+        self.operator = StackedOperator([lik.operator for lik in keep])
+        self.covariance = covariance
+        self.cg_iters = int(cg_iters)
+        self.cg_tol = float(cg_tol)
+        self.trust_region = bool(trust_region)
+        self.lambda_g = float(lambda_g)
+
+    def forward(self, x: torch.Tensor, sigma) -> torch.Tensor:
+        sigma = _as_sigma(sigma, x)
+        with torch.no_grad():
+            D = self.prior(x, sigma)
+            if len(self.likelihoods) == 0:
+                return D
+            y = torch.cat([lik.y for lik in self.likelihoods])
+            var_y = torch.cat([lik.sigma_y / lik.weight for lik in self.likelihoods])
+            r = y - self.operator(D)
+
+            def matvec(v: torch.Tensor):  # (Sigma_y + M S M^T) v, and S M^T v
+                g = self.covariance(self.operator.adjoint(v), sigma)
+                return var_y * v + self.operator.linear(g), g
+
+            # Jacobi preconditioner: the diagonal of M S M^T for S = mean variance * I
+            var = getattr(self.covariance, "variance", None)
+            s_diag = var(sigma).mean(dim=-1, keepdim=True) if var is not None else 1.0
+            diag = var_y + s_diag * _row_norms(self.likelihoods).to(r.device)
+            _, step = _cg(matvec, r, iters=self.cg_iters, tol=self.cg_tol, diag=diag)
+            if step is None:
+                return D
+            if self.trust_region:
+                step = step * _obs_trust(self.operator.linear(step), r, var_y).reshape(
+                    -1, *([1] * (step.ndim - 1))
+                )
+        return D + self.lambda_g * step
+
+
+def _row_norms(likelihoods: Sequence[GaussianLikelihood]) -> torch.Tensor:
+    """``|m_i|^2`` of every observation row (1 where an operator does not say)."""
+    out = []
+    for lik in likelihoods:
+        norms = getattr(lik.operator, "row_norms_sq", None)
+        out.append(norms() if norms is not None else torch.ones_like(lik.y))
+    return torch.cat(out)
 
 
 class _CountBackward(torch.autograd.Function):

@@ -17,7 +17,10 @@ import torch
 import xarray as xr
 from torch import nn
 
+from xdiffsr.core.covariance import SpectralCovariance
 from xdiffsr.core.gaussian import GaussianDenoiser
+from xdiffsr.core.sampler import heun_sampler
+from xdiffsr.core.schedule import karras_sigmas
 from xdiffsr.errors import ArgumentError
 from xdiffsr.grid import Grid, grid_of
 from xdiffsr.names import check_flat, to_model_layout
@@ -71,6 +74,8 @@ class Prior:
             raise ArgumentError(f"scale must be finite and > 0, got {self.scale}.")
         self.attrs = {v: dict((attrs or {}).get(v, {})) for v in self.variables}
         self._denoisers: dict[str, nn.Module] = {}
+        self._covariance: SpectralCovariance | None = None
+        self._covariance_given = False  # set_covariance: part of the fingerprint
 
     @property
     def state_shape(self) -> tuple[int, int, int]:
@@ -104,6 +109,38 @@ class Prior:
     def _build_denoiser(self) -> nn.Module:  # pragma: no cover - abstract
         raise NotImplementedError
 
+    def covariance(
+        self, device: torch.device | str = "cpu", *, samples: int = 4, steps: int = 12
+    ) -> SpectralCovariance:
+        """Stationary covariance of the prior's normalised samples (Jacobian-free guidance).
+
+        The first call draws ``samples`` unguided samples (``steps`` Heun steps, seed 0) of the
+        prior itself and estimates an isotropic power spectrum from them
+        (:meth:`SpectralCovariance.from_states`); the result is kept for later calls. A
+        covariance given with :meth:`set_covariance` is used instead.
+        """
+        if self._covariance is None:
+            gen = torch.Generator(device=device).manual_seed(0)
+            den = self.denoiser(device)
+            x = torch.randn(int(samples), *self.sample_shape, generator=gen, device=device)
+            sig = karras_sigmas(int(steps), sigma_min=self.sigma_min, sigma_max=self.sigma_max)
+            with torch.no_grad():
+                x = heun_sampler(den, x, sig.to(device), generator=gen)
+            self._covariance = SpectralCovariance.from_states(x.cpu(), isotropic=True)
+        return self._covariance.to(device)
+
+    def set_covariance(self, covariance: SpectralCovariance | None) -> None:
+        """Use ``covariance`` (on the normalised samples, e.g. estimated from training states
+        with :meth:`SpectralCovariance.from_states`) for Jacobian-free guidance; None: estimate
+        it from the prior's samples again."""
+        if covariance is not None and tuple(covariance.shape) != tuple(self.sample_shape):
+            raise ArgumentError(
+                f"covariance: shape {tuple(covariance.shape)} does not match the prior's "
+                f"samples {tuple(self.sample_shape)}."
+            )
+        self._covariance = covariance
+        self._covariance_given = covariance is not None
+
     def normalise(self, state: np.ndarray) -> np.ndarray:
         """(…, C, H, W) physical -> normalised."""
         return (state - self.center[:, None, None]) / self.scale[:, None, None]
@@ -129,8 +166,10 @@ class Prior:
 
     def _fingerprint_items(self) -> Iterable[tuple[str, Any]]:
         """(name, value) pairs of the content that :meth:`fingerprint` hashes (extended by the
-        subclasses with their weights or statistics)."""
-        return [
+        subclasses with their weights or statistics); a covariance given with
+        :meth:`set_covariance` is content (an estimated one follows from the weights)."""
+        given = [("covariance", self._covariance.power.numpy())] if self._covariance_given else []
+        return given + [
             ("type", type(self).__name__),
             ("name", self.name),
             ("variables", list(self.variables)),

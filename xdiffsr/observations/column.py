@@ -31,6 +31,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from functools import partial
 
 import numpy as np
 import pandas as pd
@@ -95,6 +96,11 @@ def _hat_integrals(kernel: Callable[[np.ndarray], np.ndarray], s: np.ndarray) ->
     return out
 
 
+def _gaussian_kernel(p: np.ndarray, p0: float, width: float) -> np.ndarray:
+    """``exp(-(ln p - ln p0)^2 / (2 width^2))``."""
+    return np.exp(-0.5 * ((np.log(p) - np.log(p0)) / width) ** 2)
+
+
 @dataclass(frozen=True)
 class WeightingFunctions:
     """Per-channel vertical weighting functions of a column operator.
@@ -129,10 +135,9 @@ class WeightingFunctions:
         if not peaks or any(not (np.isfinite(p) and p > 0) for p in peaks.values()):
             raise ArgumentError(f"peaks={peaks!r} must map channel names to pressures > 0 hPa.")
 
-        def kernel(p, p0):
-            return np.exp(-0.5 * ((np.log(p) - np.log(p0)) / width) ** 2)
-
-        kernels = tuple((lambda p, p0=float(p0): kernel(p, p0)) for p0 in peaks.values())
+        # partials of a module-level function, not lambdas: the sources pickle (dask workers)
+        kernels = tuple(partial(_gaussian_kernel, p0=float(p0), width=float(width))
+                        for p0 in peaks.values())
         return cls(tuple(map(str, peaks)), kernels)
 
     @classmethod

@@ -583,7 +583,9 @@ def as_source(obj, prior=None, *, assume_units: bool = False) -> Observations:
         if _is_sounding_frame(obj):
             if prior is None:
                 raise ArgumentError("IGRA sounding frames need the model to pick pressure levels.")
-            tidy = soundings_to_observations(obj, list(prior.variables))
+            # a simulated frame carries the errors it was simulated with (osse.simulate_soundings)
+            tidy = soundings_to_observations(obj, list(prior.variables),
+                                             errors=obj.attrs.get("errors"))
             if "units" not in tidy:  # interpolated to the model's levels in the model's units
                 tidy["units"] = tidy["variable"].map(prior.units).replace("", None)
             return PointObservations(

@@ -266,7 +266,8 @@ def _targets(variables: Iterable[str]) -> dict[str, tuple[str, float]]:
 def _resolve_errors(targets: Mapping, errors: Mapping[str, float] | None) -> dict[str, float]:
     errors = dict(errors or {})
     for key, val in errors.items():
-        known = key in SUPPORTED_QUANTITIES or parse_model_variable(str(key)) is not None
+        known = (key in SUPPORTED_QUANTITIES or key in DEFAULT_ERRORS
+                 or parse_model_variable(str(key)) is not None)
         if not known:
             raise ArgumentError(
                 f"errors key {key!r} is neither a quantity ({sorted(SUPPORTED_QUANTITIES)}) nor a "

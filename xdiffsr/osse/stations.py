@@ -182,7 +182,9 @@ def simulate_soundings(
         The schema of :func:`xdiffsr.io.igra.read_igra` (data format): one row per station, time
         and level (pressure descending), ``gph = z / g0``, ``wdir``/``wspd`` from the noisy
         ``u``/``v``, ``release_time = time``, ``p_src = "simulate"``; columns with no source
-        variable are NaN. ``attrs``: ``igra_format="data"``, ``simulated=True``.
+        variable are NaN. ``attrs``: ``igra_format="data"``, ``simulated=True`` and, when
+        ``errors`` has positive entries, ``errors`` (those entries), which ``super_resolve``
+        assimilates the frame with instead of the default errors.
     """
     lat_name, lon_name = _latlon_names(truth_ds)
     targets = _truth_variables(truth_ds, lat_name, lon_name)
@@ -204,7 +206,11 @@ def simulate_soundings(
         std = _noise_std(errors, name, q)
         vals = vals + (rng.normal(0.0, std, vals.shape) if std > 0 else 0.0)
         cols[_FILLS[q]][:, :, levels.index(lev)] = vals / G0 if q == "z" else vals
-    return _sounding_frame(truth_ds["time"].values[tsel], st, np.asarray(levels, float), cols)
+    df = _sounding_frame(truth_ds["time"].values[tsel], st, np.asarray(levels, float), cols)
+    positive = {str(k): float(v) for k, v in (errors or {}).items() if float(v) > 0}
+    if positive:  # noise-free values (0) keep the default assimilation errors
+        df.attrs["errors"] = positive
+    return df
 
 
 def _latlon_names(ds: xr.Dataset) -> tuple[str, str]:

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from xdiffsr.core.likelihood import MMPSGuidance, ScoreGuidance
+from xdiffsr.core.likelihood import JFGuidance, MMPSGuidance, ScoreGuidance
 from xdiffsr.core.memory import auto_budget, cuda_peak_probe, fit_batch_size, host_batch_size
 from xdiffsr.core.runtime import with_network_options
 from xdiffsr.core.sampler import heun_sampler, randn
@@ -20,6 +20,9 @@ from xdiffsr.models.prior import Prior
 from xdiffsr.observations.likelihood import likelihoods
 from xdiffsr.observations.sources import Observations
 from xdiffsr.reconstruct.settings import SamplerSettings
+
+#: CG iterations of Jacobian-free guidance (its products cost FFTs, not network passes)
+JF_CG_ITERS = 10
 
 
 def member_seed(seed: int, time: np.datetime64) -> int:
@@ -88,6 +91,15 @@ def _denoiser_at(
             cg_tol=settings.cg_tol,
             lambda_g=settings.lambda_g,
         )
+    elif settings.guidance == "jf" and liks:
+        den = JFGuidance(
+            den,
+            liks,
+            prior.covariance(device),
+            cg_iters=JF_CG_ITERS,
+            cg_tol=settings.cg_tol,
+            lambda_g=settings.lambda_g,
+        )
     return den, counts
 
 
@@ -107,7 +119,8 @@ def _batch_size(den, prior: Prior, device, settings: SamplerSettings) -> int:
     members = settings.members
     device = torch.device(device)
     if settings.batch_size is None and device.type != "cuda":
-        cap = host_batch_size(members, guided=isinstance(den, MMPSGuidance | ScoreGuidance))
+        guided = isinstance(den, MMPSGuidance | ScoreGuidance | JFGuidance)
+        cap = host_batch_size(members, guided=guided)
     else:
         cap = min(members, settings.batch_size or members)
     max_memory = settings.max_memory

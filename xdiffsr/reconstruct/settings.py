@@ -20,7 +20,7 @@ from xdiffsr.core.memory import parse_memory
 from xdiffsr.core.runtime import check_network_options
 from xdiffsr.errors import ArgumentError
 
-GUIDANCES = ("sda", "mmps", "none")
+GUIDANCES = ("sda", "mmps", "jf", "none")
 
 _SPEED = {"speed": True}  # changes speed and memory only: not provenance, may change on resume
 _NETWORK = {"network": True}  # passed to xdiffsr.core.runtime.with_network_options
@@ -39,13 +39,16 @@ class SamplerSettings:
     seed : int
         Global seed, an integer >= 0 of any size (all its bits are used); the members at a time
         depend only on (seed, timestamp, member index).
-    guidance : {'mmps', 'sda', 'none'}
+    guidance : {'mmps', 'sda', 'jf', 'none'}
         'mmps' (default): moment-matching posterior sampling (exact for a Gaussian prior, stable
         however many observations; one forward and up to ``cg_iters`` backward passes per
         evaluation);
         'sda': the paper's Algorithm 1, the likelihood gradient with variance ``Sigma_y +
         sigma^2 Gamma`` (one backward pass; its step grows with the number of observations per
-        model cell, see ``clip``); 'none': unguided prior samples.
+        model cell, see ``clip``); 'jf': Jacobian-free moment matching (MMPS with the prior's
+        stationary covariance, :meth:`xdiffsr.models.Prior.covariance`, in place of the
+        network's Jacobian: one forward and no backward pass per evaluation); 'none':
+        unguided prior samples.
     lambda_g : float
         Guidance scale (finite, >= 0).
     clip : float, optional

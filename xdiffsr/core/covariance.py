@@ -1,0 +1,162 @@
+"""Stationary prior covariances on lat/lon grids, for Jacobian-free moment matching.
+
+A covariance ``B`` here is diagonal in a Fourier basis: per channel, a power spectrum ``P(k)``
+over the two-dimensional wavenumbers of the field extended by an even reflection in latitude
+(longitude is periodic; the reflection makes latitude periodic without a jump at the poles, the
+cosine-transform habit). With ``E`` the reflection, ``F_P`` the filter ``P`` in the orthonormal
+DFT of the extended field and ``R`` the restriction to the original rows,
+
+    B v = R F_P E v = (1/2) E^T F_P E v,
+
+symmetric and positive semi-definite for any ``P >= 0`` that is even in the latitude wavenumber
+(so ``F_P`` commutes with the reflection); a spectrum estimated from reflected fields is.
+
+Tweedie's covariance of a Gaussian prior ``N(mu, B)`` observed with noise ``sigma``,
+``Cov[x_0 | x_t] = (B^-1 + sigma^-2 I)^-1``, is then the filter ``sigma^2 P / (P + sigma^2)``:
+the prior's correlations at large ``sigma``, white ``sigma^2 I`` at the scales the noise has
+not hidden. :class:`~xdiffsr.core.likelihood.JFGuidance` uses it in place of the network's
+Jacobian (``sigma^2 dD/dx_t``).
+
+References
+----------
+Rozet, F., Andry, G., Lanusse, F., Louppe, G. (2024). Learning diffusion priors from observations
+    by expectation maximization. NeurIPS. (moment matching, Tweedie's covariance)
+Daley, R. (1991). Atmospheric Data Analysis. Cambridge University Press. (homogeneous, isotropic
+    background-error covariances in spectral space)
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ..errors import ArgumentError
+
+__all__ = ["SpectralCovariance"]
+
+
+def _extend(x: torch.Tensor) -> torch.Tensor:
+    """Even reflection in latitude: (..., H, W) -> (..., 2H, W)."""
+    return torch.cat([x, x.flip(-2)], dim=-2)
+
+
+def _ring_average(power: torch.Tensor, w: int) -> torch.Tensor:
+    """Average (C, 2H, W//2+1) power over rings of total wavenumber ``1 / W`` wide (each rfft
+    column but the first and, for even W, the last stands for two wavenumbers: weight 2)."""
+    h2, wf = power.shape[-2:]
+    ky = torch.fft.fftfreq(h2).reshape(-1, 1)
+    kx = torch.fft.rfftfreq(w).reshape(1, -1)
+    ring = torch.round(torch.sqrt(ky**2 + kx**2) * w).long().expand(h2, wf).reshape(-1)
+    mult = torch.full((wf,), 2.0)
+    mult[0] = 1.0
+    if w % 2 == 0:
+        mult[-1] = 1.0
+    mult = mult.expand(h2, wf).reshape(-1)
+    n = int(ring.max()) + 1
+    count = torch.zeros(n).index_add_(0, ring, mult)
+    flat = power.reshape(power.shape[0], -1)
+    total = torch.zeros(power.shape[0], n).index_add_(1, ring, flat * mult)
+    return (total / count)[:, ring].reshape(power.shape)
+
+
+class SpectralCovariance(nn.Module):
+    """A per-channel stationary covariance, diagonal in the reflected Fourier basis.
+
+    Parameters
+    ----------
+    power : tensor, shape (C, 2H, W // 2 + 1)
+        Non-negative power spectrum per channel over the ``rfft2`` wavenumbers of the field
+        reflected in latitude (orthonormal DFT: a white field of variance 1 has ``P = 1``).
+
+    Notes
+    -----
+    ``cov(v)`` applies ``B``; ``cov(v, sigma)`` applies Tweedie's covariance
+    ``sigma^2 B (B + sigma^2 I)^-1`` with one ``sigma`` per batch row.
+    """
+
+    def __init__(self, power: torch.Tensor):
+        super().__init__()
+        power = torch.as_tensor(power, dtype=torch.float32)
+        if power.ndim != 3 or not bool(torch.isfinite(power).all()) or bool((power < 0).any()):
+            raise ArgumentError(
+                "power: must be a finite, non-negative (C, 2H, W // 2 + 1) tensor, got shape "
+                f"{tuple(power.shape)}; build it with SpectralCovariance.from_states."
+            )
+        self.register_buffer("power", power)
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        """(C, H, W) of the fields it applies to."""
+        c, h2, wf = self.power.shape
+        return c, h2 // 2, 2 * (wf - 1)
+
+    @classmethod
+    def from_states(cls, x: torch.Tensor, *, isotropic: bool = False) -> SpectralCovariance:
+        """Estimate ``P`` from samples (N, C, H, W) (their anomalies about the sample mean).
+
+        ``isotropic=True`` averages the power over rings of equal total wavenumber
+        ``|k| = (k_lat^2 + k_lon^2)^(1/2)`` (cycles per grid cell, rings ``1 / W`` wide): an
+        isotropic spectrum in grid-index space, estimated from few samples with far less noise
+        (a ring holds many wavenumbers; one wavenumber of N samples has 2N degrees of freedom).
+
+        Raises
+        ------
+        ArgumentError
+            Fewer than two samples, an odd longitude count or non-finite values.
+        """
+        x = torch.as_tensor(x, dtype=torch.float32)
+        if x.ndim != 4 or x.shape[0] < 2 or x.shape[-1] % 2:
+            raise ArgumentError(
+                f"x: need (N >= 2, C, H, W) samples with an even W, got {tuple(x.shape)}."
+            )
+        if not bool(torch.isfinite(x).all()):
+            raise ArgumentError("x: samples must be finite; drop or fill missing values first.")
+        anom = x - x.mean(dim=0, keepdim=True)
+        f = torch.fft.rfft2(_extend(anom), norm="ortho")
+        # unbiased: the sample mean removed one degree of freedom
+        power = f.abs().square().sum(dim=0) / (x.shape[0] - 1)
+        # A reflected field's latitude wavenumber 0 holds the variance twice (the row sum of the
+        # field and of its mirror) and wavenumber H none (the reflection cancels it; it never
+        # enters B): halve the first, copy its neighbour into the second.
+        h = x.shape[-2]
+        power[:, 0] /= 2
+        power[:, h] = power[:, h - 1]
+        if isotropic:
+            power = _ring_average(power, x.shape[-1])
+        return cls(power)
+
+    @classmethod
+    def white(cls, shape: tuple[int, int, int], variance: float = 1.0) -> SpectralCovariance:
+        """``B = variance * I`` on (C, H, W) fields."""
+        c, h, w = shape
+        return cls(torch.full((c, 2 * h, w // 2 + 1), float(variance)))
+
+    def variance(self, sigma: torch.Tensor | None = None) -> torch.Tensor:
+        """Mean diagonal of ``B`` (or of Tweedie's covariance at ``sigma``) per channel: (C,) or
+        (B, C).
+
+        ``F_P`` is circulant on the extended grid with autocovariance ``a = IDFT(P)``; the
+        diagonal of ``B`` at row ``h`` is ``a(0, 0) + a(2H - 1 - 2h, 0)`` (the cell and its mirror
+        image), so the mean over rows is ``a(0, 0)`` plus the mean of ``a`` at odd latitude lags.
+        """
+        h2, w = self.power.shape[-2], 2 * (self.power.shape[-1] - 1)
+        a = torch.fft.irfft2(self._filter(sigma), s=(h2, w))
+        return a[..., 0, 0] + a[..., 1::2, 0].mean(dim=-1)
+
+    def _filter(self, sigma: torch.Tensor | None) -> torch.Tensor:
+        if sigma is None:
+            return self.power
+        s2 = torch.as_tensor(sigma, dtype=torch.float32, device=self.power.device)
+        s2 = s2.reshape(-1, 1, 1, 1).square()
+        return s2 * self.power / (self.power + s2)
+
+    def forward(self, v: torch.Tensor, sigma: torch.Tensor | None = None) -> torch.Tensor:
+        """Apply ``B`` (``sigma`` None) or Tweedie's covariance to ``v`` (B, C, H, W)."""
+        if tuple(v.shape[1:]) != self.shape:
+            raise ArgumentError(
+                f"v: shape {tuple(v.shape)} does not match the covariance's (B, *{self.shape})."
+            )
+        h = v.shape[-2]
+        f = torch.fft.rfft2(_extend(v.float()), norm="ortho")
+        out = torch.fft.irfft2(self._filter(sigma) * f, s=(2 * h, v.shape[-1]), norm="ortho")
+        return out[..., :h, :].to(v.dtype)
