@@ -265,6 +265,7 @@ def main() -> None:
     p.add_argument("--configs", nargs="+", choices=CONFIGS, default=None)
     p.add_argument("--members", type=int, default=4)
     p.add_argument("--steps", type=int, default=None, help="default: the library's")
+    p.add_argument("--guidance", default=None, help="default: the library's")
     p.add_argument("--batch-size", type=int, default=None, help="members per batch (speed only)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=2)
@@ -288,6 +289,7 @@ def main() -> None:
     models = dict(m.split("=", 1) for m in args.models)
     options = {"members": args.members, "seed": args.seed}
     options |= {"steps": args.steps} if args.steps else {}
+    options |= {"guidance": args.guidance} if args.guidance else {}
     options |= {"batch_size": args.batch_size} if args.batch_size else {}
 
     import torch

@@ -88,7 +88,7 @@ def test_version_and_help_show_defaults(capsys):
     assert xdiffsr.__version__ in capsys.readouterr().out
     assert main(["demo", "--help"]) == 0
     out = capsys.readouterr().out
-    assert "(default: 4)" in out and "(default: mmps)" in out
+    assert "(default: 4)" in out and "(default: jf)" in out
     assert main(["evaluate", "--help"]) == 0
     assert "(default: 12h)" in capsys.readouterr().out
 
@@ -175,7 +175,7 @@ def test_train_subcommand_help_and_listing(capsys):
     out = capsys.readouterr().out
     assert "super-resolve" in out and "train" in out
     assert main(["super-resolve", "--help"]) == 0
-    assert "(default: 18)" in capsys.readouterr().out
+    assert "(default: 17)" in capsys.readouterr().out
 
 
 def test_super_resolve_end_to_end_on_a_csv_table(tmp_path, capsys):
@@ -238,3 +238,18 @@ def test_super_resolve_igra_file_and_grid_file_to_zarr(tmp_path, capsys):
         assert ds.sizes["member"] == 2 and ds.sizes["time"] == 1
         assert np.isfinite(ds["t850"].values).all()
         assert "igra" in ds.attrs["sources"] and "[1.0, 0.5]" in ds.attrs["weights"]
+
+
+def test_cli_sampler_defaults_are_the_library_defaults():
+    """``evaluate``/``sequential`` start from :class:`xdiffsr.SamplerSettings`' steps and
+    guidance (the CLI does not import torch to build its parser, so it repeats them)."""
+    import argparse
+
+    from xdiffsr.__main__ import _add_sampler
+
+    p = argparse.ArgumentParser()
+    _add_sampler(p)
+    args = p.parse_args([])
+    default = xdiffsr.SamplerSettings()
+    assert (args.steps, args.guidance, args.cg_iters) == (
+        default.steps, default.guidance, default.cg_iters)

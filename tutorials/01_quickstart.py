@@ -81,8 +81,10 @@ print(f"{coarse.sizes['lat']}x{coarse.sizes['lon']} coarse cells, {n_sondes} son
 # %% [markdown]
 # ## Posterior members
 #
-# `guidance="mmps"` (moment matching) is exact for a Gaussian prior; `"sda"` is the paper's
-# guidance with variance `Sigma_y + sigma^2 Gamma`. Each source has its own weight (Eq. 14).
+# `guidance="mmps"` (moment matching with the denoiser's Jacobian) is exact for a Gaussian
+# prior; the default `"jf"` replaces the Jacobian by the prior's stationary covariance (one
+# network pass per step instead of three); `"sda"` is the paper's guidance with variance
+# `Sigma_y + sigma^2 Gamma`. Each source has its own weight (Eq. 14).
 
 # %%
 target = xr.Dataset(coords={"time": [t0]})

@@ -106,7 +106,7 @@ FALSE_ALARM = dict(message=".*prior's climate", category=xdiffsr.XDiffSRWarning)
 warnings.filterwarnings("ignore", **FALSE_ALARM)
 kept, held_out = withhold(points, fraction=0.2, by="random", seed=1)
 print(f"{len(kept)} observations assimilated, {len(held_out)} withheld")
-SAMPLER = dict(members=8, steps=10, cg_iters=10, seed=0)
+SAMPLER = dict(members=8, steps=10, guidance="mmps", cg_iters=10, seed=0)  # exact here
 cases = {"right sigma_y = 1 K2": 1.0, "wrong sigma_y = 0.1 K2": 0.1}
 ensembles = {}
 for name, sigma_y in cases.items():

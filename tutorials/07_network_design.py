@@ -107,7 +107,7 @@ plt.show()
 # `cg_iters=10` with 8 members and 8 steps is enough for a comparison.
 
 # %%
-SAMPLER = dict(members=8, steps=8, cg_iters=10, seed=0)
+SAMPLER = dict(members=8, steps=8, guidance="mmps", cg_iters=10, seed=0)
 DIMS = ["time", "lat", "lon"]  # one time: the scores are numbers
 ensembles, rows = {}, []
 held_na = subset_network(held_out, bbox=NORTH_AMERICA)

@@ -109,10 +109,13 @@ def _add_debug(p: argparse.ArgumentParser) -> None:
 
 
 def _add_sampler(p: argparse.ArgumentParser) -> None:
+    from xdiffsr.reconstruct.settings import GUIDANCES, SamplerSettings
+
+    d = SamplerSettings()
     p.add_argument("--members", type=_int_at_least(1), default=4, help="ensemble members")
-    p.add_argument("--steps", type=_int_at_least(1), default=12, help="sampler steps")
-    p.add_argument("--guidance", default="mmps", choices=["sda", "mmps", "jf", "none"],
-                   help="observation guidance")
+    p.add_argument("--steps", type=_int_at_least(1), default=d.steps, help="sampler steps")
+    p.add_argument("--guidance", default=d.guidance, choices=GUIDANCES,
+                   help="observation guidance (jf: Jacobian-free moment matching)")
     p.add_argument("--cg-iters", type=_int_at_least(0), default=2,
                    help="conjugate-gradient iterations (mmps)")
 

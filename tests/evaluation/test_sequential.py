@@ -25,7 +25,8 @@ from xdiffsr.evaluation.sequential import evaluate_sequential, sequential_markdo
 from xdiffsr.osse import coarsen
 
 HAS_DINOSAUR = importlib.util.find_spec("dinosaur") is not None
-FAST = dict(members=4, steps=10, cg_iters=10, coarse_grid=(8, 16), seed=3, figures=False)
+FAST = dict(members=4, steps=10, guidance="mmps", cg_iters=10, coarse_grid=(8, 16), seed=3,
+            figures=False)
 
 
 class PerfectEmulator:

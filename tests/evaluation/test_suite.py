@@ -154,7 +154,7 @@ def world():
     return train, truth, prior, stations
 
 
-FAST = dict(members=8, steps=12, cg_iters=10, coarse_grid=(4, 8), seed=0)
+FAST = dict(members=8, steps=12, guidance="mmps", cg_iters=10, coarse_grid=(4, 8), seed=0)
 
 
 def test_evaluate_table_structure_and_sanity(world, tmp_path):

@@ -45,8 +45,9 @@ def _strict(text: str):
 
 
 def test_defaults_are_unchanged():
+    # issue 15: Jacobian-free moment matching at 17 steps (benchmarks/RESULTS.md)
     assert SamplerSettings().as_dict() == dict(
-        members=8, steps=18, seed=0, guidance="mmps", lambda_g=1.0, clip=None, cg_iters=2,
+        members=8, steps=17, seed=0, guidance="jf", lambda_g=1.0, clip=None, cg_iters=2,
         cg_tol=1e-3, S_churn=0.0, S_tmin=0.0, S_tmax=math.inf, S_noise=1.0, corrector_guidance=True,
         sigma_min=None, sigma_max=None, batch_size=None, max_memory=None, precision="fp32",
         channels_last=False, compile=False, checkpoint=False,
@@ -173,7 +174,7 @@ def test_provenance_and_run_record_are_strict_json(model, tmp_path):
     obs = tiny_observations(TIMES)
     out = _target().diffsr.super_resolve(obs, model=model, **KW)
     rec = _strict(out.attrs["sampler"])
-    assert rec["S_tmax"] == "inf" and rec["members"] == 3 and rec["guidance"] == "mmps"
+    assert rec["S_tmax"] == "inf" and rec["members"] == 3 and rec["guidance"] == "jf"
     store = xdiffsr.reconstruct_to_zarr(
         _target(), obs, str(tmp_path / "r.zarr"), model=model, progress=False, **KW
     )

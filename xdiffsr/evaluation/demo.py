@@ -25,7 +25,10 @@ from xdiffsr.grid import find_latlon
 from xdiffsr.models import Prior
 from xdiffsr.osse import COARSE_GRID, coarsen
 from xdiffsr.osse.stations import simulate_soundings
+from xdiffsr.reconstruct.settings import SamplerSettings
 from xdiffsr.regrid import Regridder
+
+_DEFAULT = SamplerSettings()
 
 __all__ = [
     "HELDOUT",
@@ -45,8 +48,8 @@ def run_demo(
     stations: pd.DataFrame | None = None,
     out: str | Path = "xdiffsr-demo",
     members: int = 4,
-    steps: int = 12,
-    guidance: str = "mmps",
+    steps: int = _DEFAULT.steps,
+    guidance: str = _DEFAULT.guidance,
     cg_iters: int = 2,
     device=None,
     seed: int = 0,
@@ -66,8 +69,9 @@ def run_demo(
     out : path
         Folder for ``ensemble.nc`` and ``demo.png``.
     members, steps, guidance, cg_iters, device, seed
-        Passed to :func:`xdiffsr.super_resolve`. The defaults (4 members, 12 noise levels,
-        moment matching with 2 CG iterations) keep the demo under a minute on 2 CPU cores.
+        Passed to :func:`xdiffsr.super_resolve`. The defaults are the sampler's
+        (:class:`~xdiffsr.SamplerSettings`: 17 noise levels, Jacobian-free moment matching)
+        with 4 members, under a minute on 2 CPU cores.
     figure : bool
         Write ``demo.png`` (needs matplotlib; skipped with a message otherwise).
     verbose : bool

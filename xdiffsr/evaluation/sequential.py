@@ -54,6 +54,8 @@ from xdiffsr.osse.stations import simulate_soundings
 from xdiffsr.reconstruct import super_resolve
 from xdiffsr.reconstruct.settings import SamplerSettings
 
+_DEFAULT = SamplerSettings()
+
 __all__ = [
     "SEQUENTIAL_BASELINES",
     "SEQUENTIAL_CONFIGURATIONS",
@@ -262,8 +264,8 @@ def evaluate_sequential(
     baselines: Sequence[str] = SEQUENTIAL_BASELINES,
     weight: float = 1.0,
     members: int = 4,
-    steps: int = 12,
-    guidance: str = "mmps",
+    steps: int = _DEFAULT.steps,
+    guidance: str = _DEFAULT.guidance,
     cg_iters: int = 2,
     emulator: Any = None,
     coarse_grid: tuple[int, int] = COARSE_GRID,

@@ -63,6 +63,8 @@ from xdiffsr.osse.stations import simulate_soundings
 from xdiffsr.reconstruct import super_resolve
 from xdiffsr.reconstruct.settings import SamplerSettings
 
+_DEFAULT = SamplerSettings()
+
 __all__ = [
     "BASELINES",
     "CONFIGURATIONS",
@@ -340,8 +342,8 @@ def evaluate(
     baselines: Sequence[str] = BASELINES,
     times: int | None = None,
     members: int = 4,
-    steps: int = 12,
-    guidance: str = "mmps",
+    steps: int = _DEFAULT.steps,
+    guidance: str = _DEFAULT.guidance,
     cg_iters: int = 2,
     lead: str | pd.Timedelta = "12h",
     emulator: Any = None,

@@ -169,7 +169,8 @@ class Prior:
         subclasses with their weights or statistics); a covariance given with
         :meth:`set_covariance` is content (an estimated one follows from the weights)."""
         given = [("covariance", self._covariance.power.numpy())] if self._covariance_given else []
-        return given + [
+        return [
+            *given,
             ("type", type(self).__name__),
             ("name", self.name),
             ("variables", list(self.variables)),

@@ -39,16 +39,18 @@ class SamplerSettings:
     seed : int
         Global seed, an integer >= 0 of any size (all its bits are used); the members at a time
         depend only on (seed, timestamp, member index).
-    guidance : {'mmps', 'sda', 'jf', 'none'}
-        'mmps' (default): moment-matching posterior sampling (exact for a Gaussian prior, stable
-        however many observations; one forward and up to ``cg_iters`` backward passes per
-        evaluation);
+    guidance : {'jf', 'mmps', 'sda', 'none'}
+        'jf' (default): Jacobian-free moment matching, MMPS with the prior's stationary
+        covariance (:meth:`xdiffsr.models.Prior.covariance`, estimated once per prior from its
+        own samples) in place of the network's Jacobian: one forward and no backward pass per
+        evaluation; at 17 steps the OSSE scores of 18-step 'mmps' at 0.32x its network passes
+        (``benchmarks/RESULTS.md``);
+        'mmps': moment-matching posterior sampling with the network's Jacobian (exact for a
+        Gaussian prior, stable however many observations; one forward and up to ``cg_iters``
+        backward passes per evaluation);
         'sda': the paper's Algorithm 1, the likelihood gradient with variance ``Sigma_y +
         sigma^2 Gamma`` (one backward pass; its step grows with the number of observations per
-        model cell, see ``clip``); 'jf': Jacobian-free moment matching (MMPS with the prior's
-        stationary covariance, :meth:`xdiffsr.models.Prior.covariance`, in place of the
-        network's Jacobian: one forward and no backward pass per evaluation); 'none':
-        unguided prior samples.
+        model cell, see ``clip``); 'none': unguided prior samples.
     lambda_g : float
         Guidance scale (finite, >= 0).
     clip : float, optional
@@ -82,9 +84,9 @@ class SamplerSettings:
     """
 
     members: int = 8
-    steps: int = 18
+    steps: int = 17
     seed: int = 0
-    guidance: str = "mmps"
+    guidance: str = "jf"
     lambda_g: float = 1.0
     clip: float | None = None
     cg_iters: int = 2
