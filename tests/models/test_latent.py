@@ -189,3 +189,36 @@ def test_super_resolve_with_latent_model_and_column_obs(guidance):
     assert set(out.data_vars) >= set(VARS)
     assert out["t850"].shape[-2:] == (8, 16)
     assert np.isfinite(out["t500"].values).all()
+
+
+def test_packaged_latent_model_opens_reconstructs_and_assimilates():
+    """The shipped latent model (``load_model("latent")``, docs/model-card-latent.md): the pixel
+    default model's variables and grid; its autoencoder reconstructs held-out states well inside
+    each variable's climatological spread (the floor of every member); guided sampling through
+    the decoder returns finite members closer to the radiosondes than the prior mean."""
+    from xdiffsr.evaluation.datasets import load_heldout, load_stations
+    from xdiffsr.observations.vertical import soundings_to_observations
+    from xdiffsr.osse.stations import simulate_soundings
+
+    model = xdiffsr.load_model("latent")
+    pixel = xdiffsr.load_model("default")
+    assert isinstance(model, LatentDiffusionModel)
+    assert model.variables == pixel.variables
+    np.testing.assert_allclose(model.grid.lat, pixel.grid.lat)
+    truth = load_heldout().isel(time=slice(0, 1))[list(model.variables)]
+    x = np.stack([truth[v].values for v in model.variables], axis=1)
+    rec = model.to_state(model.encode(x))
+    rmse = np.sqrt(((rec - x) ** 2).mean(axis=(0, 2, 3)))
+    assert (rmse < 0.35 * model.scale).all(), dict(zip(model.variables, rmse / model.scale))
+    sondes = simulate_soundings(truth, load_stations(), seed=0)
+    out = truth.drop_vars(list(truth.data_vars)).diffsr.super_resolve(
+        [sondes], model=model, members=2, steps=6)
+    assert np.isfinite(out["t850"].values).all()
+    obs = soundings_to_observations(sondes, ["t850"])
+    pts = dict(lat=xr.DataArray(obs["lat"].values, dims="p"),
+               lon=xr.DataArray(obs["lon"].values % 360, dims="p"))
+    mean_at = out["t850"].isel(time=0).mean("member").interp(**pts).values
+    prior_at = np.full_like(mean_at, model.center[0])
+    ok = np.isfinite(mean_at)
+    misfit = np.sqrt(np.mean((mean_at[ok] - obs["value"].values[ok]) ** 2))
+    assert misfit < np.sqrt(np.mean((prior_at[ok] - obs["value"].values[ok]) ** 2))

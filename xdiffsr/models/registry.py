@@ -41,7 +41,7 @@ from xdiffsr.models.latent import LatentDiffusionModel, model_kind
 DATA_DIR = Path(__file__).resolve().parents[1] / "data"
 REGISTRY_FILE = DATA_DIR / "registry.txt"
 SUFFIX = ".safetensors"
-ALIASES = {"default": "xdiffsr-default"}
+ALIASES = {"default": "xdiffsr-default", "latent": "xdiffsr-latent"}
 WEIGHTS_RELEASE = "v1"
 BASE_URL = f"https://github.com/xdiffsr/xdiffsr-weights/releases/download/{WEIGHTS_RELEASE}/"
 ENV_CACHE = "XDIFFSR_CACHE"
