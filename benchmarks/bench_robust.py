@@ -75,7 +75,7 @@ def dense_sources(f: int = 2, per_cell: int = 4, seed: int = 0) -> dict[str, lis
     lon = LON[j] + g.uniform(-1, 1, n)
     pts = pd.DataFrame(
         {"time": T0, "lat": lat, "lon": np.mod(lon, 360), "variable": "z500",
-         "value": truth[1, i, j] + g.normal(0, 98.0665, n)}
+         "value": truth[1, i, j] + g.normal(0, 98.0665, n), "units": "m2 s-2"}
     )
     gl, pl = f"grid {f * f}/cell", f"points {per_cell}/cell"
     return {

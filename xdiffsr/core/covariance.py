@@ -60,13 +60,16 @@ def _ring_average(power: torch.Tensor, w: int) -> torch.Tensor:
 
 
 class SpectralCovariance(nn.Module):
-    """A per-channel stationary covariance, diagonal in the reflected Fourier basis.
+    """A stationary covariance, block-diagonal in the reflected Fourier basis.
 
     Parameters
     ----------
-    power : tensor, shape (C, 2H, W // 2 + 1)
+    power : tensor, shape (C, 2H, W // 2 + 1) or (C, C, 2H, W // 2 + 1)
         Non-negative power spectrum per channel over the ``rfft2`` wavenumbers of the field
-        reflected in latitude (orthonormal DFT: a white field of variance 1 has ``P = 1``).
+        reflected in latitude (orthonormal DFT: a white field of variance 1 has ``P = 1``), or
+        the real cross-spectral matrix of the channels at every wavenumber (symmetric positive
+        semi-definite; its diagonal is the power): a multivariate covariance in which the
+        channels are correlated scale by scale.
 
     Notes
     -----
@@ -77,12 +80,28 @@ class SpectralCovariance(nn.Module):
     def __init__(self, power: torch.Tensor):
         super().__init__()
         power = torch.as_tensor(power, dtype=torch.float32)
-        if power.ndim != 3 or not bool(torch.isfinite(power).all()) or bool((power < 0).any()):
+        cross = power.ndim == 4 and power.shape[0] == power.shape[1]
+        diag = torch.diagonal(power, dim1=0, dim2=1).movedim(-1, 0) if cross else power
+        if (power.ndim != 3 and not cross) or not bool(torch.isfinite(power).all()) or bool(
+            (diag < 0).any()
+        ):
             raise ArgumentError(
-                "power: must be a finite, non-negative (C, 2H, W // 2 + 1) tensor, got shape "
-                f"{tuple(power.shape)}; build it with SpectralCovariance.from_states."
+                "power: must be a finite, non-negative (C, 2H, W // 2 + 1) tensor or a (C, C, "
+                f"2H, W // 2 + 1) cross-spectrum, got shape {tuple(power.shape)}; build it with "
+                "SpectralCovariance.from_states."
             )
-        self.register_buffer("power", power)
+        self.register_buffer("power", diag.contiguous())
+        if cross:  # per wavenumber B(k) = V diag(lam) V^T, once
+            lam, vec = torch.linalg.eigh(power.permute(2, 3, 0, 1).double())
+            self.register_buffer("lam", lam.clamp_min(0).float())  # (2H, Wf, C)
+            self.register_buffer("vec", vec.float())  # (2H, Wf, C, C)
+        else:
+            self.lam = self.vec = None
+
+    @property
+    def multivariate(self) -> bool:
+        """Whether the channels are correlated (a cross-spectral covariance)."""
+        return self.vec is not None
 
     @property
     def shape(self) -> tuple[int, int, int]:
@@ -91,8 +110,14 @@ class SpectralCovariance(nn.Module):
         return c, h2 // 2, 2 * (wf - 1)
 
     @classmethod
-    def from_states(cls, x: torch.Tensor, *, isotropic: bool = False) -> SpectralCovariance:
+    def from_states(
+        cls, x: torch.Tensor, *, isotropic: bool = False, multivariate: bool = False
+    ) -> SpectralCovariance:
         """Estimate ``P`` from samples (N, C, H, W) (their anomalies about the sample mean).
+
+        ``multivariate=True`` estimates the real cross-spectral matrix of the channels (their
+        scale-by-scale correlations, e.g. temperature and geopotential) instead of the power of
+        each channel alone.
 
         ``isotropic=True`` averages the power over rings of equal total wavenumber
         ``|k| = (k_lat^2 + k_lon^2)^(1/2)`` (cycles per grid cell, rings ``1 / W`` wide): an
@@ -114,15 +139,22 @@ class SpectralCovariance(nn.Module):
         anom = x - x.mean(dim=0, keepdim=True)
         f = torch.fft.rfft2(_extend(anom), norm="ortho")
         # unbiased: the sample mean removed one degree of freedom
-        power = f.abs().square().sum(dim=0) / (x.shape[0] - 1)
+        if multivariate:  # Re sum_n F_c F_d^*: real, symmetric, PSD per wavenumber
+            power = torch.einsum("nckl,ndkl->cdkl", f.real, f.real) + torch.einsum(
+                "nckl,ndkl->cdkl", f.imag, f.imag)
+        else:
+            power = f.abs().square().sum(dim=0)
+        power = power / (x.shape[0] - 1)
         # A reflected field's latitude wavenumber 0 holds the variance twice (the row sum of the
         # field and of its mirror) and wavenumber H none (the reflection cancels it; it never
         # enters B): halve the first, copy its neighbour into the second.
         h = x.shape[-2]
-        power[:, 0] /= 2
-        power[:, h] = power[:, h - 1]
+        power[..., 0, :] /= 2
+        power[..., h, :] = power[..., h - 1, :]
         if isotropic:
-            power = _ring_average(power, x.shape[-1])
+            lead = power.shape[:-2]
+            power = _ring_average(power.reshape(-1, *power.shape[-2:]), x.shape[-1])
+            power = power.reshape(*lead, *power.shape[-2:])
         return cls(power)
 
     @classmethod
@@ -140,15 +172,21 @@ class SpectralCovariance(nn.Module):
         image), so the mean over rows is ``a(0, 0)`` plus the mean of ``a`` at odd latitude lags.
         """
         h2, w = self.power.shape[-2], 2 * (self.power.shape[-1] - 1)
-        a = torch.fft.irfft2(self._filter(sigma), s=(h2, w))
+        filt = self._filter(sigma)
+        if self.multivariate:  # diagonal of V diag(f) V^T per wavenumber: (..., C, 2H, Wf)
+            filt = torch.einsum("klcj,...klj->...ckl", self.vec.square(), filt)
+        a = torch.fft.irfft2(filt, s=(h2, w))
         return a[..., 0, 0] + a[..., 1::2, 0].mean(dim=-1)
 
     def _filter(self, sigma: torch.Tensor | None) -> torch.Tensor:
+        """Per-wavenumber filter: (C, 2H, Wf) or (B, C, 2H, Wf) on the power, or on the
+        eigenvalues (2H, Wf, C) / (B, 2H, Wf, C) of a multivariate covariance."""
+        p = self.lam if self.multivariate else self.power
         if sigma is None:
-            return self.power
-        s2 = torch.as_tensor(sigma, dtype=torch.float32, device=self.power.device)
-        s2 = s2.reshape(-1, 1, 1, 1).square()
-        return s2 * self.power / (self.power + s2)
+            return p
+        s2 = torch.as_tensor(sigma, dtype=torch.float32, device=p.device)
+        s2 = s2.reshape(-1, *([1] * p.ndim)).square()
+        return s2 * p / (p + s2)
 
     def forward(self, v: torch.Tensor, sigma: torch.Tensor | None = None) -> torch.Tensor:
         """Apply ``B`` (``sigma`` None) or Tweedie's covariance to ``v`` (B, C, H, W)."""
@@ -158,5 +196,17 @@ class SpectralCovariance(nn.Module):
             )
         h = v.shape[-2]
         f = torch.fft.rfft2(_extend(v.float()), norm="ortho")
-        out = torch.fft.irfft2(self._filter(sigma) * f, s=(2 * h, v.shape[-1]), norm="ortho")
+        filt = self._filter(sigma)
+        if self.multivariate:  # V diag(filter) V^T at every wavenumber, as batched matmuls
+            b = f.shape[0]
+            z = torch.cat([f.real, f.imag]).permute(2, 3, 0, 1)  # (2H, Wf, 2B, C)
+            w = filt.expand(b, *filt.shape[-3:]) if filt.ndim == 4 else filt.expand(
+                b, *filt.shape)
+            w = torch.cat([w, w]).permute(1, 2, 0, 3)  # (2H, Wf, 2B, C)
+            z = ((z @ self.vec) * w) @ self.vec.transpose(-1, -2)
+            z = z.permute(2, 3, 0, 1)
+            g = torch.complex(z[:b], z[b:])
+        else:
+            g = filt * f
+        out = torch.fft.irfft2(g, s=(2 * h, v.shape[-1]), norm="ortho")
         return out[..., :h, :].to(v.dtype)

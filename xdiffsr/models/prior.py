@@ -126,6 +126,8 @@ class Prior:
             sig = karras_sigmas(int(steps), sigma_min=self.sigma_min, sigma_max=self.sigma_max)
             with torch.no_grad():
                 x = heun_sampler(den, x, sig.to(device), generator=gen)
+            # per variable: a cross-spectral (multivariate) estimate was slower and no better
+            # on the OSSE (benchmarks/RESULTS.md, issue 15)
             self._covariance = SpectralCovariance.from_states(x.cpu(), isotropic=True)
         return self._covariance.to(device)
 
