@@ -363,7 +363,7 @@ def test_sampler_flags_divergence(gaussian_problem):
 
 
 def test_cg_tol_setting_validated():
-    assert SamplerSettings().cg_tol == 1e-3 and SamplerSettings().guidance == "mmps"
+    assert SamplerSettings().cg_tol == 1e-3 and SamplerSettings().guidance == "jf"
     assert SamplerSettings(cg_tol=0).cg_tol == 0.0
     for bad in (-1e-3, 1.0, math.nan, "x"):
         with pytest.raises(ArgumentError, match="cg_tol"):

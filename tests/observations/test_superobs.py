@@ -128,18 +128,21 @@ def test_superobs_posterior_close_to_all_values_posterior(prior, truth):
 
 
 def test_default_settings_match_exact_posterior_with_superobs(prior, truth):
-    """Default settings (MMPS) with a 16-values-per-cell grid: the exact super-observation
-    posterior (measured: mean error 0.16 of the prior-to-posterior distance at 128 members with
-    the default 2 CG iterations, 0.10 with 10)."""
+    """MMPS (2 CG iterations) with a 16-values-per-cell grid: the exact super-observation
+    posterior (measured: mean error 0.16 of the prior-to-posterior distance at 128 members, 0.10
+    with 10). The default ``jf`` is finite and far closer than the prior (measured 0.35; the
+    prior's t850-z500 correlation is not in its per-variable covariance, docs/limitations.md)."""
     srcs = [_fine_grid(truth)]
     mean, var = _exact(prior, srcs)
-    out, x = _run(prior, srcs, members=128)
-    assert "super-obs" in out.attrs["sources"]
     s = np.array([5.0, 400.0])[:, None, None]
-    err = np.linalg.norm((x.mean(0) - mean) / s) / np.linalg.norm((mean - MU.reshape(2, 8, 16)) / s)
-    spread = np.sqrt(np.mean(x.var(0) / s**2) / np.mean(var / s**2))
-    assert err < 0.25, err
-    assert abs(spread - 1) < 0.15, spread
+    for guidance, bound in (("mmps", 0.25), ("jf", 0.5)):
+        out, x = _run(prior, srcs, members=128, guidance=guidance)
+        assert "super-obs" in out.attrs["sources"]
+        err = np.linalg.norm((x.mean(0) - mean) / s) / np.linalg.norm(
+            (mean - MU.reshape(2, 8, 16)) / s)
+        spread = np.sqrt(np.mean(x.var(0) / s**2) / np.mean(var / s**2))
+        assert np.isfinite(x).all() and err < bound, (guidance, err)
+        assert abs(spread - 1) < (0.15 if guidance == "mmps" else 0.3), (guidance, spread)
 
 
 def test_point_superobs_average_per_cell(prior, truth):
