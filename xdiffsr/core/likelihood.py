@@ -232,6 +232,24 @@ def _obs_trust(m_step: torch.Tensor, r: torch.Tensor, var: torch.Tensor) -> torc
     return torch.where(torch.isfinite(factor), factor, torch.zeros_like(factor))
 
 
+def _moment_matching_setup(module: nn.Module, denoiser: Denoiser,
+                           likelihoods: Sequence[GaussianLikelihood], cg_iters: int,
+                           cg_tol: float, lambda_g: float, trust_region: bool) -> list:
+    """The attributes :class:`MMPSGuidance` and :class:`JFGuidance` share; returns the sources
+    kept (weight > 0: a weight of 0 drops a source)."""
+    if not (0.0 <= cg_tol < 1.0):
+        raise ArgumentError(f"cg_tol={cg_tol!r} must be in [0, 1).")
+    keep = [lik for lik in likelihoods if lik.weight > 0]
+    module.prior = denoiser
+    module.likelihoods = nn.ModuleList(keep)
+    module.operator = StackedOperator([lik.operator for lik in keep])
+    module.cg_iters = int(cg_iters)
+    module.cg_tol = float(cg_tol)
+    module.trust_region = bool(trust_region)
+    module.lambda_g = float(lambda_g)
+    return keep
+
+
 class MMPSGuidance(nn.Module):
     """Moment-matching posterior sampling (Rozet et al., 2024) as a posterior denoiser.
 
@@ -283,16 +301,8 @@ class MMPSGuidance(nn.Module):
         trust_region: bool = True,
     ):
         super().__init__()
-        if not (0.0 <= cg_tol < 1.0):
-            raise ArgumentError(f"cg_tol={cg_tol!r} must be in [0, 1).")
-        keep = [lik for lik in likelihoods if lik.weight > 0]
-        self.prior = denoiser
-        self.likelihoods = nn.ModuleList(keep)
-        self.operator = StackedOperator([lik.operator for lik in keep])
-        self.cg_iters = int(cg_iters)
-        self.cg_tol = float(cg_tol)
-        self.trust_region = bool(trust_region)
-        self.lambda_g = float(lambda_g)
+        keep = _moment_matching_setup(self, denoiser, likelihoods, cg_iters, cg_tol, lambda_g,
+                                      trust_region)
         #: J^T M^T u as the combination of the VJPs CG computed (False: one more backward
         #: pass, the reference path the tests compare with)
         self._reuse_vjps = True
@@ -373,17 +383,9 @@ class JFGuidance(nn.Module):
         trust_region: bool = True,
     ):
         super().__init__()
-        if not (0.0 <= cg_tol < 1.0):
-            raise ArgumentError(f"cg_tol={cg_tol!r} must be in [0, 1).")
-        keep = [lik for lik in likelihoods if lik.weight > 0]
-        self.prior = denoiser
-        self.likelihoods = nn.ModuleList(keep)
-        self.operator = StackedOperator([lik.operator for lik in keep])
+        _moment_matching_setup(self, denoiser, likelihoods, cg_iters, cg_tol, lambda_g,
+                               trust_region)
         self.covariance = covariance
-        self.cg_iters = int(cg_iters)
-        self.cg_tol = float(cg_tol)
-        self.trust_region = bool(trust_region)
-        self.lambda_g = float(lambda_g)
 
     def forward(self, x: torch.Tensor, sigma) -> torch.Tensor:
         sigma = _as_sigma(sigma, x)
