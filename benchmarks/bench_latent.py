@@ -185,9 +185,12 @@ def run_one(job: Path, threads: int) -> dict:
         return counters[-1]
 
     sample.with_network_options = counted
+    options = dict(spec["options"])
+    if "_jf_iters" in options:  # CG iterations of Jacobian-free guidance (a module constant)
+        sample.JF_CG_ITERS = int(options.pop("_jf_iters"))
     t0, c0 = time.perf_counter(), time.process_time()
     ens = truth.drop_vars(list(truth.data_vars)).diffsr.super_resolve(
-        obs, model=prior, device="cpu", **spec["options"])
+        obs, model=prior, device="cpu", **options)
     wall, cpu = time.perf_counter() - t0, time.process_time() - c0
     n = spec["options"]["members"] * truth.sizes["time"]
     scores = {}
@@ -267,6 +270,8 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=None, help="default: the library's")
     p.add_argument("--guidance", default=None, help="default: the library's")
     p.add_argument("--batch-size", type=int, default=None, help="members per batch (speed only)")
+    p.add_argument("--jf-cg-iters", type=int, default=None,
+                   help="CG iterations of jf guidance (default: the library's)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--robustness", action="store_true")
@@ -291,6 +296,7 @@ def main() -> None:
     options |= {"steps": args.steps} if args.steps else {}
     options |= {"guidance": args.guidance} if args.guidance else {}
     options |= {"batch_size": args.batch_size} if args.batch_size else {}
+    options |= {"_jf_iters": args.jf_cg_iters} if args.jf_cg_iters else {}
 
     import torch
 

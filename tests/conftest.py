@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +19,9 @@ def pytest_configure(config):
     # The test problems are tiny: one thread avoids oversubscribing the 2-core machines (with two
     # threads and any other load, torch's spinning workers made the suite several times slower).
     torch.set_num_threads(1)
+    # Stored covariance estimates of loaded models go to a temporary cache, not the user's.
+    if "XDIFFSR_CACHE" not in os.environ:
+        os.environ["XDIFFSR_CACHE"] = tempfile.mkdtemp(prefix="xdiffsr-test-cache-")
 
 
 def pytest_addoption(parser):

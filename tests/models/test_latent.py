@@ -11,7 +11,14 @@ import xarray as xr
 from torch import nn
 
 import xdiffsr
-from xdiffsr.core import EDMPrecond, SongUNet, SparseOperator, UNetConfig
+from xdiffsr.core import (
+    EDMPrecond,
+    SongUNet,
+    SparseOperator,
+    StackedOperator,
+    UNetConfig,
+    stack_operators,
+)
 from xdiffsr.core.autoencoder import (
     AutoencoderConfig,
     DecodedOperator,
@@ -95,6 +102,34 @@ def test_guidance_through_the_decoder_matches_finite_differences():
         fd = (op(z.detach() + 1e-6 * dz) - op(z.detach() - 1e-6 * dz)) / 2e-6
     op(z.detach())
     torch.testing.assert_close(op.linear(dz), fd, atol=1e-6, rtol=1e-6)
+
+
+def test_sources_of_a_latent_prior_share_one_decoder_linearisation():
+    """Stacked decoded sources become ``[M_1; M_2] o Dec``: the same forward, linear and
+    adjoint as decoding per source, with one linearisation of the decoder per point however
+    many products CG takes, rebuilt when the point moves."""
+    torch.manual_seed(2)
+    ae = LatLonAutoencoder(AutoencoderConfig(3, 2, (8, 16), channels=8)).double()
+    dec = NormalisedDecoder(ae.decode, [0.3, -0.1], [1.2, 0.7]).double()
+    pix = [SparseOperator(torch.randn(n, 3 * 8 * 16, dtype=torch.float64) / 10, (3, 8, 16),
+                          dtype=torch.float64) for n in (5, 7)]
+    ops = [DecodedOperator(p, dec, (2, 4, 8)) for p in pix]
+    merged, plain = stack_operators(ops), StackedOperator(ops)
+    assert isinstance(merged, DecodedOperator) and isinstance(plain, StackedOperator)
+    for z in (torch.randn(3, 2, 4, 8, dtype=torch.float64),
+              torch.randn(3, 2, 4, 8, dtype=torch.float64)):
+        torch.testing.assert_close(merged(z), plain(z))
+        v = torch.randn(3, 12, dtype=torch.float64)
+        dz = torch.randn_like(z)
+        n0 = merged.linearisations
+        for _ in range(4):
+            torch.testing.assert_close(merged.adjoint(v), plain.adjoint(v))
+            torch.testing.assert_close(merged.linear(dz), plain.linear(dz))
+        assert merged.linearisations == n0 + 1
+        # against torch.func at the new point (a stale linearisation would differ)
+        _, jdz = torch.func.jvp(dec, (z,), (dz,))
+        torch.testing.assert_close(merged.linear(dz),
+                                   torch.cat([p.linear(jdz) for p in pix], dim=1))
 
 
 class _Linear(nn.Module):

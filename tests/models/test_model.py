@@ -167,3 +167,57 @@ def test_prior_covariance_is_estimated_from_its_samples_and_can_be_given():
     assert g.fingerprint() == fp
     with pytest.raises(xdiffsr.XDiffSRError, match="does not match"):
         g.set_covariance(SpectralCovariance.white((2, 8, 16)))
+
+
+def test_covariance_of_a_loaded_model_is_stored_once_and_read_back(tmp_path, monkeypatch):
+    """A loaded model's covariance estimate depends only on its weights: the first process
+    estimates and stores it in the cache, a later one reads it (no sampling), equal; a cache
+    that cannot be written costs a fresh estimate, not an error; in-memory priors store
+    nothing."""
+    from xdiffsr.models import prior as prior_mod
+
+    monkeypatch.setenv("XDIFFSR_CACHE", str(tmp_path / "cache"))
+    path = tiny_model().save(tmp_path / "tiny.safetensors")
+
+    def fresh():  # a new process: load_model keeps one model object per file
+        xdiffsr.models.registry.clear_model_cache()
+        return xdiffsr.load_model(path)
+
+    first = fresh().covariance(samples=2, steps=3)
+    stored = list((tmp_path / "cache" / "covariance").glob("covariance-*-2x3-v*.safetensors"))
+    assert len(stored) == 1
+
+    def no_sampling(*a, **k):
+        raise AssertionError("estimated again although stored")
+
+    with monkeypatch.context() as m:
+        m.setattr(prior_mod.Prior, "_estimate_covariance", no_sampling)
+        again = fresh().covariance(samples=2, steps=3)
+    torch.testing.assert_close(again.power, first.power)
+    # other estimate settings: another file
+    fresh().covariance(samples=2, steps=4)
+    assert len(list((tmp_path / "cache" / "covariance").iterdir())) == 2
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    monkeypatch.setenv("XDIFFSR_CACHE", str(blocker))
+    cov = fresh().covariance(samples=2, steps=3)
+    torch.testing.assert_close(cov.power, first.power)
+    monkeypatch.setenv("XDIFFSR_CACHE", str(tmp_path / "fresh"))
+    tiny_model().covariance(samples=2, steps=3)
+    assert not (tmp_path / "fresh").exists()
+    xdiffsr.models.registry.clear_model_cache()
+
+
+def test_packaged_models_ship_their_covariance():
+    """The packaged models' covariance estimates (default settings) are shipped with them, so
+    the first Jacobian-free run (the demo) does not sample the prior to estimate it."""
+    from xdiffsr.models import prior as prior_mod
+
+    for alias in ("default", "latent"):
+        m = xdiffsr.load_model(alias)
+        name = (f"covariance-{m.fingerprint()[:24]}-4x12-v{prior_mod.COVARIANCE_VERSION}"
+                ".safetensors")
+        assert (prior_mod.DATA_DIR / name).is_file(), (alias, name)
+        cov = prior_mod._read_covariance(name)
+        assert cov.shape == tuple(m.sample_shape)
+        assert bool(torch.isfinite(cov.power).all()) and float(cov.power.min()) >= 0

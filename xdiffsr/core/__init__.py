@@ -7,7 +7,7 @@ Nothing here imports xarray; tensors are (B, C, H, W) = (members, variables, lat
 from .gaussian import GaussianDenoiser, gaussian_posterior
 from .likelihood import GaussianLikelihood, MMPSGuidance, ScoreGuidance, conjugate_gradient
 from .memory import fit_batch_size, parse_memory
-from .operators import CallableOperator, SparseOperator, StackedOperator
+from .operators import CallableOperator, SparseOperator, StackedOperator, stack_operators
 from .precond import EDMLoss, EDMPrecond, edm_coefficients
 from .runtime import NetworkRunner, with_network_options
 from .sampler import heun_sampler
@@ -34,5 +34,6 @@ __all__ = [
     "heun_sampler",
     "karras_sigmas",
     "parse_memory",
+    "stack_operators",
     "with_network_options",
 ]

@@ -245,6 +245,13 @@ class DecodedOperator(nn.Module):
     ``adjoint(v) = J_Dec^T M^T v`` with ``M_lin``, ``M^T`` the pixel operator's own ``linear``
     and ``adjoint``. For a linear decoder and a linear ``M`` this is exact.
 
+    The decoder is linearised once per point: its graph at ``z0`` and the graph of
+    ``g(u) = J_Dec^T u`` are built on the first product and reused by every later one, so
+    each ``adjoint`` costs one backward pass through the decoder and each ``linear`` one
+    backward pass through ``g`` (a ``J_Dec dz``), not a fresh forward as well. Several
+    sources decoded by the same decoder share one linearisation when stacked with
+    :func:`~xdiffsr.core.operators.stack_operators` (through :meth:`restack`).
+
     Parameters
     ----------
     operator : nn.Module
@@ -262,35 +269,51 @@ class DecodedOperator(nn.Module):
         self.decoder = decoder
         self.state_shape = tuple(int(s) for s in latent_shape)
         self._z0: torch.Tensor | None = None
+        #: (z0, z, u, g): the decoder's graph at z0 (z -> x) and that of g = J^T u
+        self._lin: tuple | None = None
+        #: decoder linearisations built (for tests and benchmarks)
+        self.linearisations = 0
+
+    def restack(self, operator: nn.Module) -> DecodedOperator:
+        """The same decoder composed with another pixel operator (e.g. several sources
+        stacked), sharing nothing but the decoder."""
+        return DecodedOperator(operator, self.decoder, self.state_shape)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         """``M(Dec(z))``: (B, C_z, h, w) -> (B, n); remembers ``z`` as linearisation point."""
         self._z0 = z.detach()
+        self._lin = None
         return self.op(self.decoder(z))
 
-    def _point(self, batch: int, like: torch.Tensor) -> torch.Tensor:
+    def _linearisation(self, batch: int, like: torch.Tensor) -> tuple:
         z0 = self._z0
         if z0 is None or z0.shape[0] != batch:
-            return torch.zeros(batch, *self.state_shape, dtype=like.dtype, device=like.device)
-        return z0
+            z0 = self._z0 = torch.zeros(batch, *self.state_shape, dtype=like.dtype,
+                                        device=like.device)
+        if self._lin is None or self._lin[0] is not z0:
+            with torch.enable_grad():
+                z = z0.detach().requires_grad_(True)
+                x = self.decoder(z)
+                u = torch.zeros_like(x, requires_grad=True)
+                (g,) = torch.autograd.grad(x, z, u, create_graph=True)
+            self._lin = (z0, z, x, u, g)
+            self.linearisations += 1
+        return self._lin
 
     def adjoint(self, v: torch.Tensor) -> torch.Tensor:
         """``J_Dec(z0)^T M^T v``: (B, n) -> (B, C_z, h, w)."""
         w = self.op.adjoint(v)
+        _, z, x, _, _ = self._linearisation(v.shape[0], v)
         with torch.enable_grad():
-            z = self._point(v.shape[0], v).detach().requires_grad_(True)
-            (g,) = torch.autograd.grad(self.decoder(z), z, w.to(z.dtype))
+            (g,) = torch.autograd.grad(x, z, w.to(x.dtype), retain_graph=True)
         return g
 
     def linear(self, dz: torch.Tensor) -> torch.Tensor:
         """``M_lin(J_Dec(z0) dz)``: (B, C_z, h, w) -> (B, n), by a double vector-Jacobian
         product (works with any twice-differentiable decoder)."""
+        _, _, _, u, g = self._linearisation(dz.shape[0], dz)
         with torch.enable_grad():
-            z = self._point(dz.shape[0], dz).detach().requires_grad_(True)
-            x = self.decoder(z)
-            u = torch.zeros_like(x, requires_grad=True)
-            (g,) = torch.autograd.grad(x, z, u, create_graph=True)
-            (jdz,) = torch.autograd.grad(g, u, dz.detach())
+            (jdz,) = torch.autograd.grad(g, u, dz.detach().to(g.dtype), retain_graph=True)
         return self.op.linear(jdz)
 
     def extra_repr(self) -> str:

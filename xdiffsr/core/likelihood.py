@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 from ..errors import ArgumentError
-from .operators import StackedOperator, as_operator
+from .operators import as_operator, stack_operators
 
 Denoiser = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -242,7 +242,7 @@ def _moment_matching_setup(module: nn.Module, denoiser: Denoiser,
     keep = [lik for lik in likelihoods if lik.weight > 0]
     module.prior = denoiser
     module.likelihoods = nn.ModuleList(keep)
-    module.operator = StackedOperator([lik.operator for lik in keep])
+    module.operator = stack_operators([lik.operator for lik in keep])
     module.cg_iters = int(cg_iters)
     module.cg_tol = float(cg_tol)
     module.trust_region = bool(trust_region)

@@ -181,6 +181,21 @@ class StackedOperator(nn.Module):
         return sum(op.adjoint(p) for op, p in zip(self.ops, parts))
 
 
+def stack_operators(operators: Sequence[nn.Module]) -> nn.Module:
+    """One operator for several sources: ``[M_1(x); M_2(x); ...]``.
+
+    Operators that compose one inner map with different outer ones (every source of a latent
+    prior: ``M_k o Dec``, operators with ``restack`` and ``decoder``) are stacked *inside* it,
+    ``[M_1; M_2; ...] o Dec``, so the inner map is evaluated and linearised once for all
+    sources rather than once per source.
+    """
+    ops = list(operators)
+    if len(ops) > 1 and all(hasattr(op, "restack") for op in ops):
+        if len({id(op.decoder) for op in ops}) == 1:
+            return ops[0].restack(StackedOperator([op.op for op in ops]))
+    return StackedOperator(ops)
+
+
 def as_operator(op, state_shape: Sequence[int]) -> nn.Module:
     """Return ``op`` as an operator module: modules pass through, callables are wrapped."""
     if isinstance(op, nn.Module) and hasattr(op, "adjoint"):

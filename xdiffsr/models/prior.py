@@ -10,6 +10,7 @@ import hashlib
 import json
 import os
 from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -24,6 +25,21 @@ from xdiffsr.core.schedule import karras_sigmas
 from xdiffsr.errors import ArgumentError
 from xdiffsr.grid import Grid, grid_of
 from xdiffsr.names import check_flat, to_model_layout
+
+#: The package's data folder: stored covariance estimates of the packaged models.
+DATA_DIR = Path(__file__).resolve().parents[1] / "data"
+#: Version of the covariance estimate, part of its file name (bump when the estimator changes).
+COVARIANCE_VERSION = 1
+
+
+def covariance_folders() -> list[Path]:
+    """Where :meth:`Prior.covariance` looks for a stored estimate of a loaded model: the
+    package's data folder (the packaged models), then ``covariance/`` in the weights cache
+    (``$XDIFFSR_CACHE``, else ``pooch.os_cache("xdiffsr")``), where new estimates go."""
+    import pooch
+
+    cache = os.environ.get("XDIFFSR_CACHE") or pooch.os_cache("xdiffsr")
+    return [DATA_DIR, Path(cache) / "covariance"]
 
 
 class Prior:
@@ -118,18 +134,32 @@ class Prior:
         prior itself and estimates an isotropic power spectrum from them
         (:meth:`SpectralCovariance.from_states`); the result is kept for later calls. A
         covariance given with :meth:`set_covariance` is used instead.
+
+        For a model loaded from a file (:attr:`reference` set) the estimate depends only on
+        the weights, so it is stored once, named by the model's :meth:`fingerprint`, and read
+        back by every later process (:func:`covariance_folders`: shipped with the packaged
+        models, else written to the weights cache; a cache that cannot be written is skipped).
         """
         if self._covariance is None:
-            gen = torch.Generator(device=device).manual_seed(0)
-            den = self.denoiser(device)
-            x = torch.randn(int(samples), *self.sample_shape, generator=gen, device=device)
-            sig = karras_sigmas(int(steps), sigma_min=self.sigma_min, sigma_max=self.sigma_max)
-            with torch.no_grad():
-                x = heun_sampler(den, x, sig.to(device), generator=gen)
-            # per variable: a cross-spectral (multivariate) estimate was slower and no better
-            # on the OSSE (benchmarks/RESULTS.md, issue 15)
-            self._covariance = SpectralCovariance.from_states(x.cpu(), isotropic=True)
+            name = (f"covariance-{self.fingerprint()[:24]}-{int(samples)}x{int(steps)}"
+                    f"-v{COVARIANCE_VERSION}.safetensors") if self.reference is not None else None
+            self._covariance = _read_covariance(name) if name else None
+            if self._covariance is None:
+                self._covariance = self._estimate_covariance(device, samples, steps)
+                if name:
+                    _write_covariance(self._covariance, name)
         return self._covariance.to(device)
+
+    def _estimate_covariance(self, device, samples: int, steps: int) -> SpectralCovariance:
+        gen = torch.Generator(device=device).manual_seed(0)
+        den = self.denoiser(device)
+        x = torch.randn(int(samples), *self.sample_shape, generator=gen, device=device)
+        sig = karras_sigmas(int(steps), sigma_min=self.sigma_min, sigma_max=self.sigma_max)
+        with torch.no_grad():
+            x = heun_sampler(den, x, sig.to(device), generator=gen)
+        # per variable: a cross-spectral (multivariate) estimate was slower and no better
+        # on the OSSE (benchmarks/RESULTS.md, issue 15)
+        return SpectralCovariance.from_states(x.cpu(), isotropic=True)
 
     def set_covariance(self, covariance: SpectralCovariance | None) -> None:
         """Use ``covariance`` (on the normalised samples, e.g. estimated from training states
@@ -400,3 +430,28 @@ class GaussianPrior(Prior):
             torch.as_tensor(self._lam, dtype=torch.float32),
             floor=self.floor,
         )
+
+
+def _read_covariance(name: str) -> SpectralCovariance | None:
+    """A stored estimate ``name`` from the first of :func:`covariance_folders` holding it."""
+    from safetensors.torch import load_file
+
+    for folder in covariance_folders():
+        path = folder / name
+        if path.is_file():
+            return SpectralCovariance(load_file(path)["power"])
+    return None
+
+
+def _write_covariance(cov: SpectralCovariance, name: str) -> None:
+    """Store an estimate in the cache (atomically; skipped where it cannot be written)."""
+    from safetensors.torch import save_file
+
+    folder = covariance_folders()[-1]
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        tmp = folder / f".{name}.{os.getpid()}.tmp"
+        save_file({"power": cov.power.detach().cpu().contiguous()}, tmp)
+        os.replace(tmp, folder / name)
+    except OSError:
+        pass
