@@ -25,6 +25,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "xdiffsr"
 LAYERS = {
     "xdiffsr.errors": 0,
     "xdiffsr.cache": 0,
+    "xdiffsr.progress": 0,
     "xdiffsr._cli": 0,
     "xdiffsr._version": 0,
     "xdiffsr.units": 0,

@@ -181,3 +181,28 @@ def test_lazy_result_has_no_diagnostics_but_function_gives_them(prior):
     flipped = eager.isel(lat=slice(None, None, -1))
     diag2 = dg.observation_diagnostics(flipped, [df], prior, warn=False)
     np.testing.assert_allclose(diag2["obs_rms"].values, eager["obs_rms"].values, rtol=1e-5)
+
+
+def test_climate_of_a_gaussian_prior_is_its_range_of_means():
+    """A Gaussian prior with a pole-to-equator t850 mean (230-305 K) and a 1 K standard
+    deviation: observations of its own mean field everywhere are in its climate (not 30
+    scales from the average mean); values 10 K beyond the warmest mean are not."""
+    mean = _mean_ds()
+    lat = mean["t850"]["lat"]
+    mean["t850"] = (230.0 + 75.0 * np.cos(np.deg2rad(lat)) ** 2).broadcast_like(mean["t850"])
+    mean["t850"].attrs["units"] = "K"
+    g = xdiffsr.GaussianPrior(mean, np.eye(256))
+    low, _, scale = g.climate()
+    assert low[0] == pytest.approx(float(mean["t850"].min())) and scale[0] == pytest.approx(1.0)
+    i, j = np.meshgrid(np.arange(8), np.arange(16), indexing="ij")
+    df = pd.DataFrame({"time": TIMES[0], "lat": LAT[i.ravel()], "lon": LON[j.ravel()],
+                       "variable": "t850", "units": "K",
+                       "value": mean["t850"].values[i.ravel(), j.ravel()]})
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        frac = dg.check_climate(g, [xdiffsr.PointObservations(df)], TIMES.values[:1])
+    assert list(frac.values()) == [0.0]
+    hot = xdiffsr.PointObservations(df.assign(value=float(mean["t850"].max()) + 10.0))
+    with pytest.warns(xdiffsr.XDiffSRWarning, match="prior's climate"):
+        frac = dg.check_climate(g, [hot], TIMES.values[:1])
+    assert list(frac.values()) == [1.0]

@@ -173,6 +173,14 @@ class Prior:
         self._covariance = covariance
         self._covariance_given = covariance is not None
 
+    def climate(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Per variable ``(low, high, scale)``: the range of typical values and the scale of
+        variation about it, for the out-of-climate check of observations
+        (:func:`xdiffsr.reconstruct.diagnostics.check_climate`: a value is out of climate
+        beyond ``low - 6 scale`` or ``high + 6 scale``). A trained model's normalisation is its
+        climatology over time and space: ``(center, center, scale)``."""
+        return self.center, self.center, self.scale
+
     def normalise(self, state: np.ndarray) -> np.ndarray:
         """(…, C, H, W) physical -> normalised."""
         return (state - self.center[:, None, None]) / self.scale[:, None, None]
@@ -338,9 +346,17 @@ class GaussianPrior(Prior):
                 f"covariance is not positive semi-definite (eigenvalue {lam.min():g})."
             )
         self._mean_n = self.normalise(mu)
+        # the mean varies in space (poles to tropics): its range, not only its average
+        self._range = (mu.reshape(C, -1).min(axis=1), mu.reshape(C, -1).max(axis=1))
         self._U, self._lam = U, np.clip(lam, 0, None)
         self.floor = float(floor)
         self.name = name
+
+    def climate(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(min, max)`` of the mean field per variable and the prior's mean standard
+        deviation: a spatially varying mean (a temperature field from pole to equator) is
+        the climate, however small the variance about it."""
+        return self._range[0], self._range[1], self.scale
 
     @classmethod
     def fit(

@@ -35,6 +35,7 @@ from xdiffsr.osse._dycore import (
     get_dycore,
     variable_attrs,
 )
+from xdiffsr.progress import progress_bar
 from xdiffsr.regrid import cell_areas
 
 __all__ = [
@@ -325,9 +326,7 @@ def _integrate(
     progress,
     mass_rtol,
 ) -> None:
-    from tqdm.auto import tqdm
-
-    bar = tqdm(
+    bar = progress_bar(
         total=n_spin + n_out,
         initial=min(intervals, n_spin + n_out),
         unit="interval",

@@ -9,11 +9,11 @@ from typing import Any
 import numpy as np
 import torch
 import xarray as xr
-from tqdm.auto import tqdm
 
 from xdiffsr.errors import XDiffSRWarning
 from xdiffsr.models.prior import Prior
 from xdiffsr.models.reference import ModelRef, model_handle
+from xdiffsr.progress import progress_bar
 from xdiffsr.reconstruct.diagnostics import check_climate, result_diagnostics
 from xdiffsr.reconstruct.output import _to_dataset
 from xdiffsr.reconstruct.plan import (
@@ -144,7 +144,7 @@ def super_resolve(
     if n_chunk is None:
         dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         total = len(plan.times) * steps_per_time(model, settings)
-        with tqdm(total=total, unit="step", desc="xdiffsr", disable=not progress) as bar:
+        with progress_bar(total=total, unit="step", desc="xdiffsr", disable=not progress) as bar:
             data = run_times(
                 model,
                 plan.sources,

@@ -243,8 +243,11 @@ def check_climate(
 ) -> dict[str, float]:
     """Warn when a source's observations lie far outside the prior's climate.
 
-    A value ``y`` of model variable ``v`` is out of climate when ``|y - center_v| / scale_v >
-    CLIMATE_SCALES`` (6) with the prior's normalisation ``center``/``scale``; a source warns
+    A value ``y`` of model variable ``v`` is out of climate when it lies more than
+    ``CLIMATE_SCALES`` (6) scales outside the prior's range of typical values,
+    ``(low_v, high_v, scale_v) =`` :meth:`Prior.climate` (a trained model's normalisation
+    ``center``/``scale``; a Gaussian prior's range of mean values and its standard deviation),
+    i.e. ``max(low_v - y, y - high_v, 0) / scale_v > 6``; a source warns
     when more than ``CLIMATE_FRACTION`` (10 %) of its values (at least 10) are, e.g. a prior
     trained on one climate fed observations of another, or values in the wrong units. Callable
     operators (no variable per observation) are skipped.
@@ -255,20 +258,21 @@ def check_climate(
         Fraction of out-of-climate values per source (by :meth:`describe`), NaN without values.
     """
     fractions = {}
+    low, high, scale = prior.climate()
     for s, src in enumerate(sources):
         z = []
         for k, t in enumerate(times):
             b = src.at_time(t, prior) if blocks is None else blocks[k][s]
             if b is not None and b.n_obs and b.var_index is not None:
                 vi = np.asarray(b.var_index)
-                z.append(np.abs(b.y - prior.center[vi]) / prior.scale[vi])
+                z.append(np.maximum(np.maximum(low[vi] - b.y, b.y - high[vi]), 0) / scale[vi])
         zz = np.concatenate(z) if z else np.zeros(0)
         frac = float((zz > CLIMATE_SCALES).mean()) if zz.size else float("nan")
         fractions[src.describe()] = frac
         if zz.size >= _CLIMATE_MIN_COUNT and frac > CLIMATE_FRACTION:
             warnings.warn(
                 f"source {src.describe()}: {100 * frac:.0f} % of {zz.size} values lie more than "
-                f"{CLIMATE_SCALES:g} prior scales from the prior's climate (|y - center| / scale; "
+                f"{CLIMATE_SCALES:g} prior scales outside the prior's climate (Prior.climate(); "
                 f"median {np.median(zz):.3g}): a prior trained on another climate, or wrong units?",
                 XDiffSRWarning,
                 stacklevel=stacklevel,

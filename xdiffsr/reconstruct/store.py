@@ -54,6 +54,7 @@ import xarray as xr
 from xdiffsr.errors import ArgumentError, XDiffSRWarning
 from xdiffsr.models.prior import Prior
 from xdiffsr.models.reference import ModelRef, model_handle, model_ref
+from xdiffsr.progress import progress_bar
 from xdiffsr.reconstruct.integrity import (
     StoreLock,
     StoreLockedError,
@@ -291,9 +292,7 @@ def _default_client():
 
 
 def _progress(total: int, initial: int, enabled: bool):
-    from tqdm.auto import tqdm
-
-    return tqdm(
+    return progress_bar(
         total=total,
         initial=initial,
         unit="state",
