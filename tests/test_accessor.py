@@ -465,3 +465,24 @@ def test_jacobian_free_guidance_approaches_the_posterior(prior, truth):
         spread = np.sqrt(ens.var(0)[c].mean() / var[c].mean())
         assert err < 0.35, (c, err)  # measured 0.26 (t850 points) and 0.08 (z500), 128 members
         assert 0.5 < spread < 2.0, (c, spread)
+
+
+def test_mmps_band_switches_between_jacobian_free_and_mmps_by_noise_level(prior, truth):
+    """``mmps_sigmas=(lo, hi)`` with ``guidance="jf"`` runs MMPS at noise levels in the band
+    and jf elsewhere: a band holding every level gives MMPS's members, one holding none jf's
+    (same seed, same noise), and a band in between differs from both."""
+    obs = [xdiffsr.PointObservations(_points(truth, times=TIMES[:1]))]
+    kw = dict(model=prior, members=3, steps=6, seed=5, cg_iters=3)
+
+    def run(**more):
+        out = _target(TIMES[:1]).diffsr.super_resolve(obs=obs, **kw, **more)
+        return out["t850"].values
+
+    mmps, jf = run(guidance="mmps"), run(guidance="jf")
+    np.testing.assert_allclose(run(guidance="jf", mmps_sigmas=(0.0, 1e9)), mmps, atol=1e-5)
+    np.testing.assert_allclose(run(guidance="jf", mmps_sigmas=(1e8, 1e9)), jf, atol=1e-5)
+    mid = run(guidance="jf", mmps_sigmas=(0.5, 10.0))
+    assert np.isfinite(mid).all()
+    assert np.abs(mid - mmps).max() > 1e-3 and np.abs(mid - jf).max() > 1e-3
+    with pytest.raises(xdiffsr.XDiffSRError, match="mmps_sigmas"):
+        run(guidance="jf", mmps_sigmas=(8.0, 2.0))

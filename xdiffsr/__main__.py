@@ -86,6 +86,7 @@ def _main(argv: list[str]) -> int:
         steps=args.steps,
         guidance=args.guidance,
         cg_iters=args.cg_iters,
+        mmps_sigmas=args.mmps_sigmas,
         device=args.device,
         seed=args.seed,
         figure=not args.no_figure,
@@ -118,6 +119,26 @@ def _add_sampler(p: argparse.ArgumentParser) -> None:
                    help="observation guidance (jf: Jacobian-free moment matching)")
     p.add_argument("--cg-iters", type=_int_at_least(0), default=2,
                    help="conjugate-gradient iterations (mmps)")
+    _add_band(p, d.mmps_sigmas)
+
+
+def _add_band(p: argparse.ArgumentParser, default) -> None:
+    p.add_argument("--mmps-sigmas", type=_band, default=default, metavar="LO,HI",
+                   help="with --guidance jf: noise levels where MMPS (the network's Jacobian) "
+                        "is used, or none")
+
+
+def _band(text: str):
+    if text.strip().lower() == "none":
+        return None
+    try:
+        lo, hi = (float(t) for t in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not LO,HI (two noise levels, e.g. 2,8) or none") from None
+    if not (0 <= lo < hi):
+        raise argparse.ArgumentTypeError(f"{text!r}: need 0 <= LO < HI")
+    return lo, hi
 
 
 def _int_at_least(low: int):
@@ -346,6 +367,7 @@ def _run_sequential(args) -> int:
         steps=args.steps,
         guidance=args.guidance,
         cg_iters=args.cg_iters,
+        mmps_sigmas=args.mmps_sigmas,
         emulator=Emulator(
             truncation=args.emulator_truncation,
             layers=args.emulator_layers,
@@ -419,6 +441,7 @@ def _run_evaluate(args) -> int:
         steps=args.steps,
         guidance=args.guidance,
         cg_iters=args.cg_iters,
+        mmps_sigmas=args.mmps_sigmas,
         lead=args.lead,
         coarse_grid=tuple(args.coarse_grid),
         oi_rank=args.oi_rank,
@@ -476,6 +499,7 @@ def _add_super_resolve(sub) -> None:
                     help="observation guidance")
     sr.add_argument("--cg-iters", type=_int_at_least(1), default=d.cg_iters,
                     help="conjugate-gradient iterations (mmps)")
+    _add_band(sr, d.mmps_sigmas)
     sr.add_argument("--lambda-g", type=_number(), default=d.lambda_g, help="guidance scale")
     sr.add_argument("--batch-size", type=_int_at_least(1), default=None,
                     help="members per network batch (none: all at once)")
@@ -545,7 +569,8 @@ def _run_super_resolve(args) -> int:
         )
     settings = SamplerSettings.from_options(
         members=args.members, steps=args.steps, guidance=args.guidance, cg_iters=args.cg_iters,
-        lambda_g=args.lambda_g, batch_size=args.batch_size, seed=args.seed)
+        mmps_sigmas=args.mmps_sigmas, lambda_g=args.lambda_g, batch_size=args.batch_size,
+        seed=args.seed)
     times = _target_times(args)
     model = load_model(args.model, device="cpu", progress=True)
     obs = [_read_obs(p, list(model.variables)) for p in args.obs]

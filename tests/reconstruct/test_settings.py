@@ -48,13 +48,23 @@ def test_defaults_are_unchanged():
     # issue 15: Jacobian-free moment matching at 17 steps (benchmarks/RESULTS.md)
     assert SamplerSettings().as_dict() == dict(
         members=8, steps=17, seed=0, guidance="jf", lambda_g=1.0, clip=None, cg_iters=2,
-        cg_tol=1e-3, S_churn=0.0, S_tmin=0.0, S_tmax=math.inf, S_noise=1.0, corrector_guidance=True,
+        mmps_sigmas=None, cg_tol=1e-3, S_churn=0.0, S_tmin=0.0, S_tmax=math.inf, S_noise=1.0, corrector_guidance=True,
         sigma_min=None, sigma_max=None, batch_size=None, max_memory=None, precision="fp32",
         channels_last=False, compile=False, checkpoint=False,
     )
     assert SAMPLER_DEFAULTS == SamplerSettings().as_dict()
     assert NETWORK_SETTINGS == ("precision", "channels_last", "compile", "checkpoint")
     assert SPEED_SETTINGS == ("batch_size", "max_memory", "channels_last", "compile", "checkpoint")
+
+
+def test_mmps_band_is_validated_and_recorded_as_json():
+    s = SamplerSettings.from_options(mmps_sigmas=[2, 8.5])
+    assert s.mmps_sigmas == (2.0, 8.5)
+    assert json.loads(s.to_json())["mmps_sigmas"] == [2.0, 8.5]  # as a store reads it back
+    assert s.record()["mmps_sigmas"] == [2.0, 8.5]
+    for bad in [(8, 2), (-1, 2), (1,), "2,8", (1, float("nan"))]:
+        with pytest.raises(xdiffsr.XDiffSRError, match="mmps_sigmas"):
+            SamplerSettings.from_options(mmps_sigmas=bad)
 
 
 def test_settings_are_frozen_and_normalised():

@@ -415,6 +415,35 @@ class JFGuidance(nn.Module):
         return D + self.lambda_g * step
 
 
+class NoiseBandGuidance(nn.Module):
+    """One posterior denoiser inside a band of noise levels, another outside it.
+
+    ``D(x, sigma) = inner(x, sigma)`` where ``lo <= sigma <= hi`` (the largest ``sigma`` of the
+    batch), ``outer(x, sigma)`` elsewhere: e.g. MMPS (the network's Jacobian) at mid noise,
+    where the prior's Tweedie covariance is least like a stationary one, and Jacobian-free
+    moment matching elsewhere.
+
+    Parameters
+    ----------
+    outer, inner : callable
+        Posterior denoisers ``D(x, sigma)`` (e.g. :class:`JFGuidance`, :class:`MMPSGuidance`).
+    band : (float, float)
+        ``(lo, hi)``, the noise levels of ``inner``.
+    """
+
+    def __init__(self, outer: Denoiser, inner: Denoiser, band: tuple[float, float]):
+        super().__init__()
+        lo, hi = (float(b) for b in band)
+        if not (0.0 <= lo < hi):
+            raise ArgumentError(f"band={band!r} must be (lo, hi) with 0 <= lo < hi.")
+        self.outer, self.inner, self.band = outer, inner, (lo, hi)
+
+    def forward(self, x: torch.Tensor, sigma) -> torch.Tensor:
+        s = float(torch.as_tensor(sigma).max())
+        lo, hi = self.band
+        return (self.inner if lo <= s <= hi else self.outer)(x, sigma)
+
+
 def _row_norms(likelihoods: Sequence[GaussianLikelihood]) -> torch.Tensor:
     """``|m_i|^2`` of every observation row (1 where an operator does not say)."""
     out = []

@@ -51,6 +51,7 @@ def run_demo(
     steps: int = _DEFAULT.steps,
     guidance: str = _DEFAULT.guidance,
     cg_iters: int = 2,
+    mmps_sigmas: tuple[float, float] | None = _DEFAULT.mmps_sigmas,
     device=None,
     seed: int = 0,
     figure: bool = True,
@@ -68,7 +69,7 @@ def run_demo(
         Station locations (columns id, lat, lon); default: :func:`load_stations`.
     out : path
         Folder for ``ensemble.nc`` and ``demo.png``.
-    members, steps, guidance, cg_iters, device, seed
+    members, steps, guidance, cg_iters, mmps_sigmas, device, seed
         Passed to :func:`xdiffsr.super_resolve`. The defaults are the sampler's
         (:class:`~xdiffsr.SamplerSettings`: 17 noise levels, Jacobian-free moment matching)
         with 4 members, under a minute on 2 CPU cores.
@@ -97,6 +98,7 @@ def run_demo(
         device=device,
         seed=seed,
         cg_iters=cg_iters,
+        mmps_sigmas=mmps_sigmas,
         progress=verbose,  # a progress bar over the sampler steps while it works
     )
     bicubic = Regridder(coarse_grid(), truth, method="bicubic")(coarse)

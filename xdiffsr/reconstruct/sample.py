@@ -10,7 +10,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from xdiffsr.core.likelihood import JFGuidance, MMPSGuidance, ScoreGuidance
+from xdiffsr.core.likelihood import (
+    JFGuidance,
+    MMPSGuidance,
+    NoiseBandGuidance,
+    ScoreGuidance,
+)
 from xdiffsr.core.memory import auto_budget, cuda_peak_probe, fit_batch_size, host_batch_size
 from xdiffsr.core.runtime import with_network_options
 from xdiffsr.core.sampler import heun_sampler, randn
@@ -92,7 +97,7 @@ def _denoiser_at(
             lambda_g=settings.lambda_g,
         )
     elif settings.guidance == "jf" and liks:
-        den = JFGuidance(
+        jf = JFGuidance(
             den,
             liks,
             prior.covariance(device),
@@ -100,6 +105,12 @@ def _denoiser_at(
             cg_tol=settings.cg_tol,
             lambda_g=settings.lambda_g,
         )
+        if settings.mmps_sigmas is None:
+            den = jf
+        else:  # the network's Jacobian in the band of noise levels, jf elsewhere
+            mmps = MMPSGuidance(den, liks, cg_iters=settings.cg_iters, cg_tol=settings.cg_tol,
+                                lambda_g=settings.lambda_g)
+            den = NoiseBandGuidance(jf, mmps, settings.mmps_sigmas)
     return den, counts
 
 
@@ -119,7 +130,7 @@ def _batch_size(den, prior: Prior, device, settings: SamplerSettings) -> int:
     members = settings.members
     device = torch.device(device)
     if settings.batch_size is None and device.type != "cuda":
-        guided = isinstance(den, MMPSGuidance | ScoreGuidance | JFGuidance)
+        guided = isinstance(den, MMPSGuidance | ScoreGuidance | JFGuidance | NoiseBandGuidance)
         cap = host_batch_size(members, guided=guided)
     else:
         cap = min(members, settings.batch_size or members)

@@ -60,6 +60,12 @@ class SamplerSettings:
         network on data unlike its training set (more iterations of CG on a network Jacobian that
         is not a covariance fitted real ERA5 fields worse); raise it (10-20) for the exact
         posterior of a Gaussian prior.
+    mmps_sigmas : (float, float), optional
+        With ``guidance='jf'``: the noise levels ``[lo, hi]`` (normalised units, as the
+        schedule) at which the evaluation uses the network's Jacobian (MMPS, ``cg_iters``)
+        instead of the stationary covariance; None: nowhere (pure 'jf'). At mid noise the
+        prior's Tweedie covariance departs most from a stationary one: on the OSSE's coarse
+        field, MMPS there recovered the accuracy of MMPS everywhere (``benchmarks/RESULTS.md``).
     cg_tol : float
         Relative-residual tolerance of MMPS's conjugate gradients (in [0, 1)): CG stops when
         every member's preconditioned residual norm is below ``cg_tol`` times its initial one,
@@ -90,6 +96,7 @@ class SamplerSettings:
     lambda_g: float = 1.0
     clip: float | None = None
     cg_iters: int = 2
+    mmps_sigmas: tuple[float, float] | None = None
     cg_tol: float = 1e-3
     S_churn: float = 0.0
     S_tmin: float = 0.0
@@ -119,6 +126,8 @@ class SamplerSettings:
         self._set("cg_tol", _number("cg_tol", self.cg_tol, minimum=0.0))
         if self.cg_tol >= 1.0:
             raise ArgumentError(f"cg_tol={self.cg_tol!r} must be below 1.")
+        if self.mmps_sigmas is not None:
+            self._set("mmps_sigmas", _band("mmps_sigmas", self.mmps_sigmas))
         for name in ("clip", "sigma_min", "sigma_max"):
             if getattr(self, name) is not None:
                 self._set(name, _number(name, getattr(self, name), minimum=0.0, strict=True))
@@ -211,7 +220,23 @@ def _number(
     return x
 
 
+def _band(name: str, value: Any) -> tuple[float, float]:
+    """``(lo, hi)`` with ``0 <= lo < hi``, both finite (``hi`` may be inf)."""
+    try:
+        lo, hi = (float(v) for v in value)
+    except (TypeError, ValueError):
+        lo = hi = math.nan
+    if not (math.isfinite(lo) and lo >= 0 and hi > lo) or math.isnan(hi):
+        raise ArgumentError(
+            f"{name}={value!r} must be a pair (lo, hi) of noise levels with 0 <= lo < hi, e.g. "
+            "(2.0, 8.0), or None."
+        )
+    return lo, hi
+
+
 def _json_safe(value: Any) -> Any:
+    if isinstance(value, tuple | list):
+        return [_json_safe(v) for v in value]
     if isinstance(value, float) and math.isinf(value):
         return "inf" if value > 0 else "-inf"
     return value
