@@ -291,3 +291,34 @@ def test_held_suarez_climate_short(tmp_path):
         assert row.pressure == 250, row
         assert 20 < row.t850_equator_minus_pole < 50, row
     check_mass_conservation(ds)
+
+
+def test_branch_with_extra_temperature_levels_continues_the_same_trajectory(full_run, tmp_path):
+    """A branch from a 0.5-day run, 1 day long, with temperature also at 925, 700 and 300 hPa:
+    its times and 13 variables are those of the 1.5-day run (the extra output does not change
+    the trajectory), the source store is untouched, the extra levels lie between their
+    neighbours' temperatures on average, and the branch resumes like a nature run."""
+    from xdiffsr.osse import branch_nature_run
+
+    src = tmp_path / "src.zarr"
+    nature_run(src, days=0.5, **FAST)
+    before = xr.open_zarr(src, consolidated=False).load()
+    kw = dict(extra_temperature_levels=(925, 700, 300), chunk_days=0.5, progress=False)
+    branch = branch_nature_run(src, tmp_path / "branch.zarr", days=1.0, **kw).load()
+    assert list(branch.data_vars) == [*NAMES, "t925", "t700", "t300"]
+    xr.testing.assert_allclose(branch[NAMES], full_run[NAMES].isel(time=slice(2, None)),
+                               rtol=1e-5, atol=1e-5)
+    xr.testing.assert_identical(xr.open_zarr(src, consolidated=False).load(), before)
+    assert branch["t700"].attrs["units"] == "K"
+    assert branch["t700"].attrs["pressure_level_hPa"] == 700
+    means = {p: float(branch[f"t{p}"].mean()) for p in (925, 850, 700, 500, 300, 250)}
+    assert list(means.values()) == sorted(means.values(), reverse=True), means  # T falls with p
+    # resume: a longer branch appends (same configuration), another configuration refuses
+    longer = branch_nature_run(src, tmp_path / "branch.zarr", days=1.5, **kw).load()
+    xr.testing.assert_identical(longer.isel(time=slice(0, 4)), branch)
+    assert longer.sizes["time"] == 6
+    with pytest.raises(ArgumentError, match="configuration"):
+        branch_nature_run(src, tmp_path / "branch.zarr", days=1.5,
+                          extra_temperature_levels=(700,), progress=False)
+    with pytest.raises(ArgumentError, match="extra_temperature_levels"):
+        branch_nature_run(src, tmp_path / "b2.zarr", days=1, extra_temperature_levels=(850,))

@@ -48,7 +48,8 @@ def test_defaults_are_unchanged():
     # issue 15: Jacobian-free moment matching at 17 steps (benchmarks/RESULTS.md)
     assert SamplerSettings().as_dict() == dict(
         members=8, steps=17, seed=0, guidance="jf", lambda_g=1.0, clip=None, cg_iters=2,
-        mmps_sigmas=None, cg_tol=1e-3, S_churn=0.0, S_tmin=0.0, S_tmax=math.inf, S_noise=1.0, corrector_guidance=True,
+        mmps_sigmas=None, cg_tol=1e-3, S_churn=0.0, S_tmin=0.0, S_tmax=math.inf, S_noise=1.0,
+        corrector_guidance=True,
         sigma_min=None, sigma_max=None, batch_size=None, max_memory=None, precision="fp32",
         channels_last=False, compile=False, checkpoint=False,
     )

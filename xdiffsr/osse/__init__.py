@@ -9,6 +9,7 @@ from xdiffsr.osse.emulator import COARSE_GRID, Emulator, cell_centre_grid, coars
 from xdiffsr.osse.forecast_error import forecast_errors, forecast_sigma
 from xdiffsr.osse.nature import (
     EPOCH,
+    branch_nature_run,
     check_mass_conservation,
     global_mean_surface_pressure,
     held_suarez_check,
@@ -21,6 +22,7 @@ __all__ = [
     "COARSE_GRID",
     "EPOCH",
     "Emulator",
+    "branch_nature_run",
     "cell_centre_grid",
     "check_mass_conservation",
     "coarse_grid",

@@ -92,6 +92,9 @@ class DycoreConfig:
     perturbation_pa: float = 100.0
     output_nlat: int = 64
     output_nlon: int = 128
+    #: Temperature also diagnosed at these pressure levels (hPa), as ``t<hPa>`` (e.g. the
+    #: columns of satellite-like observations); output only, the trajectory is the same.
+    extra_temperature_levels: tuple[int, ...] = ()
 
     def validate(self) -> None:
         if self.truncation not in (21, 31, 42, 85, 106, 119, 170, 213):
@@ -101,6 +104,14 @@ class DycoreConfig:
             )
         if not (isinstance(self.layers, int | np.integer) and 3 <= self.layers <= 100):
             raise ArgumentError(f"layers: expected an integer in [3, 100], got {self.layers!r}")
+        extra = self.extra_temperature_levels
+        if not all(isinstance(p, int | np.integer) and 1 <= p <= 1100 for p in extra) or len(
+            set(extra) | set(LEVELS_HPA)
+        ) != len(extra) + len(LEVELS_HPA):
+            raise ArgumentError(
+                f"extra_temperature_levels: expected distinct integer pressures in [1, 1100] "
+                f"hPa other than {LEVELS_HPA}, got {extra!r}"
+            )
         if not (np.isfinite(self.dt_minutes) and 0 < self.dt_minutes <= 120):
             raise ArgumentError(
                 f"dt_minutes: expected a time step in (0, 120] minutes, got {self.dt_minutes!r}"
@@ -117,7 +128,17 @@ class DycoreConfig:
         return round(n)
 
     def asdict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        out = dataclasses.asdict(self)
+        if not self.extra_temperature_levels:  # the configuration of runs made before it
+            del out["extra_temperature_levels"]
+        else:
+            out["extra_temperature_levels"] = [int(p) for p in self.extra_temperature_levels]
+        return out
+
+    @property
+    def variables(self) -> tuple[str, ...]:
+        """Output variables: :data:`VARIABLES`, then ``t<hPa>`` of the extra levels."""
+        return VARIABLES + tuple(f"t{int(p)}" for p in self.extra_temperature_levels)
 
 
 class Dycore:
@@ -299,6 +320,9 @@ def _diagnose(dycore: Dycore, state) -> dict[str, Any]:
         out[f"v{p}"] = _log_sigma_interp(v, log_sigma, target, False) * sc["ms"]
         # hydrostatic: phi is linear in log p for an isothermal layer, so extrapolate linearly
         out[f"z{p}"] = _log_sigma_interp(phi, log_sigma, target, True) * sc["phi"]
+    for p in dycore.config.extra_temperature_levels:
+        target = np.log(p * 100.0) - log_ps
+        out[f"t{p}"] = _log_sigma_interp(temp, log_sigma, target, False) * sc["k"]
     out["sp"] = jnp.exp(log_ps)
     # dinosaur's nodal arrays are (lon, lat): return (lat, lon)
-    return {k: out[k].T for k in VARIABLES}
+    return {k: out[k].T for k in dycore.config.variables}

@@ -16,6 +16,7 @@ References
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from pathlib import Path
@@ -40,6 +41,7 @@ from xdiffsr.regrid import cell_areas
 
 __all__ = [
     "EPOCH",
+    "branch_nature_run",
     "check_mass_conservation",
     "global_mean_surface_pressure",
     "held_suarez_check",
@@ -133,7 +135,7 @@ def _to_dataset(
             np.stack([np.asarray(f[name]) for f in fields]),
             variable_attrs(name),
         )
-        for name in VARIABLES
+        for name in dycore.config.variables
     }
     coords = {
         "time": ("time", times, {"standard_name": "time", "axis": "T"}),
@@ -310,6 +312,88 @@ def _start(dycore: Dycore, store: Path, restart: Path, saved) -> tuple[Any, int,
     return dycore.state_from_numpy(arrays), intervals, written
 
 
+def branch_nature_run(
+    source: str | os.PathLike,
+    store: str | os.PathLike,
+    *,
+    days: float,
+    extra_temperature_levels: tuple[int, ...] = (),
+    chunk_days: float = 10,
+    progress: bool = True,
+    mass_rtol: float = 5e-3,
+) -> xr.Dataset:
+    """Continue the nature run of ``source`` into a new store, with more output.
+
+    The model state of ``source``'s restart file (after its last written time) is integrated
+    ``days`` further with the same configuration; the new store's times follow ``source``'s,
+    and temperature is also diagnosed at ``extra_temperature_levels`` (hPa, as ``t<hPa>``):
+    e.g. the full column that satellite-like observations integrate, where the nature run
+    stores three levels. ``source`` is not changed; ``store`` resumes like a nature run.
+
+    Parameters
+    ----------
+    source : path
+        Zarr store of a :func:`nature_run` (its restart file ``<source>.restart.npz`` is read).
+    store : path
+        New zarr store (restart file ``<store>.restart.npz``).
+    days : float
+        Days to integrate after ``source``'s last time.
+    extra_temperature_levels : tuple of int
+        Extra pressure levels (hPa) of temperature, besides 850, 500 and 250.
+    chunk_days, progress, mass_rtol
+        As in :func:`nature_run`.
+
+    Returns
+    -------
+    xarray.Dataset
+        The new store, opened lazily: the 13 variables of :func:`nature_run` and the extra
+        temperatures.
+    """
+    src_restart = restart_path(Path(source))
+    if not src_restart.exists():
+        raise ArgumentError(
+            f"source: {source} has no restart file {src_restart.name}; branch from a store "
+            "written by nature_run"
+        )
+    with np.load(src_restart) as f:
+        src_meta = json.loads(str(f["meta"]))
+        src_arrays = {k: f[k] for k in f.files}
+    fields = {f.name for f in dataclasses.fields(DycoreConfig)}
+    config = DycoreConfig(
+        **{k: v for k, v in src_meta.items() if k in fields and k != "extra_temperature_levels"},
+        extra_temperature_levels=tuple(int(p) for p in extra_temperature_levels),
+    )
+    config.validate()
+    minutes = float(src_meta["output_minutes"])
+    first = int(src_arrays["written"])
+    meta = {**config.asdict(), "spinup_days": src_meta["spinup_days"], "output_minutes": minutes,
+            "branched_from": str(Path(source).resolve()), "branch_first": first}
+    n_out = first + _n_intervals(float(days), minutes, "days")
+    n_chunk = _n_intervals(chunk_days, minutes, "chunk_days")
+    if n_chunk < 1:
+        raise ArgumentError(f"chunk_days: must be at least one output interval, got {chunk_days!r}")
+    store = Path(store)
+    restart = restart_path(store)
+    dycore = get_dycore(config, config.steps_per(minutes))
+    if restart.exists():  # resume the branch
+        arrays, intervals, written = _read_restart(restart, meta)
+        if store.exists():
+            _truncate_store(store, written - first)
+        state = dycore.state_from_numpy(arrays)
+    elif store.exists():
+        raise ArgumentError(f"store: {store} exists without a restart file; use a new store")
+    else:
+        state = dycore.state_from_numpy(src_arrays)
+        intervals, written = int(src_arrays["intervals"]), first
+    n_spin = intervals - written  # spin-up of the source, done
+    attrs = _global_attrs(config, float(src_meta["spinup_days"]), f"{minutes:g}min")
+    attrs |= {"branched_from": str(source), "extra_temperature_levels":
+              [int(p) for p in config.extra_temperature_levels]}
+    _integrate(dycore, state, store, restart, intervals, written, n_spin, n_out, n_chunk, meta,
+               attrs, minutes, progress, mass_rtol, first=first)
+    return xr.open_zarr(store, consolidated=False)[list(config.variables)]
+
+
 def _integrate(
     dycore,
     state,
@@ -325,7 +409,9 @@ def _integrate(
     minutes,
     progress,
     mass_rtol,
+    first: int = 0,
 ) -> None:
+    """Integrate and append outputs ``written .. n_out - 1`` (the store's first is ``first``)."""
     bar = progress_bar(
         total=n_spin + n_out,
         initial=min(intervals, n_spin + n_out),
@@ -352,8 +438,8 @@ def _integrate(
                 bar.update(1)
             times = EPOCH + pd.to_timedelta(np.arange(written, written + m) * minutes, unit="min")
             ds = _to_dataset(dycore, fields, pd.DatetimeIndex(times), attrs)
-            if written == 0:
-                enc = {v: {"chunks": (m, *ds[v].shape[1:])} for v in VARIABLES}
+            if written == first:
+                enc = {v: {"chunks": (m, *ds[v].shape[1:])} for v in ds.data_vars}
                 ds.to_zarr(store, mode="w", encoding=enc, consolidated=False)
             else:
                 ds.to_zarr(store, append_dim="time", consolidated=False)
