@@ -113,9 +113,13 @@ def soundings(truth: xr.Dataset, stations: pd.DataFrame, seed: int, *, scale: fl
     return soundings_to_observations(df, list(truth.data_vars), errors=errors)
 
 
-def simulate(truth: xr.Dataset, seed: int, sweeps: dict | None) -> dict[str, list]:
+def simulate(truth: xr.Dataset, seed: int, sweeps: dict | None,
+             column: xr.Dataset | None = None, correction=None) -> dict[str, list]:
     """Every observation set by key: the configurations and, with ``sweeps``, the robustness
-    points (on the first ``sweeps['n']`` targets)."""
+    points (on the first ``sweeps['n']`` targets). ``column``: the truth whose temperature
+    levels the satellite-like radiances integrate (default ``truth``: the model's three);
+    ``correction``: a :func:`xdiffsr.osse.satellite.column_representativeness` table applied to
+    them."""
     from xdiffsr.evaluation.datasets import load_stations
     from xdiffsr.osse import COARSE_GRID, coarsen
     from xdiffsr.osse.satellite import simulate_radiances
@@ -123,7 +127,11 @@ def simulate(truth: xr.Dataset, seed: int, sweeps: dict | None) -> dict[str, lis
     stations = load_stations()
     igra = soundings(truth, stations, seed)
     lr = coarsen(truth, *COARSE_GRID)
-    sat = simulate_radiances(truth, seed=seed)
+    sat = simulate_radiances(truth if column is None else column, seed=seed)
+    if correction is not None:
+        from xdiffsr.osse.satellite import correct_radiances
+
+        sat = correct_radiances(sat, correction)
     parts = {"IGRA": igra, "LR": lr, "SAT": sat}
     obs = {c: [parts[p] for p in c.split("+")] for c in CONFIGS}
     if sweeps:
@@ -150,10 +158,14 @@ def robust_key(kind: str, value) -> str:
     return f"IGRA+LR LR={value[0]}x{value[1]}"
 
 
-def load_truth(path: str, times: pd.DatetimeIndex) -> xr.Dataset:
-    """The 13 variables of the nature run at ``times``, in memory."""
-    ds = xr.open_zarr(path, consolidated=False)
-    return ds.sel(time=times).load()
+def load_truth(path: str, times: pd.DatetimeIndex) -> tuple[xr.Dataset, xr.Dataset]:
+    """The 13 variables of the nature run at ``times``, and its temperature levels (more than
+    three in a :func:`xdiffsr.osse.branch_nature_run` store with extra levels), in memory."""
+    from xdiffsr.osse._dycore import VARIABLES
+
+    ds = xr.open_zarr(path, consolidated=False).sel(time=times)
+    temps = [v for v in ds.data_vars if v.startswith("t") and v[1:].isdigit()]
+    return ds[list(VARIABLES)].load(), ds[temps].load()
 
 
 # -------------------------------------------------------------------------------- one run
@@ -274,6 +286,12 @@ def main() -> None:
                    help="CG iterations of jf guidance (default: the library's)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--sat-column", action="store_true",
+                   help="simulate the radiances from every temperature level of --truth (a "
+                        "branch_nature_run store with extra levels), not only the model's three")
+    p.add_argument("--sat-correct", action="store_true",
+                   help="with --sat-column: subtract each channel's representativeness bias "
+                        "(estimated on the store's other states) and add its std to the error")
     p.add_argument("--robustness", action="store_true")
     p.add_argument("--robust-times", type=int, default=4)
     p.add_argument("--smoke", action="store_true",
@@ -305,14 +323,31 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     times = target_times(xr.open_zarr(args.truth, consolidated=False), args.start, args.end,
                          args.times)
-    truth = load_truth(args.truth, times)
+    truth, column = load_truth(args.truth, times)
     if args.robustness:
         sweeps["n"] = min(args.robust_times, len(times))
         # the robustness targets: spread over the same window, the first ones of truth
         rt = target_times(truth, args.start, args.end, sweeps["n"])
         truth = xr.concat([truth.sel(time=rt), truth.drop_sel(time=rt)], "time")
+        column = column.sel(time=truth["time"])
     print(f"targets: {[str(t)[:13] for t in times]}", flush=True)
-    obs = simulate(truth, args.seed, sweeps if args.robustness else None)
+    levels = sorted(int(v[1:]) for v in (column if args.sat_column else truth).data_vars
+                    if v.startswith("t"))
+    print(f"radiances integrate the truth's temperature at {levels} hPa", flush=True)
+    correction = None
+    if args.sat_correct:  # estimated on the store's other states (at most 40), not the targets
+        from xdiffsr.osse.satellite import column_representativeness
+
+        store = xr.open_zarr(args.truth, consolidated=False)
+        others = [t for t in store["time"].values if t not in set(truth["time"].values)]
+        others = others[:: max(1, len(others) // 40)]
+        temps = [v for v in store.data_vars if v.startswith("t") and v[1:].isdigit()]
+        correction = column_representativeness(store[temps].sel(time=others).load(),
+                                               (850, 500, 250))
+        print(f"radiance bias correction from {len(others)} other states:\n{correction}",
+              flush=True)
+    obs = simulate(truth, args.seed, sweeps if args.robustness else None,
+                   column if args.sat_column else None, correction)
 
     floor, main_rows, robust_rows = {}, [], []
     with tempfile.TemporaryDirectory() as d:

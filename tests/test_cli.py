@@ -175,7 +175,7 @@ def test_train_subcommand_help_and_listing(capsys):
     out = capsys.readouterr().out
     assert "super-resolve" in out and "train" in out
     assert main(["super-resolve", "--help"]) == 0
-    assert "(default: 17)" in capsys.readouterr().out
+    assert "(default: 15)" in capsys.readouterr().out
 
 
 def test_super_resolve_end_to_end_on_a_csv_table(tmp_path, capsys):

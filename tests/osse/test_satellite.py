@@ -11,7 +11,13 @@ from xdiffsr.errors import ArgumentError
 from xdiffsr.grid import Grid
 from xdiffsr.models.prior import Prior
 from xdiffsr.observations.column import ColumnObservations, WeightingFunctions
-from xdiffsr.osse.satellite import simulate_radiances, swath_mask, swath_points
+from xdiffsr.osse.satellite import (
+    column_representativeness,
+    correct_radiances,
+    simulate_radiances,
+    swath_mask,
+    swath_points,
+)
 
 LAT = -78.75 + 22.5 * np.arange(8)
 LON = 22.5 * np.arange(16)
@@ -82,3 +88,35 @@ def test_user_weights_and_bad_input():
         simulate_radiances(ds, orbits=0)
     with pytest.raises(ArgumentError, match=">= 2 pressure levels"):
         simulate_radiances(ds[["t850", "z500"]])
+
+
+def test_column_representativeness_is_what_the_model_levels_miss():
+    """With only the model's levels the difference is 0; an offset ``c`` on the extra levels
+    moves each channel's bias by ``c`` times its weight on them (the weights of the full
+    column) and leaves the std; a field varying on the extra levels only gives a std; the
+    correction subtracts the bias and adds the std to the error in quadrature."""
+    base = truth()[["t850", "t500", "t250"]]
+    wf = WeightingFunctions.gaussian()
+    zero = column_representativeness(base, (850, 500, 250))
+    assert np.allclose(zero["bias"], 0) and np.allclose(zero["std"], 0)
+    full = base.assign(t700=base["t850"] - 12.0, t300=base["t250"] + 3.0)
+    ref = column_representativeness(full, (850, 500, 250))
+    c = 5.0
+    shifted = column_representativeness(
+        full.assign(t700=full["t700"] + c, t300=full["t300"] + c), (850, 500, 250))
+    W = wf.matrix(np.array([850.0, 700.0, 500.0, 300.0, 250.0]))  # surface to top
+    extra = W[:, 1] + W[:, 3]
+    np.testing.assert_allclose(shifted["bias"] - ref["bias"], c * extra, atol=1e-9)
+    np.testing.assert_allclose(shifted["std"], ref["std"], atol=1e-9)
+    assert (ref["count"] == 2 * 8 * 16).all()
+    with pytest.raises(ArgumentError, match="model_levels"):
+        column_representativeness(full, (850, 600))
+    df = simulate_radiances(full, errors=0.5, seed=1)
+    table = pd.DataFrame({"bias": [1.0, -2.0, 3.0], "std": [1.2, 0.0, 0.5]},
+                         index=pd.Index(["ch1", "ch2", "ch3"], name="channel"))
+    out = correct_radiances(df, table)
+    b = df["channel"].map(table["bias"])
+    np.testing.assert_allclose(out["value"], df["value"] - b)
+    np.testing.assert_allclose(out["error"], np.hypot(0.5, df["channel"].map(table["std"])))
+    with pytest.raises(ArgumentError, match="no bias"):
+        correct_radiances(df, table.iloc[:2])

@@ -45,10 +45,11 @@ def _strict(text: str):
 
 
 def test_defaults_are_unchanged():
-    # issue 15: Jacobian-free moment matching at 17 steps (benchmarks/RESULTS.md)
+    # issue 15: Jacobian-free moment matching at 15 steps, MMPS at the noise level 2.5
+    # (benchmarks/RESULTS.md)
     assert SamplerSettings().as_dict() == dict(
-        members=8, steps=17, seed=0, guidance="jf", lambda_g=1.0, clip=None, cg_iters=2,
-        mmps_sigmas=None, cg_tol=1e-3, S_churn=0.0, S_tmin=0.0, S_tmax=math.inf, S_noise=1.0,
+        members=8, steps=15, seed=0, guidance="jf", lambda_g=1.0, clip=None, cg_iters=2,
+        mmps_sigmas=(1.3, 3.0), cg_tol=1e-3, S_churn=0.0, S_tmin=0.0, S_tmax=math.inf, S_noise=1.0,
         corrector_guidance=True,
         sigma_min=None, sigma_max=None, batch_size=None, max_memory=None, precision="fp32",
         channels_last=False, compile=False, checkpoint=False,
@@ -218,7 +219,7 @@ class _Bar:
 
 @pytest.mark.parametrize("batch_size", [None, 2])
 def test_progress_counts_times_and_steps(model, monkeypatch, batch_size):
-    monkeypatch.setattr(api, "tqdm", _Bar)
+    monkeypatch.setattr(api, "progress_bar", _Bar)
     _Bar.made.clear()
     obs = tiny_observations(TIMES)
     quiet = _target().diffsr.super_resolve(obs, model=model, batch_size=batch_size, **KW)

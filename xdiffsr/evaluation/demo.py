@@ -71,7 +71,8 @@ def run_demo(
         Folder for ``ensemble.nc`` and ``demo.png``.
     members, steps, guidance, cg_iters, mmps_sigmas, device, seed
         Passed to :func:`xdiffsr.super_resolve`. The defaults are the sampler's
-        (:class:`~xdiffsr.SamplerSettings`: 17 noise levels, Jacobian-free moment matching)
+        (:class:`~xdiffsr.SamplerSettings`: 15 noise levels, Jacobian-free moment matching
+        with MMPS at one of them)
         with 4 members, under a minute on 2 CPU cores.
     figure : bool
         Write ``demo.png`` (needs matplotlib; skipped with a message otherwise).

@@ -346,8 +346,6 @@ class GaussianPrior(Prior):
                 f"covariance is not positive semi-definite (eigenvalue {lam.min():g})."
             )
         self._mean_n = self.normalise(mu)
-        # the mean varies in space (poles to tropics): its range, not only its average
-        self._range = (mu.reshape(C, -1).min(axis=1), mu.reshape(C, -1).max(axis=1))
         self._U, self._lam = U, np.clip(lam, 0, None)
         self.floor = float(floor)
         self.name = name
@@ -356,7 +354,8 @@ class GaussianPrior(Prior):
         """``(min, max)`` of the mean field per variable and the prior's mean standard
         deviation: a spatially varying mean (a temperature field from pole to equator) is
         the climate, however small the variance about it."""
-        return self._range[0], self._range[1], self.scale
+        mu = self.denormalise(self._mean_n).reshape(len(self.variables), -1)
+        return mu.min(axis=1), mu.max(axis=1), self.scale
 
     @classmethod
     def fit(

@@ -29,7 +29,13 @@ from xdiffsr.observations.column import (
 )
 from xdiffsr.regrid import point_weights
 
-__all__ = ["simulate_radiances", "swath_mask", "swath_points"]
+__all__ = [
+    "column_representativeness",
+    "correct_radiances",
+    "simulate_radiances",
+    "swath_mask",
+    "swath_points",
+]
 
 EARTH_RADIUS_KM = 6371.0
 
@@ -185,3 +191,73 @@ def simulate_radiances(
         columns=["time", "lat", "lon", "channel", "value", "error"])
     df.attrs["simulated"] = True
     return df
+
+
+def column_representativeness(
+    truth_ds: xr.Dataset,
+    model_levels: Sequence[int],
+    *,
+    weighting: WeightingFunctions | None = None,
+) -> pd.DataFrame:
+    """Per channel: what a model with only ``model_levels`` misses of a radiance.
+
+    The radiance of the full column of ``truth_ds`` (every ``t<hPa>`` level it has, e.g. a
+    :func:`~xdiffsr.osse.nature.branch_nature_run` with extra levels) minus the radiance of its
+    ``model_levels`` alone (the column the assimilation's operator sees), at every grid point and
+    time, noise-free: its mean is the bias of the model's operator and its standard deviation a
+    representativeness error. Estimate it on states other than those assimilated and apply it
+    with :func:`correct_radiances`, as a radiance bias correction does in operational
+    assimilation.
+
+    Parameters
+    ----------
+    truth_ds : xarray.Dataset
+        Temperature levels ``t<hPa>`` on (time, lat, lon), more than ``model_levels``.
+    model_levels : sequence of int
+        The model's temperature levels (hPa), all in ``truth_ds``.
+    weighting : WeightingFunctions, optional
+        Channels; default :meth:`WeightingFunctions.gaussian`.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Index ``channel``; columns ``bias`` and ``std`` (K) and ``count``.
+    """
+    weighting = WeightingFunctions.gaussian() if weighting is None else weighting
+    names = [str(v) for v in truth_ds.data_vars]
+    idx, levels = column_levels(names)
+    model = [f"t{int(p)}" for p in model_levels]
+    missing = [m for m in model if m not in names]
+    if missing or len(model) < 2:
+        raise ArgumentError(
+            f"model_levels={list(model_levels)!r}: need at least two levels, all in truth_ds "
+            f"(it has {sorted(names)}); missing {missing}."
+        )
+    midx, mlev = column_levels(model)
+    lat_da, lon_da = find_latlon(truth_ds, "truth_ds")
+    dims = ("time", str(lat_da.name), str(lon_da.name))
+
+    def radiance(variables: list[str], ix: list[int], lev: np.ndarray) -> np.ndarray:
+        prof = np.stack([np.asarray(truth_ds[variables[i]].transpose(*dims)) for i in ix],
+                        axis=-1)  # (time, lat, lon, levels)
+        return prof @ weighting.matrix(lev).T  # (time, lat, lon, channels)
+
+    d = radiance(names, idx, levels) - radiance(model, midx, mlev)
+    d = d.reshape(-1, len(weighting.channels))
+    return pd.DataFrame({"bias": d.mean(axis=0), "std": d.std(axis=0), "count": d.shape[0]},
+                        index=pd.Index(list(weighting.channels), name="channel"))
+
+
+def correct_radiances(df: pd.DataFrame, table: pd.DataFrame) -> pd.DataFrame:
+    """Radiances ``df`` (the format of :func:`simulate_radiances`) with each channel's ``bias``
+    of ``table`` (:func:`column_representativeness`) subtracted and its ``std`` added to the
+    error in quadrature: ``error = (error^2 + std^2)^(1/2)``."""
+    unknown = sorted(set(df["channel"]) - set(table.index))
+    if unknown:
+        raise ArgumentError(f"table: no bias for channels {unknown}; it has {list(table.index)}.")
+    out = df.copy()
+    out["value"] = df["value"] - df["channel"].map(table["bias"]).astype(float)
+    out["error"] = np.hypot(df["error"].astype(float),
+                            df["channel"].map(table["std"]).astype(float))
+    out.attrs = dict(df.attrs) | {"representativeness_corrected": True}
+    return out

@@ -43,8 +43,10 @@ class SamplerSettings:
         'jf' (default): Jacobian-free moment matching, MMPS with the prior's stationary
         covariance (:meth:`xdiffsr.models.Prior.covariance`, estimated once per prior from its
         own samples) in place of the network's Jacobian: one forward and no backward pass per
-        evaluation; at 17 steps the OSSE scores of 18-step 'mmps' at 0.32x its network passes
-        (``benchmarks/RESULTS.md``);
+        evaluation, except in the noise band ``mmps_sigmas`` where MMPS runs; by default (15
+        steps, MMPS at the one noise level in [1.3, 3]) the OSSE scores of 18-step 'mmps' at
+        a third of its network passes, with radiosondes and a coarse field and with the coarse
+        field alone (``benchmarks/RESULTS.md``);
         'mmps': moment-matching posterior sampling with the network's Jacobian (exact for a
         Gaussian prior, stable however many observations; one forward and up to ``cg_iters``
         backward passes per evaluation);
@@ -66,6 +68,9 @@ class SamplerSettings:
         instead of the stationary covariance; None: nowhere (pure 'jf'). At mid noise the
         prior's Tweedie covariance departs most from a stationary one: on the OSSE's coarse
         field, MMPS there recovered the accuracy of MMPS everywhere (``benchmarks/RESULTS.md``).
+        Default ``(1.3, 3.0)``: with 15 steps, the one level 2.5 (two evaluations). The band
+        is in noise levels, not steps: with other ``steps`` it holds other levels (none, or
+        several), so check the passes (:class:`~xdiffsr.core.likelihood.PassCounter`).
     cg_tol : float
         Relative-residual tolerance of MMPS's conjugate gradients (in [0, 1)): CG stops when
         every member's preconditioned residual norm is below ``cg_tol`` times its initial one,
@@ -90,13 +95,13 @@ class SamplerSettings:
     """
 
     members: int = 8
-    steps: int = 17
+    steps: int = 15
     seed: int = 0
     guidance: str = "jf"
     lambda_g: float = 1.0
     clip: float | None = None
     cg_iters: int = 2
-    mmps_sigmas: tuple[float, float] | None = None
+    mmps_sigmas: tuple[float, float] | None = (1.3, 3.0)
     cg_tol: float = 1e-3
     S_churn: float = 0.0
     S_tmin: float = 0.0
