@@ -7,6 +7,10 @@
 
 from __future__ import annotations
 
+# first: imports tqdm.auto with its "IProgress not found" warning silenced (pooch imports it)
+from xdiffsr import progress as _progress  # noqa: F401
+
+# isort: split
 from xdiffsr import accessor as _accessor  # noqa: F401  (registers Dataset.diffsr)
 from xdiffsr._version import __version__
 from xdiffsr.errors import (

@@ -2,12 +2,18 @@
 
 ``tqdm.auto`` picks the widget inside Jupyter even where ``ipywidgets`` is not installed, and
 then warns ("IProgress not found") on every bar; :func:`progress_bar` uses the widget only when
-``ipywidgets`` imports.
+``ipywidgets`` imports. Importing this module (``import xdiffsr`` does, first) also imports
+``tqdm.auto`` once with that warning silenced, since pooch imports it at its own import.
 """
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
+
+with warnings.catch_warnings():
+    warnings.filterwarnings("ignore", message="IProgress not found")
+    import tqdm.auto  # noqa: F401
 
 __all__ = ["progress_bar"]
 

@@ -46,6 +46,7 @@ from xdiffsr.core.unet import SongUNet
 from xdiffsr.errors import ArgumentError, XDiffSRError
 from xdiffsr.grid import find_time, grid_of
 from xdiffsr.models.diffusion import DiffusionModel
+from xdiffsr.progress import progress_bar
 
 from . import checkpoint as ck
 from .config import RESUMABLE_CHANGES, TrainConfig
@@ -449,9 +450,7 @@ class Trainer:
 def _progress(enabled: bool, initial: int, total: int):
     if not enabled:
         return None
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, initial=initial, desc="train", unit="step")
+    return progress_bar(total=total, initial=initial, desc="train", unit="step")
 
 
 def train(config: TrainConfig, *, out_dir: str | Path, dataset: xr.Dataset | None = None,
