@@ -145,8 +145,8 @@ plt.show()
 # the spread is far smaller than the error. The data file holds four times, so the fit sees three
 # weather states (each with ten nearly identical ensemble members): its mean is the average of
 # other days' weather and its 29 components span only their differences. The warnings above say
-# as much: the observations lie many prior scales from the prior's climate and the innovation
-# chi-square is far above 1 (see `xdiffsr.evaluation.calibration.calibrate`).
+# as much: the innovation chi-square is far above 1 and the ensemble mean ends far from its
+# observations (see `xdiffsr.evaluation.calibration.calibrate`).
 #
 # An earlier version of this tutorial fitted the prior on the truth's own ensemble siblings at the
 # same time and reported an ensemble mean several times better than bilinear interpolation: that

@@ -64,7 +64,7 @@ sondes.head()
 # the prior alone) shows what the model knows without data.
 
 # %%
-SAMPLER = dict(members=2, steps=10, seed=0)  # CI budget; defaults: 8 members, 17 steps
+SAMPLER = dict(members=2, steps=10, seed=0)  # CI budget; defaults: 8 members, 15 steps
 configurations = {
     "LR": ([coarse], [1.0]),
     "IGRA": ([sondes], [1.0]),
