@@ -427,3 +427,18 @@ def test_zarr_resume_ignores_speed_options_but_not_precision(model, tmp_path):
             xdiffsr.reconstruct_to_zarr(
                 _target(times), _obs(times), store, precision="bf16", **kw
             )
+
+
+def test_memory_probe_runs_where_mmps_runs():
+    """With an MMPS band the CUDA memory probe runs at the first noise level inside it (the
+    larger working set), otherwise at the first level."""
+    from xdiffsr.core.likelihood import NoiseBandGuidance
+    from xdiffsr.core.schedule import karras_sigmas
+    from xdiffsr.reconstruct.sample import _probe_sigma
+
+    sigmas = karras_sigmas(15)
+    ident = torch.nn.Identity()
+    assert _probe_sigma(ident, sigmas) == pytest.approx(80.0)
+    band = NoiseBandGuidance(ident, ident, (1.3, 3.0))
+    assert 1.3 <= _probe_sigma(band, sigmas) <= 3.0
+    assert _probe_sigma(NoiseBandGuidance(ident, ident, (1e3, 1e4)), sigmas) == pytest.approx(80.0)

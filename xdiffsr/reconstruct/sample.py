@@ -147,8 +147,16 @@ def _batch_size(den, prior: Prior, device, settings: SamplerSettings) -> int:
             )
         return cap
     budget = auto_budget(device) if max_memory == "auto" else int(max_memory)
-    sigma = float(_sigmas(prior, settings)[0])
+    sigma = _probe_sigma(den, _sigmas(prior, settings))
     return fit_batch_size(cuda_peak_probe(den, prior.sample_shape, device, sigma), budget, cap)
+
+
+def _probe_sigma(den, sigmas: torch.Tensor) -> float:
+    """The noise level the memory probe runs at: the first, or with an MMPS band the first
+    level inside it (MMPS's backward graph is the larger working set)."""
+    band = getattr(den, "band", None)
+    inside = [float(s) for s in sigmas if band is not None and band[0] <= float(s) <= band[1]]
+    return inside[0] if inside else float(sigmas[0])
 
 
 def _draw(
