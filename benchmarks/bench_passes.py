@@ -77,34 +77,6 @@ def heldout_states(store: str | None, states: int, start: str, end: str):
     return ds.sel(time=pool[pick]).load()
 
 
-def _mmps_band(sample, lo: float, hi: float) -> None:
-    """Make ``sample`` guide with MMPS (its ``cg_iters``) where ``lo <= sigma <= hi`` and with
-    ``jf`` elsewhere (an experiment of issue 15: where does the network's Jacobian pay?)."""
-    import dataclasses
-
-    import torch
-
-    build = sample._denoiser_at
-
-    class Band(torch.nn.Module):
-        def __init__(self, jf, mmps):
-            super().__init__()
-            self.jf, self.mmps = jf, mmps
-
-        def forward(self, x, sigma):
-            s = float(torch.as_tensor(sigma).max())
-            return (self.mmps if lo <= s <= hi else self.jf)(x, sigma)
-
-    def banded(prior, sources, weights, time, device, settings):
-        jf, counts = build(prior, sources, weights, time, device,
-                           dataclasses.replace(settings, guidance="jf"))
-        mm, _ = build(prior, sources, weights, time, device,
-                      dataclasses.replace(settings, guidance="mmps"))
-        return Band(jf, mm), counts
-
-    sample._denoiser_at = banded
-
-
 def run_one(spec: str, members: int, states: int, seed: int, threads: int, batch: int,
             truth_store: str | None = None, start: str = "", end: str = "",
             obs: str = "IGRA+LR") -> dict:
@@ -121,8 +93,8 @@ def run_one(spec: str, members: int, states: int, seed: int, threads: int, batch
     reuse = opts.pop("_reuse_vjps", True)
     if "_jf_iters" in opts:  # CG iterations of Jacobian-free guidance (a module constant)
         sample.JF_CG_ITERS = int(opts.pop("_jf_iters"))
-    if "_mmps_hi" in opts:  # experiment: MMPS for noise levels in [lo, hi], jf elsewhere
-        _mmps_band(sample, float(opts.pop("_mmps_lo", 0.0)), float(opts.pop("_mmps_hi")))
+    if "_mmps_hi" in opts:  # MMPS for noise levels in [lo, hi], jf elsewhere (comma-free spec)
+        opts["mmps_sigmas"] = (float(opts.pop("_mmps_lo", 0.0)), float(opts.pop("_mmps_hi")))
     prior = xdiffsr.load_model("default")
     truth = heldout_states(truth_store, states, start, end)
     truth = truth[[v for v in prior.variables if v in truth.data_vars]]
