@@ -274,6 +274,11 @@ class DecodedOperator(nn.Module):
         #: decoder linearisations built (for tests and benchmarks)
         self.linearisations = 0
 
+    @property
+    def n_obs(self) -> int | None:
+        """Number of observations of the pixel operator (None where it does not say)."""
+        return getattr(self.op, "n_obs", None)
+
     def restack(self, operator: nn.Module) -> DecodedOperator:
         """The same decoder composed with another pixel operator (e.g. several sources
         stacked), sharing nothing but the decoder."""

@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 from ..errors import ArgumentError
-from .operators import as_operator, stack_operators
+from .operators import as_operator, group_operators, stack_operators
 
 Denoiser = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -442,6 +442,110 @@ class NoiseBandGuidance(nn.Module):
         s = float(torch.as_tensor(sigma).max())
         lo, hi = self.band
         return (self.inner if lo <= s <= hi else self.outer)(x, sigma)
+
+
+class RowGroupedLikelihood(nn.Module):
+    """The observations of several groups of batch rows as one source: group ``k`` (``rows[k]``
+    consecutive rows, e.g. the members of one time) is observed by its own sources.
+
+    Each group's sources are stacked (``y``, ``Sigma_y / w``, ``Gamma / w``: a weight tempers
+    its source as in :class:`MMPSGuidance` and, for the paper's guidance, Eq. 14) and padded to
+    the largest group's count with ``y = 0``, ``Sigma_y = 1``, ``Gamma = 0`` and operator rows
+    of zero, which no guidance moves: the padding's residual is zero. So ``y``, ``sigma_y`` and
+    ``gamma`` have shape ``(sum(rows), n)``, and a guidance over this source gives each row the
+    correction of its own group's sources.
+
+    Parameters
+    ----------
+    groups : sequence of sequences of GaussianLikelihood
+        The sources of each group (weight-0 sources are dropped).
+    rows : sequence of int
+        Batch rows of each group, in order.
+    """
+
+    def __init__(self, groups: Sequence[Sequence[GaussianLikelihood]], rows: Sequence[int]):
+        super().__init__()
+        if len(groups) != len(rows):
+            raise ArgumentError(f"{len(groups)} groups of sources for {len(rows)} row counts.")
+        kept = [[lik for lik in liks if lik.weight > 0] for liks in groups]
+        sizes = [sum(lik.n_obs for lik in liks) for liks in kept]
+        n = max(sizes, default=0)
+        device = next((lik.y.device for liks in kept for lik in liks), torch.device("cpu"))
+
+        def rows_of(values: list[torch.Tensor], pad: float, size: int, r: int) -> torch.Tensor:
+            v = torch.cat(values) if values else torch.zeros(0, device=device)
+            return nn.functional.pad(v, (0, n - size), value=pad).expand(r, n)
+
+        y, var, gamma = [], [], []
+        for liks, size, r in zip(kept, sizes, rows):
+            y.append(rows_of([lik.y for lik in liks], 0.0, size, r))
+            var.append(rows_of([lik.sigma_y / lik.weight for lik in liks], 1.0, size, r))
+            gamma.append(rows_of([lik.gamma / lik.weight for lik in liks], 0.0, size, r))
+        self.register_buffer("y", torch.cat(y))
+        self.register_buffer("sigma_y", torch.cat(var))
+        self.register_buffer("gamma", torch.cat(gamma))
+        self.weight = 1.0
+        ops = [stack_operators([lik.operator for lik in liks]) if liks else None
+               for liks in kept]
+        self.operator = group_operators(ops, rows, sizes)
+
+    @property
+    def n_obs(self) -> int:
+        return int(self.y.shape[1])
+
+    log_prob = GaussianLikelihood.log_prob
+
+
+def batch_guidances(denoisers: Sequence[nn.Module], rows: Sequence[int]) -> nn.Module:
+    """One guided denoiser for a batch whose consecutive row groups have their own observations.
+
+    ``denoisers[k]`` is the posterior denoiser of group ``k`` (``rows[k]`` rows, e.g. the
+    members of one time); all are of one kind (:class:`ScoreGuidance`, :class:`MMPSGuidance`,
+    :class:`JFGuidance`, :class:`NoiseBandGuidance` of those, or the same prior denoiser) and
+    share the prior network and settings. The result runs the network once on the whole batch
+    and gives each row its own group's correction (:class:`RowGroupedLikelihood`): the same
+    members as the separate denoisers, in one network batch.
+
+    Raises
+    ------
+    ArgumentError
+        Denoisers of different kinds, priors or settings.
+    """
+    dens = list(denoisers)
+    first = dens[0]
+    kinds = {type(d) for d in dens}
+    if len(kinds) > 1 or len(dens) != len(rows):
+        raise ArgumentError(
+            f"batch_guidances needs one denoiser per row group, all of one kind; got "
+            f"{len(dens)} for {len(rows)} groups, kinds {sorted(k.__name__ for k in kinds)}."
+        )
+    if isinstance(first, NoiseBandGuidance):
+        if len({d.band for d in dens}) > 1:
+            raise ArgumentError("the groups' denoisers have different noise bands.")
+        return NoiseBandGuidance(batch_guidances([d.outer for d in dens], rows),
+                                 batch_guidances([d.inner for d in dens], rows), first.band)
+    if not isinstance(first, ScoreGuidance | MMPSGuidance | JFGuidance):
+        if any(d is not first for d in dens):
+            raise ArgumentError("unguided groups must share one prior denoiser.")
+        return first
+    names = {
+        ScoreGuidance: ("lambda_g", "clip"),
+        MMPSGuidance: ("cg_iters", "cg_tol", "lambda_g", "trust_region"),
+        JFGuidance: ("cg_iters", "cg_tol", "lambda_g", "trust_region"),
+    }[type(first)]
+    options = {k: getattr(first, k) for k in names}
+    if any(d.prior is not first.prior or {k: getattr(d, k) for k in names} != options
+           for d in dens):
+        raise ArgumentError("the groups' denoisers must share the prior network and settings.")
+    lik = RowGroupedLikelihood([list(d.likelihoods) for d in dens], rows)
+    if isinstance(first, JFGuidance):
+        if any(d.covariance is not first.covariance for d in dens):
+            raise ArgumentError("the groups' Jacobian-free denoisers must share a covariance.")
+        return JFGuidance(first.prior, [lik], first.covariance, **options)
+    out = type(first)(first.prior, [lik], **options)
+    if isinstance(first, MMPSGuidance):
+        out._reuse_vjps = first._reuse_vjps
+    return out
 
 
 def _row_norms(likelihoods: Sequence[GaussianLikelihood]) -> torch.Tensor:

@@ -166,7 +166,10 @@ class StackedOperator(nn.Module):
     def __init__(self, operators: Sequence[nn.Module]):
         super().__init__()
         self.ops = nn.ModuleList(operators)
-        self.sizes: list[int] = []
+        #: observations of each operator (from ``n_obs`` where all say; else set by forward)
+        sizes = [getattr(op, "n_obs", None) for op in operators]
+        self.sizes: list[int] = [] if None in sizes else [int(n) for n in sizes]
+        self.state_shape = getattr(operators[0], "state_shape", None) if operators else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         outs = [op(x) for op in self.ops]
@@ -180,6 +183,27 @@ class StackedOperator(nn.Module):
         parts = torch.split(v, self.sizes, dim=1)
         return sum(op.adjoint(p) for op, p in zip(self.ops, parts))
 
+    @property
+    def n_obs(self) -> int | None:
+        """Number of observations (None before a forward call, if an operator does not say)."""
+        return sum(self.sizes) if self.sizes else None
+
+    def row_norms_sq(self) -> torch.Tensor:
+        """``|m_i|^2`` of every observation row (1 where an operator does not say)."""
+        if not self.sizes:
+            raise ArgumentError("row norms of stacked operators whose sizes are not known yet.")
+        out = []
+        for op, n in zip(self.ops, self.sizes):
+            norms = getattr(op, "row_norms_sq", None)
+            out.append(norms() if norms is not None else torch.ones(n, device=_device(op)))
+        return torch.cat(out)
+
+
+def _device(module: nn.Module) -> torch.device:
+    for t in (*module.buffers(), *module.parameters()):
+        return t.device
+    return torch.device("cpu")
+
 
 def stack_operators(operators: Sequence[nn.Module]) -> nn.Module:
     """One operator for several sources: ``[M_1(x); M_2(x); ...]``.
@@ -190,10 +214,111 @@ def stack_operators(operators: Sequence[nn.Module]) -> nn.Module:
     sources rather than once per source.
     """
     ops = list(operators)
+    if len(ops) == 1:
+        return ops[0]
     if len(ops) > 1 and all(hasattr(op, "restack") for op in ops):
         if len({id(op.decoder) for op in ops}) == 1:
             return ops[0].restack(StackedOperator([op.op for op in ops]))
     return StackedOperator(ops)
+
+
+class RowGroupedOperator(nn.Module):
+    """Different operators for consecutive groups of batch rows: rows ``[r_0, r_0 + n_0)`` of a
+    batch are observed by ``M_0``, the next ``n_1`` rows by ``M_1``, and so on (e.g. the members
+    of several times of a year run sharing one network batch, each time with its own
+    observations).
+
+    Outputs have ``max_k n_obs(M_k)`` columns; a group's predictions fill its first columns and
+    the rest are zero, a padding that moment-matching guidance leaves at zero (its residual,
+    operator rows and products are zero there).
+
+    Parameters
+    ----------
+    operators : sequence of nn.Module
+        One operator per group, with ``forward``, ``linear`` and ``adjoint`` on the same state
+        shape (or None: a group without observations).
+    rows : sequence of int
+        Batch rows of each group, in order; a batch has ``sum(rows)`` rows.
+    sizes : sequence of int
+        Observations of each group's operator (its ``n_obs``).
+    """
+
+    def __init__(self, operators: Sequence[nn.Module | None], rows: Sequence[int],
+                 sizes: Sequence[int]):
+        super().__init__()
+        if not (len(operators) == len(rows) == len(sizes)) or not operators:
+            raise ArgumentError(
+                f"operators, rows and sizes must have one entry per group, got {len(operators)}, "
+                f"{len(rows)} and {len(sizes)}."
+            )
+        if any(int(r) < 1 for r in rows) or any(int(n) < 0 for n in sizes):
+            raise ArgumentError(f"rows={list(rows)} must be >= 1 and sizes={list(sizes)} >= 0.")
+        self.ops = nn.ModuleList([nn.Identity() if op is None else op for op in operators])
+        self.rows = [int(r) for r in rows]
+        self.sizes = [0 if op is None else int(n) for op, n in zip(operators, sizes)]
+        self.n_obs = max(self.sizes)
+        shapes = {tuple(op.state_shape) for op in operators if op is not None}
+        if len(shapes) > 1:
+            raise ArgumentError(f"the groups' operators act on different states: {shapes}.")
+        self.state_shape = shapes.pop() if shapes else None
+
+    def _groups(self, t: torch.Tensor):
+        if t.shape[0] != sum(self.rows):
+            raise ArgumentError(
+                f"a batch of {t.shape[0]} rows for groups of {self.rows} rows; the batch must "
+                "hold exactly the groups' rows, in order."
+            )
+        return zip(self.ops, self.sizes, torch.split(t, self.rows, dim=0))
+
+    def _pad(self, outs: list[torch.Tensor]) -> torch.Tensor:
+        return torch.cat([nn.functional.pad(o, (0, self.n_obs - o.shape[1])) for o in outs])
+
+    def _apply(self, name: str, x: torch.Tensor) -> torch.Tensor:
+        return self._pad([getattr(op, name)(part) if n else part.new_zeros(part.shape[0], 0)
+                          for op, n, part in self._groups(x)])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``(B, C, H, W) -> (B, n)``: each group's ``M_k(x)``, zero-padded."""
+        return self._apply("forward", x)
+
+    def linear(self, x: torch.Tensor) -> torch.Tensor:
+        """The linear part of each group's operator, zero-padded."""
+        return self._apply("linear", x)
+
+    def adjoint(self, v: torch.Tensor) -> torch.Tensor:
+        """``(B, n) -> (B, C, H, W)``: each group's ``M_k^T`` of its first ``n_k`` columns."""
+        shape = self.state_shape or ()
+        return torch.cat([op.adjoint(part[:, :n]) if n
+                          else part.new_zeros(part.shape[0], *shape)
+                          for op, n, part in self._groups(v)])
+
+    def row_norms_sq(self) -> torch.Tensor:
+        """``|m_i|^2`` per row and observation, shape (B, n): each group's (1 where its
+        operator does not say), 0 in the padding."""
+        out = []
+        for op, n, r in zip(self.ops, self.sizes, self.rows):
+            norms = getattr(op, "row_norms_sq", None) if n else None
+            v = norms() if norms is not None else torch.ones(n, device=_device(self))
+            out.append(nn.functional.pad(v.reshape(1, -1), (0, self.n_obs - n)).expand(r, -1))
+        return torch.cat(out)
+
+    def extra_repr(self) -> str:
+        return f"rows={self.rows}, sizes={self.sizes}"
+
+
+def group_operators(operators: Sequence[nn.Module | None], rows: Sequence[int],
+                    sizes: Sequence[int]) -> nn.Module:
+    """One operator for groups of batch rows observed differently (:class:`RowGroupedOperator`).
+
+    Operators that compose one inner map with different outer ones (a latent prior's
+    ``M_k o Dec``, with ``restack`` and ``decoder``) are grouped *inside* it, so the decoder
+    runs once over the whole batch: ``RowGrouped(M_1, M_2, ...) o Dec``.
+    """
+    ops = list(operators)
+    if (len(ops) > 1 and all(op is not None and hasattr(op, "restack") for op in ops)
+            and len({id(op.decoder) for op in ops}) == 1):
+        return ops[0].restack(RowGroupedOperator([op.op for op in ops], rows, sizes))
+    return RowGroupedOperator(ops, rows, sizes)
 
 
 def as_operator(op, state_shape: Sequence[int]) -> nn.Module:

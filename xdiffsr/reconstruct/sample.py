@@ -15,6 +15,7 @@ from xdiffsr.core.likelihood import (
     MMPSGuidance,
     NoiseBandGuidance,
     ScoreGuidance,
+    batch_guidances,
 )
 from xdiffsr.core.memory import auto_budget, cuda_peak_probe, fit_batch_size, host_batch_size
 from xdiffsr.core.runtime import with_network_options
@@ -75,8 +76,10 @@ def _denoiser_at(
     time: np.datetime64,
     device,
     settings: SamplerSettings,
+    network: torch.nn.Module | None = None,
 ) -> tuple[torch.nn.Module, list[int]]:
-    """The (guided) denoiser at ``time`` with the network options of ``settings``, and the number
+    """The (guided) denoiser at ``time`` with the network options of ``settings`` (or around
+    ``network``, the prior denoiser with them, shared by the times of a run), and the number
     of observations each source contributed."""
     blocks, counts = [], []
     for src, w in zip(sources, weights):
@@ -84,7 +87,7 @@ def _denoiser_at(
         counts.append(0 if block is None else block.n_obs)
         if block is not None and block.n_obs and w > 0:
             blocks.append((block, src.gamma, w))
-    den = with_network_options(prior.denoiser(device), **settings.network_options())
+    den = network if network is not None else _network(prior, device, settings)
     liks = likelihoods(blocks, prior, device)
     if settings.guidance == "sda" and liks:
         den = ScoreGuidance(den, liks, lambda_g=settings.lambda_g, clip=settings.clip)
@@ -114,6 +117,11 @@ def _denoiser_at(
     return den, counts
 
 
+def _network(prior: Prior, device, settings: SamplerSettings) -> torch.nn.Module:
+    """The prior denoiser on ``device`` with the network options of ``settings``."""
+    return with_network_options(prior.denoiser(device), **settings.network_options())
+
+
 def _sigmas(prior: Prior, settings: SamplerSettings) -> torch.Tensor:
     return karras_sigmas(
         settings.steps,
@@ -122,19 +130,31 @@ def _sigmas(prior: Prior, settings: SamplerSettings) -> torch.Tensor:
     )
 
 
-def _batch_size(den, prior: Prior, device, settings: SamplerSettings) -> int:
-    """Members per network batch: ``batch_size``, lowered to what fits ``max_memory`` on a CUDA
-    device (probed at batch 1 and 2, extrapolated linearly). ``batch_size=None`` is automatic:
-    all members on CUDA (then fitted to ``max_memory``), and on other devices (the CPU, where
-    large guided batches are slower per member) :func:`~xdiffsr.core.memory.host_batch_size`."""
+def _batch_size(den, prior: Prior, device, settings: SamplerSettings,
+                rows: int | None = None) -> int:
+    """Rows (members, of one time or of several) per network batch.
+
+    ``rows`` is the most worth batching: the members of one time (the default) or, in a run of
+    several times, the members of all of them. ``batch_size``, if given, caps it, and is lowered
+    to what fits ``max_memory`` on a CUDA device (probed at batch 1 and 2, extrapolated
+    linearly). ``batch_size=None`` is automatic: on other devices than CUDA (the CPU, where
+    large guided batches are slower per member)
+    :func:`~xdiffsr.core.memory.host_batch_size`; on CUDA the members of one time, or with
+    several times as many rows as fit ``max_memory`` (``"auto"`` if unset: filling batches
+    across times must know the memory it may use).
+    """
     members = settings.members
+    rows = members if rows is None else max(int(rows), members)
     device = torch.device(device)
+    max_memory = settings.max_memory
     if settings.batch_size is None and device.type != "cuda":
         guided = isinstance(den, MMPSGuidance | ScoreGuidance | JFGuidance | NoiseBandGuidance)
-        cap = host_batch_size(members, guided=guided)
+        cap = host_batch_size(rows, guided=guided)
+    elif settings.batch_size is None:
+        cap = rows if (max_memory is not None or rows > members) else members
+        max_memory = "auto" if max_memory is None and rows > members else max_memory
     else:
-        cap = min(members, settings.batch_size or members)
-    max_memory = settings.max_memory
+        cap = min(rows, settings.batch_size)
     if max_memory is None:
         return cap
     if device.type != "cuda":
@@ -162,19 +182,29 @@ def _probe_sigma(den, sigmas: torch.Tensor) -> float:
 def _draw(
     den,
     prior: Prior,
-    time: np.datetime64,
+    time: np.datetime64 | Sequence[np.datetime64],
     device,
     settings: SamplerSettings,
     batch: int,
     callback: Callable | None = None,
 ) -> np.ndarray:
-    """Normalised members (members, *prior.sample_shape), float64, sampled ``batch`` members at
-    a time (a latent prior's members are latents: :meth:`Prior.to_state` decodes them)."""
+    """Normalised members (rows, *prior.sample_shape), float64, sampled ``batch`` rows at a
+    time (a latent prior's members are latents: :meth:`Prior.to_state` decodes them).
+
+    ``time`` is one time (rows are its members) or several (rows are the members of the first
+    time, then of the second, ...: ``den`` a :func:`~xdiffsr.core.likelihood.batch_guidances`
+    over them, one batch of all the rows). Every member keeps its own generator, so its draw
+    does not depend on the batch it is in.
+    """
     members = settings.members
-    gens = _member_generators(settings.seed, time, members, device)
+    times = [time] if np.ndim(time) == 0 else list(time)
+    gens = [g for t in times for g in _member_generators(settings.seed, t, members, device)]
+    if len(times) > 1 and batch < len(gens):
+        raise ArgumentError(f"{len(times)} times of {members} members need one batch of "
+                            f"{len(gens)} rows, got batch={batch}.")
     sigmas = _sigmas(prior, settings)
-    out = np.empty((members, *prior.sample_shape), dtype=np.float64)
-    for b0 in range(0, members, batch):
+    out = np.empty((len(gens), *prior.sample_shape), dtype=np.float64)
+    for b0 in range(0, len(gens), batch):
         g = gens[b0 : b0 + batch]
         rows = slice(b0, b0 + len(g))
         latents = randn((len(g), *prior.sample_shape), g, device)
@@ -261,22 +291,50 @@ def run_times(
     """Members at each of ``times``: float32 array (time, member, C, H, W) on the output grid
     (model grid permuted by ``ilat``, ``ilon``). Warns about times without observations.
 
-    ``progress``, if given, is called after every sampler step with the fraction of one time's
-    step done (1 when all members are one batch; ``batch / members`` otherwise), so that the
-    calls of a time add up to :func:`steps_per_time` (e.g. a tqdm bar's ``update``).
+    Batches are filled across times as well as members: when a batch holds more rows than
+    there are members (:func:`_batch_size` over all the rows of the run), consecutive times of
+    the same kind of denoiser share one network batch, each row guided by its own time's
+    observations (:func:`~xdiffsr.core.likelihood.batch_guidances`); members are the same as
+    sampled time by time (each has its own generator; float rounding of other batch shapes
+    aside).
+
+    ``progress``, if given, is called after every sampler step with the number of times' steps
+    it completes (1 when a batch is the members of one time; ``batch / members`` or several
+    times otherwise), so that the calls of a time add up to :func:`steps_per_time` (e.g. a
+    tqdm bar's ``update``).
     """
     members = settings.members
     out = np.empty((len(times), members, *prior.state_shape), dtype=np.float32)
-    batches: dict[str, int] = {}  # fitted once per kind of denoiser (guided or not)
+    batches: dict[str, int] = {}  # rows per batch, fitted once per kind of denoiser
+    pending: list[tuple[int, np.datetime64, Any, list[int]]] = []  # times of one batch
+
+    def flush() -> None:
+        ks, ts, dens, counts = zip(*pending)
+        kind = type(dens[0]).__name__
+        cb = None if progress is None else _step_counter(progress, members)
+        if len(ts) == 1:
+            x = _draw(dens[0], prior, ts[0], device, settings, batches[kind], cb)
+        else:
+            den = batch_guidances(dens, [members] * len(ts))
+            x = _draw(den, prior, ts, device, settings, len(ts) * members, cb)
+        x = prior.to_state(x, device).reshape(len(ts), members, *prior.state_shape)
+        for k, t, c, xk in zip(ks, ts, counts, x):
+            _warn_missing(t, c, srcs, n_sources)
+            out[k] = xk[:, :, ilat][:, :, :, ilon]
+        pending.clear()
+
+    network = _network(prior, device, settings)
     for k, t in enumerate(times):
-        den, counts = _denoiser_at(prior, srcs, weights, t, device, settings)
+        den, counts = _denoiser_at(prior, srcs, weights, t, device, settings, network)
         kind = type(den).__name__
         if kind not in batches:
-            batches[kind] = _batch_size(den, prior, device, settings)
-        cb = None if progress is None else _step_counter(progress, members)
-        x = prior.to_state(_draw(den, prior, t, device, settings, batches[kind], cb), device)
-        _warn_missing(t, counts, srcs, n_sources)
-        out[k] = x[:, :, ilat][:, :, :, ilon]
+            batches[kind] = _batch_size(den, prior, device, settings, members * len(times))
+        per_batch = max(1, batches[kind] // members)  # times per batch
+        if pending and (type(pending[0][2]).__name__ != kind or len(pending) >= per_batch):
+            flush()
+        pending.append((k, t, den, counts))
+    if pending:
+        flush()
     return out
 
 

@@ -83,9 +83,11 @@ class SamplerSettings:
     sigma_min, sigma_max : float, optional
         Noise range of the schedule (> 0); None: the prior's own.
     batch_size : int, optional
-        Members per network batch (> 0); None: automatic (all members on CUDA, fitted to
-        ``max_memory`` if given; on the CPU at most 4 guided or 8 unguided members,
-        :data:`xdiffsr.core.memory.HOST_BATCH`). Speed only.
+        Rows (members) per network batch (> 0); None: automatic (all members on CUDA, fitted
+        to ``max_memory`` if given; on the CPU at most 4 guided or 8 unguided rows,
+        :data:`xdiffsr.core.memory.HOST_BATCH`). In runs of several times with fewer members
+        than a batch holds, consecutive times fill it (on CUDA, automatic: as many rows as
+        fit ``max_memory``, ``"auto"`` if unset). Speed only.
     max_memory : int, float or str, optional
         CUDA memory budget: bytes, a size such as ``"40GB"``, or ``"auto"``. Speed only.
     precision : {'fp32', 'bf16'}
