@@ -41,8 +41,7 @@ except ImportError:  # run as a module from the repository root
 
 def run(model, obs, times, device, rows, **options) -> tuple[np.ndarray, float, list[float]]:
     settings = SamplerSettings.from_options(batch_size=rows, **options)
-    plan = _plan(xr.Dataset(coords={"time": times}), obs, None, model, settings,
-                 assume_units=True)  # bench_year's observations are in the model's units
+    plan = _plan(xr.Dataset(coords={"time": times}), obs, None, model, settings)
     calls: list[float] = []
     if device.type == "cuda":
         torch.cuda.synchronize(device)
@@ -62,7 +61,8 @@ def main() -> None:
     p.add_argument("--device", default="cpu")
     p.add_argument("--times", type=int, default=8)
     p.add_argument("--members", type=int, nargs="+", default=[1, 2])
-    p.add_argument("--rows", default="auto", help="rows per filled batch, or auto")
+    p.add_argument("--rows", nargs="+", default=["auto"],
+                   help="rows per filled batch (one run each), or auto")
     p.add_argument("--steps", type=int, default=None, help="default: the sampler's default")
     p.add_argument("--threads", type=int, default=None)
     args = p.parse_args()
@@ -73,28 +73,30 @@ def main() -> None:
     times = pd.date_range("2001-01-01", periods=args.times, freq="6h")
     obs = observations(model, times)
     extra = {} if args.steps is None else {"steps": args.steps}
-    filled_rows = None if args.rows == "auto" else int(args.rows)
     # one untimed time first: covariance, operators' first build, allocator
     run(model, obs, times[:1], device, None, members=1, **extra)
     rows = []
     for m in args.members:
         ref, t_ref, _ = run(model, obs, times, device, m, members=m, **extra)
-        x, t_fill, c_fill = run(model, obs, times, device, filled_rows, members=m, **extra)
+        print(f"  members {m}: {t_ref:.1f} s time by time", flush=True)
         scale = np.abs(ref).max(axis=(0, 1, 3, 4), keepdims=True)
-        diff = float((np.abs(x - ref) / scale).max())
-        per_batch = max(c_fill)  # times per batch (the callback's count per step)
-        n = args.times * m
-        rows.append((m, t_ref / n, t_fill / n, round(per_batch * m), diff))
-        print(f"  members {m}: {t_ref:.1f} s time by time, {t_fill:.1f} s filled", flush=True)
+        for r in args.rows:
+            filled = None if r == "auto" else int(r)
+            x, t_fill, calls = run(model, obs, times, device, filled, members=m, **extra)
+            diff = float((np.abs(x - ref) / scale).max())
+            n = args.times * m
+            # rows of the largest batch: the callback counts times' steps per step
+            rows.append((m, t_ref / n, r, round(max(calls) * m), t_fill / n, diff))
+            print(f"  members {m}, rows {r}: {t_fill:.1f} s filled", flush=True)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
     print(f"\n{args.times} times, {device}, {torch.get_num_threads()} thread(s), default "
           f"sampler settings{'' if args.steps is None else f' with {args.steps} steps'}, "
           f"peak RSS {peak:.2f} GB\n")
-    print("| members | s/member time by time | s/member filled | rows per filled batch "
+    print("| members | s/member time by time | rows asked | rows per batch | s/member filled "
           "| speed-up | max rel. difference |")
-    print("|---:|---:|---:|---:|---:|---:|")
-    for m, a, b, r, d in rows:
-        print(f"| {m} | {a:.2f} | {b:.2f} | {r} | {a / b:.2f}x | {d:.1e} |")
+    print("|---:|---:|---|---:|---:|---:|---:|")
+    for m, a, r, got, b, d in rows:
+        print(f"| {m} | {a:.2f} | {r} | {got} | {b:.2f} | {a / b:.2f}x | {d:.1e} |")
 
 
 if __name__ == "__main__":

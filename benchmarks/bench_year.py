@@ -46,6 +46,7 @@ def observations(model, times: pd.DatetimeIndex) -> list:
             "lon": g.uniform(0, 360, n * len(times)),
             "variable": var,
             "value": [centre[v] + scale[v] * g.normal() for v in var],
+            "units": [model.units[v] for v in var],
         }
     )
     lat = -90 + (np.arange(16) + 0.5) * 180 / 16

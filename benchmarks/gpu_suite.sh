@@ -18,3 +18,6 @@ run $B --batches 16 --precisions fp32 bf16 --compile reduce-overhead --attn-head
 # 3. memory: fit the batch to the card, with and without activation checkpointing
 run $B --batches 64 --precisions bf16 --max-memory auto
 run $B --batches 64 --precisions bf16 --max-memory auto --checkpoint
+# 4. year runs: batches filled across times against time by time (default model, default
+#    sampler; rows fitted to the card's memory)
+run python benchmarks/bench_time_batches.py --device cuda --times 32 --members 2 4 8
