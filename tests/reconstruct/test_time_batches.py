@@ -232,3 +232,31 @@ def test_run_needs_one_batch_for_several_times(model):
     settings = SamplerSettings.from_options(members=2, steps=2)
     with pytest.raises(ArgumentError, match="one batch"):
         _draw(model.denoiser(), model, TIMES[:2].values, "cpu", settings, batch=2)
+
+
+def test_cuda_rows_are_fitted_to_memory_when_times_can_fill_a_batch(model, monkeypatch):
+    """The batch-size rules on a CUDA device (probe and budget stubbed: no GPU needed): one time
+    keeps all its members in one batch without probing; several times are fitted to the
+    memory budget ("auto" when unset); batch_size caps the rows."""
+    from xdiffsr.reconstruct import sample
+
+    probes = []
+
+    def probe(den, shape, device, sigma):
+        probes.append(sigma)
+        return lambda b: 100 + 10 * b  # bytes at b rows
+
+    monkeypatch.setattr(sample, "cuda_peak_probe", probe)
+    monkeypatch.setattr(sample, "auto_budget", lambda device: 200)  # 10 rows fit
+    cuda = torch.device("cuda")
+    den = model.denoiser()
+
+    def rows(members, total, **kw):
+        settings = SamplerSettings.from_options(members=members, **kw)
+        return sample._batch_size(den, model, cuda, settings, total)
+
+    assert rows(2, 2) == 2 and not probes  # one time: its members, no probe
+    assert rows(2, 16) == 10 and len(probes) == 1  # several times: what fits "auto"
+    assert rows(2, 6) == 6 and len(probes) == 2  # never more rows than the run has
+    assert rows(2, 16, batch_size=8) == 8 and len(probes) == 2  # a cap, no budget: no probe
+    assert rows(2, 16, batch_size=12, max_memory=150) == 5  # a cap and a byte budget
