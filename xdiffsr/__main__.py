@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import warnings
 
 from xdiffsr import __version__
 from xdiffsr._cli import run_cli
@@ -396,7 +397,9 @@ def _open(path: str):
     import xarray as xr
 
     if path.rstrip("/").endswith(".zarr"):
-        return xr.open_zarr(path)
+        with warnings.catch_warnings():  # stores without consolidated metadata (nature runs)
+            warnings.filterwarnings("ignore", message="Failed to open Zarr store with consolid")
+            return xr.open_zarr(path)
     return xr.open_dataset(path)
 
 
