@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+import xarray as xr
 
 from tests.evaluation.test_suite import N_MODES, gaussian_world
 from tests.osse.test_forecast_error import DRIFT, DriftingEmulator
@@ -93,3 +94,16 @@ def test_source_variances_read_a_scaled_error_column(prior):
     got = source_variances(src, ["t850", "u850"])
     assert got == pytest.approx({"t850": 16.0, "u850": 1.0})
     assert source_variances(PointObservations(df, sigma_y=9.0), ["t850"]) == {"t850": 9.0}
+
+
+def test_forecast_variance_is_inflated_for_correlated_errors():
+    """ErrorModels.sigma_of("emulator") is RMSE^2 x (N / N_eff), both interpolated in lead."""
+    leads = pd.to_timedelta(["0h", "12h", "24h"])
+    rmse = xr.Dataset({"t850": ("lead_time", [1.0, 2.0, 3.0])}, coords={"lead_time": leads})
+    infl = xr.Dataset({"t850": ("lead_time", [1.0, 5.0, 9.0])}, coords={"lead_time": leads})
+    plain = ErrorModels(forecast=rmse).sigma_of("emulator", "18h")
+    inflated = ErrorModels(forecast=rmse, inflation=infl).sigma_of("emulator", "18h")
+    assert plain["t850"] == pytest.approx(2.5**2)
+    assert inflated["t850"] == pytest.approx(2.5**2 * 7.0)
+    table = ErrorModels(forecast=rmse, inflation=infl).table()
+    assert table["inflation"].tolist() == [1.0, 5.0, 9.0]

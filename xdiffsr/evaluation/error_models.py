@@ -8,7 +8,10 @@ run before scoring: on ``n`` truth times that are not targets it
   ``by="variable"``), from their innovations only (the truth is not used);
 * estimates the emulator's forecast error by lead time from its own forecasts against the
   coarsened truth (:func:`xdiffsr.osse.forecast_errors`), so a forecast source's error grows with
-  its lead instead of being the fixed default.
+  its lead instead of being the fixed default; and, since these errors are spatially
+  correlated while the likelihood treats the forecast's values as independent, inflates the
+  variance by ``N / N_eff`` (:func:`xdiffsr.osse.forecast_error.correlation_inflation`), so the
+  forecast carries the information its correlated errors leave it.
 
 The result, an :class:`ErrorModels`, gives each source kind its ``sigma_y`` (a
 ``{variable: variance}`` dict) to reuse on the targets.
@@ -50,6 +53,9 @@ class ErrorModels:
         ``{"IGRA": {variable: variance}, "LR": {...}}`` (a kind absent keeps the defaults).
     forecast : xarray.Dataset or None
         :func:`xdiffsr.osse.forecast_errors` of the emulator (RMSE by variable and lead).
+    inflation : xarray.Dataset or None
+        The forecast errors' variance inflation by variable and lead (``N / N_eff`` of their
+        spatial correlation); None: the errors are treated as independent.
     history : pandas.DataFrame
         The Desroziers iterations (:func:`~xdiffsr.evaluation.calibration.calibrate`).
     times : pandas.DatetimeIndex
@@ -58,6 +64,7 @@ class ErrorModels:
 
     sigma: dict[str, dict[str, float]] = field(default_factory=dict)
     forecast: xr.Dataset | None = None
+    inflation: xr.Dataset | None = None
     history: pd.DataFrame = field(default_factory=pd.DataFrame)
     times: pd.DatetimeIndex = field(default_factory=lambda: pd.DatetimeIndex([]))
 
@@ -70,7 +77,13 @@ class ErrorModels:
             # a variable the forecast got exactly right keeps 1 % of its nominal error, so the
             # likelihood stays finite
             floor = {v: FLOOR * default_error_std(str(v)) for v in self.forecast.data_vars}
-            return forecast_sigma(self.forecast, lead, floor=floor)
+            var = forecast_sigma(self.forecast, lead, floor=floor)
+            if self.inflation is not None:  # correlated errors: N / N_eff at this lead
+                hours = pd.to_timedelta(self.inflation["lead_time"].values) / pd.Timedelta(hours=1)
+                at = pd.Timedelta(lead) / pd.Timedelta(hours=1)
+                var = {v: x * float(np.interp(at, hours, self.inflation[v].values))
+                       if v in self.inflation else x for v, x in var.items()}
+            return var
         return self.sigma.get(kind)
 
     def source(self, kind: str, data: Any, prior: Prior, lead: Any = None) -> Any:
@@ -81,8 +94,9 @@ class ErrorModels:
         return replace(as_source(data, prior), sigma_y=sigma)
 
     def table(self) -> pd.DataFrame:
-        """Long table ``source, variable, lead_hours, std``: the fitted error standard
-        deviations (model units)."""
+        """Long table ``source, variable, lead_hours, std, inflation``: the fitted error
+        standard deviations (model units) and, for the forecast, the variance inflation of its
+        correlated errors (the variance used is ``inflation * std**2``)."""
         rows = [
             {"source": k, "variable": v, "lead_hours": np.nan, "std": float(np.sqrt(var))}
             for k, d in self.sigma.items()
@@ -91,11 +105,14 @@ class ErrorModels:
         if self.forecast is not None:
             hours = pd.to_timedelta(self.forecast["lead_time"].values) / pd.Timedelta(hours=1)
             for v in self.forecast.data_vars:
+                infl = (self.inflation[v].values if self.inflation is not None
+                        and v in self.inflation else np.full(len(hours), np.nan))
                 rows += [
-                    {"source": "emulator", "variable": v, "lead_hours": float(h), "std": float(s)}
-                    for h, s in zip(hours, self.forecast[v].values)
+                    {"source": "emulator", "variable": v, "lead_hours": float(h), "std": float(s),
+                     "inflation": float(f)}
+                    for h, s, f in zip(hours, self.forecast[v].values, infl)
                 ]
-        return pd.DataFrame(rows, columns=["source", "variable", "lead_hours", "std"])
+        return pd.DataFrame(rows, columns=["source", "variable", "lead_hours", "std", "inflation"])
 
 
 def source_variances(source: Any, variables: Sequence[str]) -> dict[str, float]:
@@ -143,6 +160,7 @@ def fit_error_models(
     coarse_grid: tuple[int, int] = COARSE_GRID,
     seed: int = 0,
     iterations: int = 3,
+    correlated: bool = True,
     **sampler_options: Any,
 ) -> ErrorModels:
     """Fit the error models of the OSSE's sources on validation ``times``.
@@ -171,6 +189,9 @@ def fit_error_models(
         Seed of the simulated radiosondes (use another than the targets').
     iterations : int
         Desroziers iterations.
+    correlated : bool
+        Inflate the forecast's error variance for its spatial correlation (``N / N_eff`` by
+        variable and lead; needs >= 2 ``times``). False: its values count as independent.
     **sampler_options
         Sampler options of the reconstructions (members, steps, guidance, ...).
 
@@ -192,8 +213,10 @@ def fit_error_models(
         )
         models.sigma = {k: source_variances(src, variables) for k, src in zip(kinds, sources)}
     if lead is not None:
-        models.forecast = forecast_errors(
+        correlated = correlated and len(times) >= 2
+        out = forecast_errors(
             truth, times - lead, lead_days=lead / pd.Timedelta(days=1), emulator=emulator,
-            coarse_grid=coarse_grid,
+            coarse_grid=coarse_grid, inflation=correlated,
         )
+        models.forecast, models.inflation = out if correlated else (out, None)
     return models

@@ -26,7 +26,7 @@ from xdiffsr.errors import ArgumentError
 from xdiffsr.grid import find_latlon
 from xdiffsr.osse.emulator import COARSE_GRID, Emulator, coarsen
 
-__all__ = ["forecast_errors", "forecast_sigma"]
+__all__ = ["correlation_inflation", "forecast_errors", "forecast_sigma"]
 
 
 def forecast_errors(
@@ -37,7 +37,8 @@ def forecast_errors(
     emulator: Emulator | None = None,
     every: str | None = None,
     coarse_grid: tuple[int, int] = COARSE_GRID,
-) -> xr.Dataset:
+    inflation: bool = False,
+) -> xr.Dataset | tuple[xr.Dataset, xr.Dataset]:
     """Root-mean-square error of the emulator's forecasts against the coarsened truth, by lead.
 
     Parameters
@@ -54,6 +55,9 @@ def forecast_errors(
         Lead-time interval (default: the emulator's output interval).
     coarse_grid : (int, int)
         Grid of the initial states (the coarse analysis, default 16 x 32).
+    inflation : bool
+        Also return the errors' :func:`correlation_inflation` by variable and lead (needs at
+        least 2 inits).
 
     Returns
     -------
@@ -61,6 +65,8 @@ def forecast_errors(
         One variable per forecast variable, dims ``lead_time``: the RMSE (model units) over
         inits and the forecast grid's cells (``cos(latitude)`` weights), with attributes naming
         the inits. Lead 0 is the emulator's representation error of its initial state.
+    xarray.Dataset
+        With ``inflation=True``: the same variables, the variance inflation of their errors.
 
     Raises
     ------
@@ -88,17 +94,66 @@ def forecast_errors(
     valid = pd.DatetimeIndex(np.asarray(fc["valid_time"].values).ravel())
     w = np.cos(np.deg2rad(lat_c.values))
     w = xr.DataArray(w / w.mean(), dims=(lat,))
-    out = {}
+    if inflation and len(inits) < 2:
+        raise ArgumentError("inits: the error correlation (inflation=True) needs >= 2 inits.")
+    out, infl = {}, {}
     for v in [v for v in variables if v in fc]:
         ref = coarsen(truth[[v]].sel(time=valid).load(), fc.sizes[lat], fc.sizes[lon])[v]
         ref = ref.values.reshape(fc[v].shape)
-        sq = (fc[v] - ref) ** 2
-        out[v] = np.sqrt((sq * w).mean(("init_time", lat, lon)))
+        err = fc[v] - ref
+        out[v] = np.sqrt((err**2 * w).mean(("init_time", lat, lon)))
         out[v].attrs = {"units": truth[v].attrs.get("units", ""), "long_name": f"RMSE of {v}"}
+        if inflation:
+            e = err.transpose("lead_time", "init_time", lat, lon).values
+            infl[v] = xr.DataArray([correlation_inflation(x) for x in e], dims=("lead_time",),
+                                   coords={"lead_time": err["lead_time"]},
+                                   attrs={"long_name": f"error variance inflation of {v}"})
     ds = xr.Dataset(out)
     ds.attrs["inits"] = ", ".join(str(t) for t in inits)
     ds.attrs["description"] = "emulator forecast RMSE against the conservatively coarsened truth"
-    return ds
+    if not inflation:
+        return ds
+    return ds, xr.Dataset(infl, attrs={"inits": ds.attrs["inits"], "description": (
+        "N / N_eff of the forecast errors (correlation_inflation)")})
+
+
+def correlation_inflation(errors: np.ndarray) -> float:
+    """``N / N_eff`` of error fields: how much to inflate an error variance so that ``N``
+    spatially correlated errors, treated as independent by the likelihood, carry the
+    information of the ``N_eff`` independent ones they are worth.
+
+    ``N_eff = (sum_k P_k)^2 / sum_k P_k^2`` is the participation ratio of the errors' power
+    spectrum ``P`` (an orthonormal transform: FFT along longitude, DCT-II along latitude,
+    ``N = H W`` coefficients): ``N`` for white errors (inflation 1), ``m`` for errors that live
+    in ``m`` modes of equal power. ``P_k^2`` is estimated without bias from ``S`` independent
+    samples, ``(sum_s p_ks)^2 - sum_s p_ks^2`` over ``S (S - 1)``, so a few samples do not
+    inflate it.
+
+    Parameters
+    ----------
+    errors : array, shape (S, H, W)
+        ``S >= 2`` independent error fields (e.g. forecasts from different initial times at one
+        lead) on a regular grid, longitude last (periodic).
+
+    Returns
+    -------
+    float
+        ``>= 1``.
+    """
+    from scipy.fft import dct, fft
+
+    e = np.asarray(errors, dtype=np.float64)
+    if e.ndim != 3 or e.shape[0] < 2:
+        raise ArgumentError(f"errors must have shape (S >= 2, H, W), got {e.shape}.")
+    coef = fft(dct(e, type=2, axis=1, norm="ortho"), axis=2, norm="ortho")
+    p = np.abs(coef) ** 2  # (S, H, W) power per sample and mode
+    s = p.shape[0]
+    total = p.mean(axis=0).sum()
+    if not np.isfinite(total) or total <= 0:
+        return 1.0
+    p2 = ((p.sum(axis=0) ** 2 - (p**2).sum(axis=0)) / (s * (s - 1))).sum()
+    n = p.shape[1] * p.shape[2]
+    return float(max(1.0, n * p2 / total**2))
 
 
 def forecast_sigma(
