@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 from ..errors import ArgumentError
-from .operators import as_operator, group_operators, stack_operators
+from .operators import as_operator, group_operators, row_norms_sq, stack_operators
 
 Denoiser = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -552,8 +552,7 @@ def _row_norms(likelihoods: Sequence[GaussianLikelihood]) -> torch.Tensor:
     """``|m_i|^2`` of every observation row (1 where an operator does not say)."""
     out = []
     for lik in likelihoods:
-        norms = getattr(lik.operator, "row_norms_sq", None)
-        out.append(norms() if norms is not None else torch.ones_like(lik.y))
+        out.append(row_norms_sq(lik.operator, lik.n_obs).to(lik.y.device))
     return torch.cat(out)
 
 

@@ -194,9 +194,15 @@ class StackedOperator(nn.Module):
             raise ArgumentError("row norms of stacked operators whose sizes are not known yet.")
         out = []
         for op, n in zip(self.ops, self.sizes):
-            norms = getattr(op, "row_norms_sq", None)
-            out.append(norms() if norms is not None else torch.ones(n, device=_device(op)))
+            out.append(row_norms_sq(op, n))
         return torch.cat(out)
+
+
+def row_norms_sq(op: nn.Module, n: int) -> torch.Tensor:
+    """``|m_i|^2`` of the ``n`` rows of ``op`` (its ``row_norms_sq``), 1 where it does not say
+    (the scale a Jacobi preconditioner assumes)."""
+    norms = getattr(op, "row_norms_sq", None)
+    return norms() if norms is not None else torch.ones(n, device=_device(op))
 
 
 def _device(module: nn.Module) -> torch.device:
@@ -297,8 +303,7 @@ class RowGroupedOperator(nn.Module):
         operator does not say), 0 in the padding."""
         out = []
         for op, n, r in zip(self.ops, self.sizes, self.rows):
-            norms = getattr(op, "row_norms_sq", None) if n else None
-            v = norms() if norms is not None else torch.ones(n, device=_device(self))
+            v = row_norms_sq(op, n) if n else torch.zeros(0, device=_device(self))
             out.append(nn.functional.pad(v.reshape(1, -1), (0, self.n_obs - n)).expand(r, -1))
         return torch.cat(out)
 

@@ -33,7 +33,7 @@ from xdiffsr.models import Prior
 from xdiffsr.observations.error_model import default_error_std
 from xdiffsr.observations.sources import as_source
 from xdiffsr.osse import COARSE_GRID, Emulator, coarsen
-from xdiffsr.osse.forecast_error import forecast_errors, forecast_sigma
+from xdiffsr.osse.forecast_error import at_lead, forecast_errors, forecast_sigma
 from xdiffsr.osse.stations import simulate_soundings
 
 __all__ = ["FLOOR", "ErrorModels", "fit_error_models", "source_variances", "validation_times"]
@@ -79,10 +79,8 @@ class ErrorModels:
             floor = {v: FLOOR * default_error_std(str(v)) for v in self.forecast.data_vars}
             var = forecast_sigma(self.forecast, lead, floor=floor)
             if self.inflation is not None:  # correlated errors: N / N_eff at this lead
-                hours = pd.to_timedelta(self.inflation["lead_time"].values) / pd.Timedelta(hours=1)
-                at = pd.Timedelta(lead) / pd.Timedelta(hours=1)
-                var = {v: x * float(np.interp(at, hours, self.inflation[v].values))
-                       if v in self.inflation else x for v, x in var.items()}
+                factor = at_lead(self.inflation, lead)
+                var = {v: x * factor.get(v, 1.0) for v, x in var.items()}
             return var
         return self.sigma.get(kind)
 

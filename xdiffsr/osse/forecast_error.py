@@ -26,7 +26,7 @@ from xdiffsr.errors import ArgumentError
 from xdiffsr.grid import find_latlon
 from xdiffsr.osse.emulator import COARSE_GRID, Emulator, coarsen
 
-__all__ = ["correlation_inflation", "forecast_errors", "forecast_sigma"]
+__all__ = ["at_lead", "correlation_inflation", "forecast_errors", "forecast_sigma"]
 
 
 def forecast_errors(
@@ -156,6 +156,14 @@ def correlation_inflation(errors: np.ndarray) -> float:
     return float(max(1.0, n * p2 / total**2))
 
 
+def at_lead(stats: xr.Dataset, lead: Any) -> dict[str, float]:
+    """Every variable of ``stats`` (dims ``lead_time``, e.g. :func:`forecast_errors`' RMSE or
+    inflation) at ``lead``, linearly interpolated in lead and held at the ends."""
+    hours = pd.to_timedelta(stats["lead_time"].values) / pd.Timedelta(hours=1)
+    at = pd.Timedelta(lead) / pd.Timedelta(hours=1)
+    return {str(v): float(np.interp(at, hours, stats[v].values)) for v in stats.data_vars}
+
+
 def forecast_sigma(
     errors: xr.Dataset, lead: Any, *, floor: Mapping[str, float] | None = None
 ) -> dict[str, float]:
@@ -177,11 +185,8 @@ def forecast_sigma(
         ``{variable: variance}`` in model units squared.
     """
     lead = pd.Timedelta(lead)
-    leads = pd.to_timedelta(errors["lead_time"].values)
-    x = leads / pd.Timedelta(hours=1)
     out = {}
-    for v in errors.data_vars:
-        s = float(np.interp(lead / pd.Timedelta(hours=1), x, errors[v].values))
+    for v, s in at_lead(errors, lead).items():
         if floor and v in floor:
             s = max(s, float(floor[v]))
         if not np.isfinite(s) or s <= 0:
