@@ -249,3 +249,83 @@ def test_constructor_defaults_match_config():
             assert params[field.name].default == field.default, field.name
     with pytest.raises(TypeError):
         SongUNet(1, 1, (8, 16))  # positional hyperparameters are not accepted
+
+
+# ------------------------------------------------------------------ padding across the poles
+
+
+def _across_poles(x: torch.Tensor, p: int, sign: torch.Tensor | None) -> torch.Tensor:
+    """Reference: (B, C, H + 2p, W + 2p) built point by point from the geometry.
+
+    Padded row ``i`` (``-p <= i < H + p``) at column ``j`` (``-p <= j < W + p``) is the grid
+    point ``(i, j mod W)`` inside the grid; beyond a pole, the point on the other side of it: the
+    row mirrored about the pole (``-1 - i`` or ``2H - 1 - i``) on the meridian 180 deg away
+    (column ``j + W/2``), times ``sign`` per channel.
+    """
+    B, C, H, W = x.shape
+    out = torch.empty(B, C, H + 2 * p, W + 2 * p, dtype=x.dtype)
+    s = torch.ones(C, dtype=x.dtype) if sign is None else sign.to(x.dtype)
+    for i in range(-p, H + p):
+        for j in range(-p, W + p):
+            if i < 0:
+                val = x[:, :, -1 - i, (j + W // 2) % W] * s
+            elif i >= H:
+                val = x[:, :, 2 * H - 1 - i, (j + W // 2) % W] * s
+            else:
+                val = x[:, :, i, j % W]
+            out[:, :, i + p, j + p] = val
+    return out
+
+
+def test_pole_padding_every_convolution_of_every_level():
+    """Each 3x3 convolution of a pole-padded U-Net (all levels, encoder and decoder) equals a
+    plain convolution of its input extended across the poles by the reference above; the input
+    convolution flips the sign of the wind channels."""
+    net = _randomise(_tiny(3, (16, 32), lat_padding="pole", vector_channels=(1,)))
+    seen, checked = set(), []
+
+    def hook(module, inputs, output):
+        x = inputs[0]
+        if module.down:
+            x = F.avg_pool2d(x, 2)
+        if module.up:
+            x = F.interpolate(x, scale_factor=2.0, mode="nearest")
+        ref = F.conv2d(_across_poles(x, 1, module.pole_sign), module.weight, module.bias)
+        torch.testing.assert_close(output, ref, rtol=1e-5, atol=1e-5)
+        seen.add(tuple(x.shape[-2:]))
+        checked.append(module)
+
+    handles = [m.register_forward_hook(hook) for m in net.modules()
+               if isinstance(m, LatLonConv2d) and m.kernel == 3]
+    net(torch.randn(2, 3, 16, 32), torch.tensor([0.3, -0.2]))
+    for h in handles:
+        h.remove()
+    assert len(checked) == len(handles) > 10
+    assert seen == {(16, 32), (8, 16), (4, 8)}  # every level of the tiny U-Net
+    assert net.enc_in.pole_sign.tolist() == [1.0, -1.0, 1.0]
+    assert net.enc["16x32_block0"].conv0.pole_sign is None  # hidden features: no sign
+
+
+def test_pole_padding_differs_from_zeros_only_near_the_poles():
+    """Same weights, zeros vs pole padding: the first convolution differs only in the edge rows."""
+    conv_z = LatLonConv2d(2, 4, 3)
+    conv_p = LatLonConv2d(2, 4, 3, lat_padding="pole", pole_sign=[1, -1])
+    conv_p.load_state_dict(conv_z.state_dict())
+    x = torch.randn(1, 2, 8, 16)
+    d = (conv_z(x) - conv_p(x)).abs().amax(dim=(0, 1, 3))
+    assert (d[1:-1] == 0).all() and (d[[0, -1]] > 1e-3).all()
+
+
+def test_pole_padding_config_checks():
+    with pytest.raises(ArgumentError, match="divisible by"):
+        dataclasses.replace(UNetConfig.tiny(2, (16, 36)), lat_padding="pole")
+    with pytest.raises(ArgumentError, match="lat_padding"):
+        dataclasses.replace(UNetConfig.tiny(2, (16, 32)), lat_padding="reflect")
+    with pytest.raises(ArgumentError, match="vector_channels"):
+        dataclasses.replace(UNetConfig.tiny(2, (16, 32)), vector_channels=(2,))
+    with pytest.raises(ArgumentError, match="pole_sign"):
+        LatLonConv2d(2, 4, 3, lat_padding="pole", pole_sign=[1, 0.5])
+    old = UNetConfig.tiny(2, (16, 32)).to_dict()
+    for key in ("lat_padding", "vector_channels"):  # files written before the option load as zeros
+        old.pop(key)
+    assert UNetConfig.from_dict(old).lat_padding == "zeros"

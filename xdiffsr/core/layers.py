@@ -2,7 +2,9 @@
 
 Fully connected and convolution layers with the EDM initialisation, group normalisation, noise
 embeddings and the U-Net residual block with optional self-attention. Every spatial convolution
-pads **circularly along longitude** (the last dim) and with **zeros along latitude**. Pure torch.
+pads **circularly along longitude** (the last dim) and, along latitude, either with **zeros** or
+**across the pole** (:func:`pad_poles`: the row ``k`` places beyond a pole is the row ``k`` places
+inside it, half-way round in longitude). Pure torch.
 
 References: see :mod:`xdiffsr.core.unet` (Song et al., 2021; Karras et al., 2022).
 """
@@ -19,13 +21,18 @@ from torch import nn
 from xdiffsr.errors import ArgumentError
 
 __all__ = [
+    "LAT_PADDINGS",
     "FourierEmbedding",
     "GroupNorm",
     "LatLonConv2d",
     "Linear",
     "PositionalEmbedding",
     "UNetBlock",
+    "pad_poles",
 ]
+
+#: Latitude padding of the convolutions: zeros, or the field continued across the pole.
+LAT_PADDINGS = ("zeros", "pole")
 
 
 def _xavier_uniform(shape: Sequence[int], fan_in: int, fan_out: int, gain: float) -> torch.Tensor:
@@ -51,7 +58,7 @@ class Linear(nn.Module):
 
 
 class LatLonConv2d(nn.Module):
-    """Convolution on a lat-lon grid: circular padding in longitude, zeros in latitude.
+    """Convolution on a lat-lon grid: circular padding in longitude, zeros or poles in latitude.
 
     Optionally resamples first: ``down`` is 2x2 average pooling (EDM's ``[1, 1]`` filter) and
     ``up`` is nearest-neighbour doubling. ``kernel=0`` means resampling only (no weights).
@@ -67,10 +74,17 @@ class LatLonConv2d(nn.Module):
         Resample before the convolution.
     init_weight : float
         Scale of the Xavier-uniform initial weights (biases start at zero).
+    lat_padding : {"zeros", "pole"}
+        Rows beyond the first and last latitude: zeros, or the field continued across the pole
+        (:func:`pad_poles`; the grid must be global with cell-centred rows and an even W).
+    pole_sign : sequence of float, optional
+        Per input channel, the factor applied to a value carried across a pole (-1 for the
+        components of a vector in the local east/north frame, such as u and v); default all 1.
     """
 
     def __init__(self, in_channels: int, out_channels: int, kernel: int, *, down: bool = False,
-                 up: bool = False, init_weight: float = 1.0) -> None:
+                 up: bool = False, init_weight: float = 1.0, lat_padding: str = "zeros",
+                 pole_sign: Sequence[float] | None = None) -> None:
         super().__init__()
         if kernel and kernel % 2 == 0:
             raise ArgumentError(f"kernel must be odd or 0, got {kernel}.")
@@ -78,6 +92,17 @@ class LatLonConv2d(nn.Module):
             raise ArgumentError("LatLonConv2d cannot both upsample and downsample.")
         self.in_channels, self.out_channels, self.kernel = in_channels, out_channels, kernel
         self.up, self.down = up, down
+        if lat_padding not in LAT_PADDINGS:
+            raise ArgumentError(f"lat_padding must be one of {LAT_PADDINGS}, got {lat_padding!r}.")
+        self.lat_padding = lat_padding
+        sign = None
+        if pole_sign is not None:
+            sign = torch.as_tensor(list(pole_sign), dtype=torch.float32)
+            if sign.shape != (in_channels,) or not bool(((sign == 1) | (sign == -1)).all()):
+                raise ArgumentError(f"pole_sign must hold {in_channels} values of +1 or -1, got "
+                                    f"{list(pole_sign)!r}.")
+        # Not persistent: it follows from the configuration, and model files stay unchanged.
+        self.register_buffer("pole_sign", sign, persistent=False)
         if kernel:
             shape = (out_channels, in_channels, kernel, kernel)
             fan_in, fan_out = in_channels * kernel**2, out_channels * kernel**2
@@ -95,9 +120,41 @@ class LatLonConv2d(nn.Module):
         if self.weight is None:
             return x
         p = self.kernel // 2
+        if p and self.lat_padding == "pole":  # across the poles first, then wrap longitude
+            sign = None if self.pole_sign is None else self.pole_sign.to(x.dtype)
+            return F.conv2d(wrap_longitude(pad_poles(x, p, sign), p), self.weight, self.bias)
         if p:  # wrap longitude (last dim)
             x = wrap_longitude(x, p)
         return F.conv2d(x, self.weight, self.bias, padding=(p, 0))  # zeros in latitude
+
+
+def pad_poles(x: torch.Tensor, p: int, sign: torch.Tensor | None = None) -> torch.Tensor:
+    """``x`` (B, C, H, W) extended by ``p`` rows beyond each pole: (B, C, H + 2p, W).
+
+    On a global grid of cell-centred rows (no row on a pole), the point ``k`` rows beyond a pole
+    is the point ``k - 1`` rows inside it on the opposite meridian: padding row ``-k`` is row
+    ``k - 1`` and row ``H - 1 + k`` is row ``H - k``, each shifted by ``W / 2`` columns (180 deg
+    of longitude). Components of a vector in the local east/north frame change sign on the way
+    (``sign``, (C,) of +1/-1).
+
+    Parameters
+    ----------
+    x : torch.Tensor
+        Fields (B, C, H, W); W must be even.
+    p : int
+        Rows added on each side (``p <= H``).
+    sign : torch.Tensor, optional
+        (C,) factors for the carried rows (default 1).
+    """
+    w = x.shape[-1]
+    if w % 2 or p > x.shape[-2]:
+        raise ArgumentError(f"pad_poles needs an even number of longitudes and p <= H rows, got "
+                            f"shape {tuple(x.shape)} and p={p}.")
+    south = x[..., :p, :].flip(-2).roll(w // 2, dims=-1)
+    north = x[..., -p:, :].flip(-2).roll(w // 2, dims=-1)
+    if sign is not None:
+        south, north = south * sign[:, None, None], north * sign[:, None, None]
+    return torch.cat([south, x, north], dim=-2)
 
 
 class _WrapLongitude(torch.autograd.Function):
@@ -228,21 +285,26 @@ class UNetBlock(nn.Module):
         Dropout probability before ``conv1`` (training mode only).
     eps : float
         Group-norm epsilon.
+    lat_padding : {"zeros", "pole"}
+        Latitude padding of the 3x3 convolutions (:class:`LatLonConv2d`).
     """
 
     def __init__(self, in_channels: int, out_channels: int, emb_channels: int, *,
                  down: bool = False, up: bool = False, attention: bool = False,
-                 num_heads: int = 1, dropout: float = 0.0, eps: float = 1e-6) -> None:
+                 num_heads: int = 1, dropout: float = 0.0, eps: float = 1e-6,
+                 lat_padding: str = "zeros") -> None:
         super().__init__()
         self.in_channels, self.out_channels = in_channels, out_channels
         self.dropout = dropout
         self.skip_scale = math.sqrt(0.5)
         self.num_heads = num_heads if attention else 0
         self.norm0 = GroupNorm(in_channels, eps=eps)
-        self.conv0 = LatLonConv2d(in_channels, out_channels, 3, down=down, up=up)
+        self.conv0 = LatLonConv2d(in_channels, out_channels, 3, down=down, up=up,
+                                  lat_padding=lat_padding)
         self.affine = Linear(emb_channels, out_channels)
         self.norm1 = GroupNorm(out_channels, eps=eps)
-        self.conv1 = LatLonConv2d(out_channels, out_channels, 3, init_weight=1e-5)
+        self.conv1 = LatLonConv2d(out_channels, out_channels, 3, init_weight=1e-5,
+                                  lat_padding=lat_padding)
         self.skip = None
         if out_channels != in_channels or up or down:
             self.skip = LatLonConv2d(in_channels, out_channels, 1, down=down, up=up)

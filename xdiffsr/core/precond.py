@@ -107,6 +107,7 @@ class EDMPrecond(nn.Module):
             raise ArgumentError(f"net must be a torch.nn.Module, got {type(net).__name__}.")
         self.net = net
         self.sigma_data = _check_positive(sigma_data, "sigma_data")
+
         self.sigma_min = _check_positive(sigma_min, "sigma_min")
         self.sigma_max = _check_positive(sigma_max, "sigma_max")
         if self.sigma_min >= self.sigma_max:
@@ -165,6 +166,12 @@ class EDMLoss:
         Mean and standard deviation of ``ln sigma`` during training.
     sigma_data : float, default 0.5
         Must equal the ``sigma_data`` of the :class:`EDMPrecond` being trained.
+    mix : float, default 0
+        Fraction of the samples whose ``ln sigma`` is drawn uniformly in ``ln mix_range``
+        instead of from the log-normal: more training where a denoiser leaks noise (mid and
+        high noise levels) while the log-normal keeps the low levels.
+    mix_range : (float, float), default (0.3, 10)
+        Noise levels of the log-uniform part.
 
     References
     ----------
@@ -173,12 +180,32 @@ class EDMLoss:
     """
 
     def __init__(self, *, P_mean: float = -1.2, P_std: float = 1.2,
-                 sigma_data: float = 0.5) -> None:
+                 sigma_data: float = 0.5, mix: float = 0.0,
+                 mix_range: tuple[float, float] = (0.3, 10.0)) -> None:
         if isinstance(P_mean, bool) or not isinstance(P_mean, Real) or not math.isfinite(P_mean):
             raise ArgumentError(f"P_mean must be a finite number, got {P_mean!r}.")
         self.P_mean = float(P_mean)
         self.P_std = _check_positive(P_std, "P_std")
         self.sigma_data = _check_positive(sigma_data, "sigma_data")
+        if isinstance(mix, bool) or not isinstance(mix, Real) or not 0.0 <= mix <= 1.0:
+            raise ArgumentError(f"mix must be a fraction in [0, 1], got {mix!r}.")
+        self.mix = float(mix)
+        lo, hi = (_check_positive(v, "mix_range") for v in mix_range)
+        if lo >= hi:
+            raise ArgumentError(
+                f"mix_range must be (low, high) with low < high, got {mix_range!r}.")
+        self.mix_range = (lo, hi)
+
+    def sample_sigma(self, batch: int, *, generator: torch.Generator | None = None,
+                     device: torch.device | str | None = None) -> torch.Tensor:
+        """Training noise levels (batch, 1, 1, 1): log-normal, a ``mix`` of them log-uniform."""
+        rnd = torch.randn((batch, 1, 1, 1), generator=generator, device=device)
+        log_sigma = rnd * self.P_std + self.P_mean
+        if self.mix > 0:  # draws nothing more without a mix: the same noise as before
+            u = torch.rand((2, batch, 1, 1, 1), generator=generator, device=device)
+            lo, hi = math.log(self.mix_range[0]), math.log(self.mix_range[1])
+            log_sigma = torch.where(u[0] < self.mix, lo + (hi - lo) * u[1], log_sigma)
+        return log_sigma.exp()
 
     def weight(self, sigma: torch.Tensor) -> torch.Tensor:
         """Loss weight ``lambda(sigma) = (sigma**2 + sigma_data**2) / (sigma sigma_data)**2``."""
@@ -207,8 +234,7 @@ class EDMLoss:
         if x.ndim != 4:
             raise ArgumentError(f"x must have shape (B, C, H, W), got {tuple(x.shape)}.")
         y = x.to(torch.float32)
-        rnd = torch.randn((y.shape[0], 1, 1, 1), generator=generator, device=y.device)
-        sigma = (rnd * self.P_std + self.P_mean).exp()
+        sigma = self.sample_sigma(y.shape[0], generator=generator, device=y.device)
         n = torch.randn(y.shape, generator=generator, device=y.device) * sigma
         d = precond(y + n, sigma).to(torch.float32)
         return self.weight(sigma) * (d - y) ** 2

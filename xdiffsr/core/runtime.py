@@ -23,13 +23,41 @@ from torch import nn
 from ..errors import ArgumentError
 from .precond import EDMPrecond
 
-__all__ = ["COMPILE_MODES", "PRECISIONS", "NetworkRunner", "check_network_options",
-           "with_network_options"]
+__all__ = ["COMPILE_MODES", "PRECISIONS", "NetworkRunner", "bf16_supported",
+           "check_network_options", "with_network_options"]
 
 PRECISIONS = ("fp32", "bf16")
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 
 _COMPILED: dict[str, Any] = {}  # mode -> compiled _run (one per process)
+
+
+def _cpu_flags() -> set[str]:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return set()
+
+
+def bf16_supported(device: torch.device | str = "cpu") -> tuple[bool, str]:
+    """Whether ``device`` runs bf16 matrix products natively, and why (one line).
+
+    CUDA: compute capability 8.0 or newer (``torch.cuda.is_bf16_supported``). CPU: the
+    ``avx512_bf16`` or ``amx_bf16`` instructions (x86, read from ``/proc/cpuinfo``); elsewhere
+    bf16 is emulated and slower than fp32.
+    """
+    device = torch.device(device)
+    if device.type == "cuda":
+        ok = torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+        return ok, "CUDA bf16" if ok else "this GPU has no native bf16"
+    found = sorted({"avx512_bf16", "amx_bf16"} & _cpu_flags())
+    if found:
+        return True, f"CPU with {' and '.join(found)}"
+    return False, "this CPU has neither avx512_bf16 nor amx_bf16 (bf16 would be emulated)"
 
 
 def _check_flag(value: Any, name: str) -> bool:

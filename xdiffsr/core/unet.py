@@ -4,9 +4,12 @@ A re-implementation of the DDPM++ U-Net of Song et al. (2021) in the form used b
 (Karras et al. 2022), adapted to global atmospheric fields:
 
 * non-square grids ``img_resolution=(H, W)`` (latitude, longitude);
-* every spatial convolution pads **circularly along longitude** (the last dim) and with
-  **zeros along latitude**, so the network is equivariant to longitude shifts that are
-  multiples of ``2**(levels-1)`` grid points and never wraps the poles onto each other;
+* every spatial convolution pads **circularly along longitude** (the last dim), so the network
+  is equivariant to longitude shifts that are multiples of ``2**(levels-1)`` grid points, and
+  along latitude either with **zeros** (``lat_padding="zeros"``) or **across the pole**
+  (``"pole"``: the row beyond a pole is the row inside it, 180 deg of longitude away, with the
+  wind components' signs flipped at the input), so polar rows see a neighbourhood instead of
+  a wall of zeros;
 * self-attention through :func:`torch.nn.functional.scaled_dot_product_attention`;
 * no data-dependent Python control flow or host synchronisation in ``forward``, so the
   network can be compiled, captured in CUDA graphs and run under bf16 autocast;
@@ -38,6 +41,7 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint as _checkpoint
 
 from xdiffsr.core.layers import (
+    LAT_PADDINGS,
     FourierEmbedding,
     GroupNorm,
     LatLonConv2d,
@@ -105,6 +109,13 @@ class UNetConfig:
         Must divide the channel count of every level that has attention.
     eps : float, default 1e-6
         Epsilon of the group normalisations.
+    lat_padding : {"zeros", "pole"}, default "zeros"
+        Latitude padding of every 3x3 convolution (:func:`xdiffsr.core.layers.pad_poles`).
+        "pole" needs a global grid of cell-centred rows (checked where the grid is known) and
+        ``W`` divisible by ``2**levels`` (an even width at every level).
+    vector_channels : tuple of int, default ()
+        Input channels that change sign across a pole (east/north wind components); only
+        used with ``lat_padding="pole"``.
 
     References
     ----------
@@ -125,6 +136,8 @@ class UNetConfig:
     embedding_type: str = "positional"
     attn_head_channels: int | None = None
     eps: float = 1e-6
+    lat_padding: str = "zeros"
+    vector_channels: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
         res = self.img_resolution
@@ -157,6 +170,30 @@ class UNetConfig:
         if not isinstance(self.eps, int | float) or not self.eps > 0:
             raise ArgumentError(f"eps must be a positive float, got {self.eps!r}.")
         object.__setattr__(self, "eps", float(self.eps))
+        self._check_padding()
+
+    def _check_padding(self) -> None:
+        if self.lat_padding not in LAT_PADDINGS:
+            raise ArgumentError(
+                f"lat_padding must be one of {LAT_PADDINGS}, got {self.lat_padding!r}.")
+        vec = _as_int_tuple(self.vector_channels, "vector_channels")
+        bad = [c for c in vec if not 0 <= c < self.in_channels]
+        if bad or len(set(vec)) != len(vec):
+            raise ArgumentError(f"vector_channels {vec} must be distinct input channel indices "
+                                f"in 0..{self.in_channels - 1}.")
+        object.__setattr__(self, "vector_channels", tuple(sorted(vec)))
+        w, levels = self.img_resolution[1], self.num_levels
+        if self.lat_padding == "pole" and w % 2**levels:
+            raise ArgumentError(
+                f"lat_padding='pole' needs the number of longitudes ({w}) divisible by "
+                f"2**levels = {2**levels} (180 deg of longitude is a whole number of columns at "
+                "every level); use lat_padding='zeros' or another width.")
+
+    def pole_sign(self) -> list[float] | None:
+        """Per input channel, the factor of a value carried across a pole (None: all 1)."""
+        if not self.vector_channels:
+            return None
+        return [-1.0 if c in self.vector_channels else 1.0 for c in range(self.in_channels)]
 
     def _check_levels(self) -> None:
         if not self.channel_mult or any(m < 1 for m in self.channel_mult):
@@ -309,6 +346,8 @@ class SongUNet(nn.Module):
         embedding_type: str = "positional",
         attn_head_channels: int | None = None,
         eps: float = 1e-6,
+        lat_padding: str = "zeros",
+        vector_channels: Sequence[int] = (),
         checkpoint: bool = False,
     ) -> None:
         args = locals()
@@ -335,10 +374,12 @@ class SongUNet(nn.Module):
         return 1 if cfg.attn_head_channels is None else channels // cfg.attn_head_channels
 
     def _build(self, cfg: UNetConfig, emb_ch: int) -> None:
-        kw = {"emb_channels": emb_ch, "dropout": cfg.dropout, "eps": cfg.eps}
+        kw = {"emb_channels": emb_ch, "dropout": cfg.dropout, "eps": cfg.eps,
+              "lat_padding": cfg.lat_padding}
         h0, w0 = cfg.img_resolution
         last = cfg.num_levels - 1
-        self.enc_in = LatLonConv2d(cfg.in_channels, cfg.model_channels, 3)
+        self.enc_in = LatLonConv2d(cfg.in_channels, cfg.model_channels, 3,
+                                   lat_padding=cfg.lat_padding, pole_sign=cfg.pole_sign())
         self.enc = nn.ModuleDict()
         skips, cout = [cfg.model_channels], cfg.model_channels
         for lev, mult in enumerate(cfg.channel_mult):
@@ -371,7 +412,8 @@ class SongUNet(nn.Module):
                 concat.append(True)
         self._dec_concat = tuple(concat)
         self.out_norm = GroupNorm(cout, eps=cfg.eps)
-        self.out_conv = LatLonConv2d(cout, cfg.out_channels, 3, init_weight=1e-5)
+        self.out_conv = LatLonConv2d(cout, cfg.out_channels, 3, init_weight=1e-5,
+                                     lat_padding=cfg.lat_padding)
 
     def _block(self, block: UNetBlock, x: torch.Tensor, emb: torch.Tensor,
                checkpoint: bool) -> torch.Tensor:

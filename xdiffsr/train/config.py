@@ -17,8 +17,8 @@ __all__ = ["RESUMABLE_CHANGES", "TrainConfig"]
 # Fields that may differ between a checkpoint and the config that resumes it: they change how
 # long the run goes and what it reports, not what a given step computes.
 RESUMABLE_CHANGES = frozenset({
-    "steps", "val_every", "log_every", "ckpt_every", "keep_checkpoints", "max_memory_gb",
-    "prefetch", "data", "name",
+    "steps", "val_every", "log_every", "ckpt_every", "ckpt_minutes", "keep_checkpoints",
+    "max_memory_gb", "prefetch", "data", "name", "threads", "compile",
 })
 
 _PRESETS = ("paper", "tiny")
@@ -94,6 +94,20 @@ class TrainConfig:
     P_mean, P_std, sigma_data, sigma_min, sigma_max
         EDM loss and preconditioning (Karras et al. 2022, Table 1). Every variable is
         standardised to unit variance, so ``sigma_data = 1``.
+    sigma_mix : float, default 0
+        Fraction of the training samples whose noise level is log-uniform in
+        ``sigma_mix_range`` instead of log-normal (:class:`~xdiffsr.core.precond.EDMLoss`):
+        more training at the mid and high noise levels where a denoiser leaks noise.
+    sigma_mix_range : (float, float), default (0.3, 10)
+        Range of the log-uniform noise levels.
+    area_weighted : bool, default False
+        Weight the loss by the cosine of latitude (normalised to mean 1 over the rows), so the
+        many small polar cells of a regular grid do not dominate it.
+    init_from : str, optional
+        Fine-tune: start from the weights of this model file or registered name (a
+        :class:`~xdiffsr.DiffusionModel`), keeping its normalisation. Its grid, variables and
+        network must match the run's; only ``unet`` fields ``lat_padding`` and
+        ``vector_channels`` may differ (the network is the same; its padding changes).
     val_every, log_every, ckpt_every : int
         Periods in steps of the validation loss, the log line and the checkpoint.
     keep_checkpoints : int, default 2
@@ -101,7 +115,16 @@ class TrainConfig:
     seed : int
         Seed of the initial weights, of the data order and of the noise.
     bf16 : bool or None
-        bf16 autocast of the network; None: on for CUDA, off otherwise.
+        bf16 autocast of the network; None: on where the device has native bf16 (CUDA, CPUs
+        with avx512_bf16 or amx_bf16), off elsewhere with one line saying why. True on a
+        device without it raises.
+    threads : int, optional
+        CPU threads of torch's intra-op pool (``torch.set_num_threads``); default unchanged.
+    compile : bool, default False
+        ``torch.compile`` the network for training.
+    ckpt_minutes : float, optional
+        Also write a checkpoint every this many minutes of wall time (a run on a shared
+        machine that may be stopped at any minute loses at most that much).
     checkpoint_activations : bool
         Activation checkpointing in the U-Net (less memory, ~30 % slower).
     max_memory_gb : float, default 16
@@ -142,12 +165,19 @@ class TrainConfig:
     sigma_data: float = 1.0
     sigma_min: float = 0.002
     sigma_max: float = 80.0
+    sigma_mix: float = 0.0
+    sigma_mix_range: tuple[float, float] = (0.3, 10.0)
+    area_weighted: bool = False
+    init_from: str | None = None
     val_every: int = 1000
     log_every: int = 100
     ckpt_every: int = 5000
     keep_checkpoints: int = 2
     seed: int = 0
     bf16: bool | None = None
+    threads: int | None = None
+    compile: bool = False
+    ckpt_minutes: float | None = None
     checkpoint_activations: bool = False
     max_memory_gb: float = 16.0
     window_chunks: int | None = None
@@ -169,7 +199,7 @@ class TrainConfig:
             object.__setattr__(self, f, _number(getattr(self, f), f, positive=True))
         for f in ("weight_decay", "lr_min", "P_mean"):
             object.__setattr__(self, f, _number(getattr(self, f), f))
-        for f in ("grad_clip", "ema_rampup_ratio"):
+        for f in ("grad_clip", "ema_rampup_ratio", "ckpt_minutes"):
             object.__setattr__(self, f, _number(getattr(self, f), f, positive=True, optional=True))
         betas = tuple(float(b) for b in self.adam_betas)
         if len(betas) != 2 or not all(0 <= b < 1 for b in betas):
@@ -183,6 +213,7 @@ class TrainConfig:
             raise ArgumentError(f"unet_preset must be one of {_PRESETS}, got {self.unet_preset!r}.")
         if self.lr_decay not in _DECAYS:
             raise ArgumentError(f"lr_decay must be one of {_DECAYS}, got {self.lr_decay!r}.")
+        self._check_finetuning()
         if self.bf16 not in (None, True, False):
             raise ArgumentError(f"bf16 must be True, False or None (auto), got {self.bf16!r}.")
         if not isinstance(self.unet, Mapping):
@@ -194,6 +225,26 @@ class TrainConfig:
                 f"unet has unknown UNetConfig fields {bad}; valid: {sorted(known)}.")
         object.__setattr__(self, "unet", {k: list(v) if isinstance(v, tuple) else v
                                           for k, v in self.unet.items()})
+
+    def _check_finetuning(self) -> None:
+        if self.threads is not None:
+            _positive_int(self.threads, "threads")
+        for f in ("compile", "area_weighted"):
+            if not isinstance(getattr(self, f), bool):
+                raise ArgumentError(f"{f} must be True or False, got {getattr(self, f)!r}.")
+        mix = _number(self.sigma_mix, "sigma_mix")
+        if not 0.0 <= mix <= 1.0:
+            raise ArgumentError(f"sigma_mix must be a fraction in [0, 1], got {self.sigma_mix!r}.")
+        object.__setattr__(self, "sigma_mix", mix)
+        rng = tuple(_number(v, "sigma_mix_range", positive=True) for v in self.sigma_mix_range)
+        if len(rng) != 2 or rng[0] >= rng[1]:
+            raise ArgumentError(f"sigma_mix_range must be (low, high) with 0 < low < high, got "
+                                f"{self.sigma_mix_range!r}.")
+        object.__setattr__(self, "sigma_mix_range", rng)
+        if self.init_from is not None and (not isinstance(self.init_from, str)
+                                           or not self.init_from):
+            raise ArgumentError(f"init_from must be a model file path or registered name, got "
+                                f"{self.init_from!r}.")
 
     def _check_variables(self) -> None:
         variables, names = self.variables, self.names
@@ -239,7 +290,7 @@ class TrainConfig:
         if bad:
             raise ArgumentError(f"unknown TrainConfig keys {bad}; valid keys: {sorted(known)}.")
         kw = dict(data)
-        for k in ("variables", "names", "adam_betas"):
+        for k in ("variables", "names", "adam_betas", "sigma_mix_range"):
             if isinstance(kw.get(k), list):
                 kw[k] = tuple(kw[k])
         return cls(**kw)

@@ -5,8 +5,10 @@ One optimiser step ``s`` on rank ``r``:
 1. the batch is rank ``r``'s share of the global batch ``s`` (:func:`~.data.batch_indices`);
 2. the global torch RNG (dropout) and the noise generator are seeded from ``(seed, s, r)``,
    so that the randomness of a step does not depend on how the run was split into stretches;
-3. EDM loss (Karras et al. 2022, Eq. 8) under bf16 autocast on GPU, backward (DDP averages the
-   gradients over ranks), global-norm clipping, AdamW with linear warm-up;
+3. EDM loss (Karras et al. 2022, Eq. 8; optionally cos-latitude weighted, with a log-uniform
+   share of mid/high noise levels) under bf16 autocast where the device has native bf16 (GPUs,
+   CPUs with avx512_bf16/amx_bf16), backward (DDP averages the gradients over ranks),
+   global-norm clipping, AdamW with linear warm-up;
 4. EMA of the weights with a half-life in samples and EDM's ramp-up.
 
 Rank 0 writes the log (``log.jsonl``), checkpoints (``ckpt-XXXXXX.safetensors``) and the
@@ -29,6 +31,9 @@ import copy
 import json
 import math
 import os
+import signal
+import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -42,10 +47,12 @@ import xarray as xr
 from torch import nn
 
 from xdiffsr.core.precond import EDMLoss, EDMPrecond
-from xdiffsr.core.unet import SongUNet
+from xdiffsr.core.runtime import bf16_supported
+from xdiffsr.core.unet import SongUNet, UNetConfig
 from xdiffsr.errors import ArgumentError, XDiffSRError
 from xdiffsr.grid import find_time, grid_of
 from xdiffsr.models.diffusion import DiffusionModel
+from xdiffsr.models.registry import load_model
 from xdiffsr.progress import progress_bar
 
 from . import checkpoint as ck
@@ -59,6 +66,7 @@ from .data import (
     select_variables,
     split_by_time,
 )
+from .finetune import base_unet_config, check_base_model, lat_weights, pole_padding_config
 
 __all__ = ["Trainer", "derived_seed", "ema_beta", "learning_rate", "train"]
 
@@ -179,6 +187,8 @@ class Trainer:
         if not isinstance(config, TrainConfig):
             raise ArgumentError(f"config must be a TrainConfig, got {type(config).__name__}.")
         self.config, self.out_dir, self.progress = config, Path(out_dir), progress
+        if config.threads is not None:
+            torch.set_num_threads(config.threads)
         self.dist = _Dist(device)
         self.device = self.dist.device
         if self.dist.rank == 0:
@@ -188,19 +198,42 @@ class Trainer:
         tensors, header = ck.read_checkpoint(ckpt) if ckpt else (None, None)
         if header is not None:
             self._check_resume(TrainConfig.from_dict(header["config"]))
+        # Fine-tuning: the base model gives the weights and the normalisation (not on resume:
+        # the checkpoint holds both).
+        self.base = load_model(config.init_from) if config.init_from and header is None else None
         self._prepare_data(dataset, header)
-        self._build_model()
+        self._build_model(header)
         self.step = 0
         if tensors is not None:
             ck.load_into(tensors, header, model=self.precond, ema=self.ema,
                          optimizer=self.optimizer)
             ck.restore_rng(tensors, header)
             self.step = int(header["step"])
-        self.bf16 = config.bf16 if config.bf16 is not None else self.device.type == "cuda"
+        self.base_info = header.get("base_model") if header else self._base_info()
+        self.bf16 = self._choose_bf16(config.bf16)
         self.loss_fn = EDMLoss(P_mean=config.P_mean, P_std=config.P_std,
-                               sigma_data=config.sigma_data)
+                               sigma_data=config.sigma_data, mix=config.sigma_mix,
+                               mix_range=config.sigma_mix_range)
+        self._stop = threading.Event()
 
     # ---------------------------------------------------------------- setup
+
+    def _choose_bf16(self, wanted: bool | None) -> bool:
+        ok, why = bf16_supported(self.device)
+        if wanted and not ok:
+            raise ArgumentError(f"bf16=True, but {why}; pass bf16=None (automatic) or False.")
+        if wanted is None and not ok and self.dist.rank == 0:
+            print(f"xdiffsr.train: training in fp32: {why}", file=sys.stderr)
+        return ok if wanted is None else bool(wanted)
+
+    def _base_info(self) -> dict[str, Any] | None:
+        if self.base is None:
+            return None
+        ref = getattr(self.base, "reference", None)
+        training = self.base.metadata.get("training", {})
+        return {"init_from": self.config.init_from, "name": self.base.name,
+                "sha256": getattr(ref, "sha256", None),
+                "samples_seen": training.get("samples_seen"), "steps": training.get("steps")}
 
     def _check_resume(self, old: TrainConfig) -> None:
         diff = [k for k in self.config.differences(old) if k not in RESUMABLE_CHANGES]
@@ -222,7 +255,10 @@ class Trainer:
                                                    cfg.val_start, cfg.val_end)
         self.variables = list(map(str, flat.data_vars))
         self.grid = grid_of(flat, argname="data")
-        if header is not None:
+        if self.base is not None:
+            check_base_model(self.base, self.variables, self.grid, self.config.init_from)
+            center, scale = self.base.center, self.base.scale
+        elif header is not None:
             center, scale = np.asarray(header["center"]), np.asarray(header["scale"])
         else:
             stats = normalisation_stats(self.train_ds) if self.dist.rank == 0 else None
@@ -230,6 +266,8 @@ class Trainer:
         self.center, self.scale = np.asarray(center, float), np.asarray(scale, float)
         self.source = self._make_source()
         self.val_x = self._validation_tensor()
+        self.loss_weight = (lat_weights(self.grid).to(self.device)
+                            if self.config.area_weighted else None)
 
     def _make_source(self):
         cfg, ds = self.config, self.train_ds
@@ -252,10 +290,17 @@ class Trainer:
         src = MemorySource(self.val_ds.isel({tname: idx}), self.center, self.scale, self.device)
         return src.data
 
-    def _build_model(self) -> None:
+    def _build_model(self, header: dict | None) -> None:
         cfg = self.config
         C, (H, W) = len(self.variables), self.grid.shape
-        self.unet_config = cfg.unet_config(C, (H, W))
+        if header is not None and "unet_config" in header:
+            self.unet_config = UNetConfig.from_dict(header["unet_config"])
+        elif self.base is not None:
+            self.unet_config = base_unet_config(self.base, cfg.unet, cfg.init_from)
+        else:
+            self.unet_config = cfg.unet_config(C, (H, W))
+        self.unet_config = pole_padding_config(self.unet_config, self.variables, self.grid,
+                                               explicit="vector_channels" in cfg.unet)
         if cfg.batch_size % self.dist.world:
             raise ArgumentError(f"batch_size={cfg.batch_size} must be divisible by the number of "
                                 f"processes ({self.dist.world}).")
@@ -263,6 +308,8 @@ class Trainer:
         net = SongUNet.from_config(self.unet_config, checkpoint=cfg.checkpoint_activations)
         self.precond = EDMPrecond(net, sigma_data=cfg.sigma_data, sigma_min=cfg.sigma_min,
                                   sigma_max=cfg.sigma_max).to(self.device).train()
+        if self.base is not None:  # the released (EMA) weights start both copies
+            self.precond.load_state_dict(self.base.precond.state_dict())
         self.ema = copy.deepcopy(self.precond).eval().requires_grad_(False)
         self.optimizer = torch.optim.AdamW(self.precond.parameters(), lr=cfg.lr,
                                            betas=cfg.adam_betas, eps=cfg.adam_eps,
@@ -271,6 +318,8 @@ class Trainer:
         if self.dist.active:
             ids = [self.device.index] if self.device.type == "cuda" else None
             self.ddp = nn.parallel.DistributedDataParallel(self.precond, device_ids=ids)
+        if cfg.compile:
+            self.ddp = torch.compile(self.ddp)
 
     # ---------------------------------------------------------------- steps
 
@@ -285,7 +334,7 @@ class Trainer:
             g["lr"] = learning_rate(cfg, step)
         self.optimizer.zero_grad(set_to_none=True)
         with self._autocast():
-            loss = self.loss_fn(self.ddp, x, generator=gen).mean()
+            loss = self._weighted(self.loss_fn(self.ddp, x, generator=gen)).mean()
         loss.backward()
         if cfg.grad_clip is not None:
             torch.nn.utils.clip_grad_norm_(self.precond.parameters(), cfg.grad_clip)
@@ -293,6 +342,10 @@ class Trainer:
         self.step += 1
         self._update_ema()
         return loss.detach()
+
+    def _weighted(self, loss: torch.Tensor) -> torch.Tensor:
+        """The per-element loss (B, C, H, W) times the cos-latitude weights, if asked for."""
+        return loss if self.loss_weight is None else loss * self.loss_weight
 
     @torch.no_grad()
     def _update_ema(self) -> None:
@@ -322,7 +375,8 @@ class Trainer:
         for i in range(0, local.numel(), bs):
             gen.manual_seed(derived_seed(self.config.seed, i // bs, self.dist.rank, 2))
             with self._autocast():
-                loss = self.loss_fn(model, self.val_x[local[i:i + bs]], generator=gen)
+                loss = self._weighted(self.loss_fn(model, self.val_x[local[i:i + bs]],
+                                                   generator=gen))
             total += torch.stack([loss.mean(dim=(1, 2, 3)).sum().double(),
                                   torch.tensor(loss.shape[0], device=self.device)])
         model.train(was_training)
@@ -337,7 +391,7 @@ class Trainer:
             "samples_seen": self.step * self.config.batch_size,
             "variables": self.variables, "center": self.center.tolist(),
             "scale": self.scale.tolist(), "world_size": self.dist.world,
-            "unet_config": self.unet_config.to_dict(),
+            "unet_config": self.unet_config.to_dict(), "base_model": self.base_info,
         }
 
     def save_checkpoint(self) -> Path | None:
@@ -361,7 +415,8 @@ class Trainer:
             "training": {
                 "steps": self.step, "complete": self.step >= cfg.steps,
                 "samples_seen": self.step * cfg.batch_size, "world_size": self.dist.world,
-                "config": cfg.to_dict(),
+                "config": cfg.to_dict(), "precision": "bf16" if self.bf16 else "fp32",
+                "fine_tuned_from": self.base_info,
             },
             "data": {"source": cfg.data or "xarray.Dataset passed to train()",
                      "selectors": list(cfg.variables),
@@ -391,9 +446,39 @@ class Trainer:
     def run(self, max_steps: int | None = None) -> Path:
         """Train until ``config.steps`` (or ``max_steps`` more steps); return the model path.
 
-        A checkpoint is written every ``ckpt_every`` steps and when the run stops; the model
-        file (EMA weights, :meth:`DiffusionModel.save`) is rewritten at every stop.
+        A checkpoint is written every ``ckpt_every`` steps, every ``ckpt_minutes`` of wall time
+        and when the run stops; the model file (EMA weights, :meth:`DiffusionModel.save`) is
+        rewritten at every stop. SIGTERM or SIGINT (in the main thread) stops the run after the
+        step in progress, with a checkpoint and the model file, so a run can be stopped at any
+        minute and resumed later with the same call.
         """
+        with self._stop_on_signals():
+            return self._run(max_steps)
+
+    @contextlib.contextmanager
+    def _stop_on_signals(self):
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        self._stop.clear()
+        old = {sig: signal.signal(sig, lambda *_: self._stop.set())
+               for sig in (signal.SIGTERM, signal.SIGINT)}
+        try:
+            yield
+        finally:
+            for sig, handler in old.items():
+                signal.signal(sig, handler)
+
+    def _stop_or_checkpoint(self, last_t: float) -> tuple[bool, bool]:
+        """(stop now, checkpoint now by the clock), agreed by every rank."""
+        cfg = self.config
+        due = cfg.ckpt_minutes is not None and time.monotonic() - last_t >= 60 * cfg.ckpt_minutes
+        flags = (self._stop.is_set(), due)
+        if self.dist.active:  # rank 0 decides, at log steps only (one broadcast per log period)
+            flags = self.dist.broadcast(flags) if self.step % cfg.log_every == 0 else (False, False)
+        return flags
+
+    def _run(self, max_steps: int | None) -> Path:
         cfg = self.config
         if self.dist.rank == 0:
             cfg.to_json(self.out_dir / "config.json")
@@ -402,7 +487,7 @@ class Trainer:
         stream = self.batches() if self.step < end else iter(())
         bar = _progress(self.progress and self.dist.rank == 0, self.step, cfg.steps)
         acc = torch.zeros((), device=self.device)
-        n_acc, t0, last_ckpt = 0, time.perf_counter(), None
+        n_acc, t0, ckpt_step, last_t = 0, time.perf_counter(), None, time.monotonic()
         if self.step == 0 and self.val_x is not None and end > 0:
             self._log({"step": 0, "val_loss": self.validation_loss(self.precond),
                        "val_loss_ema": self.validation_loss(self.ema)})
@@ -417,13 +502,18 @@ class Trainer:
                     n_acc, t0 = 0, time.perf_counter()
                     if bar:
                         bar.set_postfix(loss=f"{rec['loss']:.4g}")
-                if self.step % cfg.ckpt_every == 0:
-                    last_ckpt = self.save_checkpoint()
+                stop, due = self._stop_or_checkpoint(last_t)
+                if self.step % cfg.ckpt_every == 0 or due:
+                    self.save_checkpoint()
+                    ckpt_step, last_t = self.step, time.monotonic()
                 if bar:
                     bar.update(1)
+                if stop:
+                    self._log({"step": self.step, "stopped": "signal"})
+                    break
         if hasattr(stream, "close"):
             stream.close()
-        if last_ckpt is None or self.step % cfg.ckpt_every:
+        if ckpt_step != self.step:  # same decision on every rank
             self.save_checkpoint()
         path = self.out_dir / f"{cfg.name}.safetensors"
         if self.dist.rank == 0:
