@@ -253,3 +253,32 @@ def test_cli_sampler_defaults_are_the_library_defaults():
     default = xdiffsr.SamplerSettings()
     assert (args.steps, args.guidance, args.cg_iters) == (
         default.steps, default.guidance, default.cg_iters)
+
+
+def test_evaluate_prior_report_option(tmp_path, monkeypatch):
+    """``--prior-report`` writes the report of the model on the chosen truth times."""
+    import pandas as pd
+
+    import xdiffsr.evaluation.prior_report as pr
+    import xdiffsr.evaluation.suite as suite
+    from xdiffsr.__main__ import main
+
+    rows = [{"configuration": "LR", "weight": 1.0, "variable": "t850", "units": "K",
+             "metric": "rmse", "value": 1.0}]
+    monkeypatch.setattr(suite, "evaluate", lambda *a, **k: pd.DataFrame(rows))
+    seen = {}
+
+    class Report:
+        def to_markdown(self):
+            return "REPORT TABLES\n"
+
+    def fake_report(model, truth, **kw):
+        seen.update(model=model.name, times=truth.sizes["time"], **kw)
+        return Report()
+
+    monkeypatch.setattr(pr, "prior_report", fake_report)
+    out = tmp_path / "ev"
+    assert main(["evaluate", "--out", str(out), "--times", "1", "--members", "3",
+                 "--no-figures", "--prior-report"]) == 0
+    assert (out / "prior-report.md").read_text() == "REPORT TABLES\n"
+    assert seen["times"] == 1 and seen["members"] == 3 and seen["model"] == "xdiffsr-default"

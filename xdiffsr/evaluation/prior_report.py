@@ -135,7 +135,8 @@ def high_wavenumber_ratio(members: xr.Dataset, truth: xr.Dataset, *,
         pm = zonal_spectrum(members[v]).sel(zonal_wavenumber=slice(*band)).sum("zonal_wavenumber")
         pt = zonal_spectrum(truth[v]).sel(zonal_wavenumber=slice(*band)).sum("zonal_wavenumber")
         w = latitude_weights(truth[v]["lat"])
-        out[v] = float(pm.weighted(w).mean()) / float(pt.weighted(w).mean())
+        num, den = float(pm.weighted(w).mean()), float(pt.weighted(w).mean())
+        out[v] = num / den if den > 0 else float("nan")  # a truth without power there: no ratio
     return pd.Series(out, name=f"power_k{band[0]}-{band[1]}_ratio")
 
 
@@ -187,12 +188,14 @@ def guided_scores(members: xr.Dataset, truth: xr.Dataset, *, bicubic: xr.Dataset
                   member_dim: str = "member") -> pd.DataFrame:
     """Per variable: adjusted spread/skill and RMSE of the ensemble mean (over bicubic's)."""
     rows = {}
+    dims = [d for d in truth.dims if d in ("time", "lat", "lon")]
     for v in [v for v in members.data_vars if v in truth]:
-        r = float(rmse(members[v].mean(member_dim), truth[v]))
+        r = float(rmse(members[v].mean(member_dim), truth[v], dims=dims))
         row = {"rmse": r, "spread_skill": float(spread_skill_ratio(
-            members[v], truth[v], member_dim=member_dim, finite_ensemble_correction=True))}
+            members[v], truth[v], member_dim=member_dim, dims=dims,
+            finite_ensemble_correction=True))}
         if bicubic is not None and v in bicubic:
-            row["rmse_over_bicubic"] = r / float(rmse(bicubic[v], truth[v]))
+            row["rmse_over_bicubic"] = r / float(rmse(bicubic[v], truth[v], dims=dims))
         rows[v] = row
     return pd.DataFrame(rows).T
 
