@@ -7,7 +7,13 @@ after warm-up steps (the compiled one's warm-up includes its compilation, report
 
     PYTHONPATH=. python benchmarks/bench_train.py --threads 1 --steps 20 --batch-size 8
 
-Prints a table of samples/s per configuration and the ratio to fp32.
+Prints a table of samples/s per configuration and the ratio to fp32. With ``--val-check STORE``
+it instead fine-tunes the released model for ``--steps`` steps on a nature-run store twice, fp32
+and bf16, with the same data order and noise, and prints both runs' validation losses (does bf16
+training reach the same loss?):
+
+    PYTHONPATH=. python benchmarks/bench_train.py --val-check nature-seed1.zarr --steps 100 \
+        --train-end 2000-05-10T18 --val-end 2000-05-20T18
 """
 
 from __future__ import annotations
@@ -56,6 +62,35 @@ def measure(name: str, *, bf16: bool, compile: bool, steps: int, warmup: int, ba
     return {"config": name, "samples_per_s": steps * batch / dt, "warmup_s": t_warm}
 
 
+def val_check(args: argparse.Namespace) -> None:
+    import json
+    import tempfile
+
+    from xdiffsr.train import TrainConfig, Trainer
+
+    names = ("t850", "t500", "t250", "u850", "u500", "u250", "v850", "v500", "v250", "z850",
+             "z500", "z250", "sp")
+    losses = {}
+    for bf16 in (False, True):
+        cfg = TrainConfig(data=args.val_check, variables=names, train_end=args.train_end,
+                          val_end=args.val_end, val_samples=32, init_from="default",
+                          unet={"lat_padding": args.padding}, sigma_mix=0.5, area_weighted=True,
+                          batch_size=args.batch_size, lr=1e-4, warmup_steps=20,
+                          steps=args.steps, val_every=args.steps, log_every=args.steps,
+                          ema_halflife_samples=4000.0, ema_rampup_ratio=0.1, bf16=bf16,
+                          threads=args.threads, seed=5)
+        with tempfile.TemporaryDirectory() as out:
+            t0 = time.perf_counter()
+            Trainer(cfg, out_dir=out, progress=False).run()
+            log = [json.loads(x) for x in open(f"{out}/log.jsonl")]
+        losses["bf16" if bf16 else "fp32"] = (log[0], log[-1], time.perf_counter() - t0)
+    print("\n| training | val loss step 0 | val loss (raw) | val loss (EMA) | steps | s |")
+    print("|---|---:|---:|---:|---:|---:|")
+    for name, (first, last, sec) in losses.items():
+        print(f"| {name} | {first['val_loss']:.4f} | {last['val_loss']:.4f} | "
+              f"{last['val_loss_ema']:.4f} | {last['step']} | {sec:.0f} |")
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--threads", type=int, default=1)
@@ -64,8 +99,13 @@ def main() -> None:
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--padding", default="pole", choices=("zeros", "pole"))
     p.add_argument("--configs", nargs="+", default=["fp32", "bf16", "bf16+compile"])
+    p.add_argument("--val-check", default=None, metavar="STORE")
+    p.add_argument("--train-end", default="2000-05-10T18")
+    p.add_argument("--val-end", default="2000-05-20T18")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
+    if args.val_check:
+        return val_check(args)
     _, why = bf16_supported("cpu")
     print(f"threads {args.threads}, batch {args.batch_size}, {args.steps} steps, padding "
           f"{args.padding}; bf16: {why}")

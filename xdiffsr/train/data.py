@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import queue
 import threading
+import warnings
 from collections import OrderedDict
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
@@ -68,7 +69,9 @@ def open_data(path: str | Path) -> xr.Dataset:
     p = str(path)
     try:
         if p.rstrip("/").endswith(".zarr") or (Path(p).is_dir() and not any(c in p for c in "*?")):
-            return xr.open_zarr(p, decode_timedelta=False)
+            with warnings.catch_warnings():  # stores without consolidated metadata (nature runs)
+                warnings.filterwarnings("ignore", message="Failed to open Zarr store with consolid")
+                return xr.open_zarr(p, decode_timedelta=False)
         if any(c in p for c in "*?"):
             return xr.open_mfdataset(p, combine="by_coords", chunks={})
         return xr.open_dataset(p, chunks={})
