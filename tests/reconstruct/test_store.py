@@ -104,11 +104,12 @@ def _gaussian_prior():
 
 
 def test_filled_batches_agree_across_chunkings(model_file, serial):
-    """With the automatic batch (4 guided rows on the CPU: two times of 2 members), chunks of 3
-    times group times differently from the serial run (pairs cut at chunk edges): the members
-    agree to float rounding, not bit for bit."""
+    """With batches filled across times (``batch_times=True``) and the automatic batch (4 guided
+    rows on the CPU: two times of 2 members), chunks of 3 times group times differently from
+    the serial run (pairs cut at chunk edges): the members agree to float rounding, not bit for
+    bit."""
     model = xdiffsr.load_model(model_file)
-    kw = {**KW, "batch_size": None}
+    kw = {**KW, "batch_size": None, "batch_times": True}
     eager = _target().diffsr.super_resolve(_obs(), model=model, **kw)
     lazy = _target().diffsr.super_resolve(_obs(), model=model, chunks={"time": N}, **kw)
     with dask.config.set(scheduler="sync"):

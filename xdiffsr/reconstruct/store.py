@@ -189,6 +189,9 @@ def _check_existing(existing: xr.Dataset, record: dict, plan: Plan, store) -> No
             "new store, or overwrite=True to replace it."
         )
     old = json.loads(raw)
+    # stores written before batch_times existed resume with its default (the same members to
+    # float rounding; their remaining chunks become independent of the chunking)
+    old.get("settings", {}).setdefault("batch_times", False)
     diff = sorted(k for k in set(old) | set(record) if old.get(k) != record.get(k))
     if diff:
         detail = "; ".join(f"{k}: store {old.get(k)!r}, now {record.get(k)!r}" for k in diff)
