@@ -346,9 +346,9 @@ class StoreLock:
             if why is None:
                 raise self._locked(holder, raw)
             warnings.warn(
-                f"store={self.name!r}: taking over the lock of reconstruct_to_zarr run "
-                f"{holder['run']!r} ({self._describe(holder, raw)}): {why}. The store is "
-                "resumed: its complete chunks are verified, the others redone.",
+                f"store={self.name!r}: taking over the lock of another reconstruct_to_zarr "
+                f"run ({self._describe(holder, raw)}): {why}. The store is resumed: its "
+                "complete chunks are verified, the others redone.",
                 XDiffSRWarning,
                 stacklevel=5,
             )
