@@ -11,6 +11,7 @@ import os
 import pickle
 import shutil
 import signal
+import uuid
 from pathlib import Path
 
 import dask
@@ -125,6 +126,25 @@ def test_filled_batches_agree_across_chunkings(model_file, serial):
         scale = np.abs(ref).max()
         for out in (eager, lazy):
             assert np.abs(out[v].values - ref).max() <= 1e-5 * scale, v
+
+
+@pytest.mark.parametrize("where", ["local", "memory"])
+def test_members_do_not_depend_on_the_chunking(model_file, serial, tmp_path, where):
+    """The default (automatic) batch, chunks of 1, 3, 4 and all 8 times, threads: every store
+    equals the time-by-time run bit for bit (issue 26: batches filled across times made the
+    members depend on the chunk edges)."""
+    kw = {**KW, "batch_size": None}
+    times = TIMES[:8]
+    runs = [(1, {}), (N, {}), (4, {}), (8, {}), (4, {"batch_size": 4})]
+    if where == "memory":
+        runs = [(1, {}), (4, {})]
+    with dask.config.set(scheduler="threads"):
+        for n, extra in runs:
+            name = f"c{n}-{len(extra)}-{uuid.uuid4().hex}.zarr"
+            store = str(tmp_path / name) if where == "local" else f"memory://xdiffsr/{name}"
+            out = _run(store, times, model=model_file, chunks={"time": n}, **{**kw, **extra})
+            _assert_equal(out, serial.sel(time=times))
+            assert '"batch_times": false' in out.attrs["sampler"]  # recorded
 
 
 def test_in_memory_prior_is_one_shared_key():
@@ -292,6 +312,16 @@ def test_local_cluster_equals_serial_and_loads_once_per_worker(
         _obs(), model=xdiffsr.open_model(model_file), chunks={"time": 4}, **KW
     )
     _assert_equal(lazy.compute(), serial.isel(time=slice(12, 24)))
+
+
+@pytest.mark.slow
+def test_cluster_members_do_not_depend_on_the_chunking(model_file, serial, client, tmp_path):
+    """The default batch on a 2-worker LocalCluster, chunks of 4: the serial run bit for bit."""
+    out = xdiffsr.reconstruct_to_zarr(
+        _target(TIMES[:12]), _obs(), str(tmp_path / "c4.zarr"), model=model_file,
+        chunks={"time": 4}, client=client, progress=False, **{**KW, "batch_size": None},
+    )
+    _assert_equal(out, serial.isel(time=slice(0, 12)))
 
 
 @pytest.mark.slow
