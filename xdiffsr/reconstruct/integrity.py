@@ -21,7 +21,7 @@ import threading
 import time
 import uuid
 import warnings
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -193,7 +193,12 @@ class StoreLock:
     before issue 26 (:data:`LOCK` inside the store) is refused the same way.
     """
 
-    def __init__(self, store, storage_options, exists: Callable[[Any, Any], bool]):
+    def __init__(
+        self,
+        store: Any,
+        storage_options: Mapping[str, Any] | None,
+        exists: Callable[[Any, Any], bool],
+    ):
         self.store, self.storage_options, self._exists = store, storage_options, exists
         self.run_id = uuid.uuid4().hex
         self.created = False
@@ -363,7 +368,8 @@ class StoreLock:
             try:
                 raw, holder = self._read()
                 if holder is None or holder.get("run") != self.run_id:
-                    self.lost = holder or {"run": None, "content": repr(raw)}
+                    gone = "none: the lock file was removed" if raw is None else repr(raw)
+                    self.lost = holder or {"run": gone}
                     return
                 self.fs.pipe_file(tmp, json.dumps(self._info()).encode())
                 self.fs.mv(tmp, self.path)  # a rename on local file systems: never half-written
@@ -402,7 +408,9 @@ class StoreLock:
             )
 
     @contextlib.contextmanager
-    def held(self, force: bool, overwrite: bool, create: Callable[[bool], None]):
+    def held(
+        self, force: bool, overwrite: bool, create: Callable[[bool], None]
+    ) -> Iterator[None]:
         """Lock the store for the ``with`` block, then create it if missing (or replace it
         with ``overwrite``); the lock is released on exit, after success and on error alike.
 
