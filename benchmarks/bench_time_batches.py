@@ -7,7 +7,8 @@ function every year-run task calls, with the default sampler settings. Each ense
 twice in this process on the same inputs: time by time (``batch_size=members``, the baseline:
 what runs did before batches were filled across times) and with ``--rows`` rows per batch
 (``auto``: the automatic batch, :data:`xdiffsr.core.memory.HOST_BATCH` on the CPU, fitted to
-memory on CUDA), which fills a batch with the members of several times. Members must agree
+memory on CUDA) and ``batch_times=True``, which fills a batch with the members of several
+times. Members must agree
 (same noise; float rounding of other batch shapes aside): the largest difference is printed.
 
     python benchmarks/bench_time_batches.py --times 8 --members 1 2 --threads 1
@@ -40,7 +41,8 @@ except ImportError:  # run as a module from the repository root
 
 
 def run(model, obs, times, device, rows, **options) -> tuple[np.ndarray, float, list[float]]:
-    settings = SamplerSettings.from_options(batch_size=rows, **options)
+    # batch_times=True: the opt-in (issue 26); with rows=members a batch is still one time
+    settings = SamplerSettings.from_options(batch_size=rows, batch_times=True, **options)
     plan = _plan(xr.Dataset(coords={"time": times}), obs, None, model, settings)
     calls: list[float] = []
     if device.type == "cuda":

@@ -140,7 +140,8 @@ def test_write_results_to_local_and_fsspec_stores(url, prior, tmp_path):
         for ds in (out, again):  # the eager run fills one batch with both times: rounding
             np.testing.assert_allclose(ds["t850"], ref["t850"].transpose(*ds["t850"].dims),
                                        rtol=1e-5)
-    assert not (tmp_path / "ens.zarr" / "xdiffsr.lock").exists()  # the lock is released
+    assert not (tmp_path / "ens.zarr.xdiffsr-lock").exists()  # the lock is released
+    assert not (tmp_path / "ens.zarr" / "xdiffsr.lock").exists()  # nothing inside the store
     # a rerun into the finished store resumes: nothing left to do, same data
     out = xdiffsr.reconstruct_to_zarr(target, [flat], mem, model=prior, progress=False, **FAST)
     np.testing.assert_allclose(out["t850"], ref["t850"].transpose(*out["t850"].dims), rtol=1e-5)

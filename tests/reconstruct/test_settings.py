@@ -51,7 +51,8 @@ def test_defaults_are_unchanged():
         members=8, steps=15, seed=0, guidance="jf", lambda_g=1.0, clip=None, cg_iters=2,
         mmps_sigmas=(1.3, 3.0), cg_tol=1e-3, S_churn=0.0, S_tmin=0.0, S_tmax=math.inf, S_noise=1.0,
         corrector_guidance=True,
-        sigma_min=None, sigma_max=None, batch_size=None, max_memory=None, precision="fp32",
+        sigma_min=None, sigma_max=None, batch_size=None, batch_times=False, max_memory=None,
+        precision="fp32",
         channels_last=False, compile=False, checkpoint=False,
     )
     assert SAMPLER_DEFAULTS == SamplerSettings().as_dict()
@@ -122,6 +123,7 @@ def test_unknown_option_without_a_close_one():
         ({"seed": math.nan}, "seed"),
         ({"guidance": "magic"}, "guidance"),
         ({"corrector_guidance": 1}, "corrector_guidance"),
+        ({"batch_times": "yes"}, "batch_times"),
         ({"precision": "fp16"}, "precision"),
         ({"batch_size": 0}, "batch_size"),
     ],

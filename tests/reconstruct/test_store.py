@@ -11,6 +11,8 @@ import os
 import pickle
 import shutil
 import signal
+import uuid
+from pathlib import Path
 
 import dask
 import numpy as np
@@ -27,8 +29,8 @@ from tests.conftest import (
     tiny_model,
     tiny_observations,
 )
+from xdiffsr.reconstruct import integrity, tasks
 from xdiffsr.reconstruct import store as store_mod
-from xdiffsr.reconstruct import tasks
 
 LAT, LON = TINY_LAT, TINY_LON
 TIMES = pd.date_range("2021-01-01", periods=24, freq="6h")
@@ -63,6 +65,11 @@ def _assert_equal(store_ds, ref):
     for v in ("t850", "z500"):  # the states (not the eager run's diagnostics)
         np.testing.assert_array_equal(store_ds[v].values, ref[v].values, err_msg=v)
     np.testing.assert_array_equal(store_ds["time"].values, ref["time"].values)
+
+
+def lock_file(store: Path) -> Path:
+    """The lock file of a local store: a sibling, outside the zarr hierarchy."""
+    return store.with_name(store.name + integrity.LOCK_SUFFIX)
 
 
 def _done(store, **kw):
@@ -104,11 +111,12 @@ def _gaussian_prior():
 
 
 def test_filled_batches_agree_across_chunkings(model_file, serial):
-    """With the automatic batch (4 guided rows on the CPU: two times of 2 members), chunks of 3
-    times group times differently from the serial run (pairs cut at chunk edges): the members
-    agree to float rounding, not bit for bit."""
+    """With batches filled across times (``batch_times=True``) and the automatic batch (4 guided
+    rows on the CPU: two times of 2 members), chunks of 3 times group times differently from
+    the serial run (pairs cut at chunk edges): the members agree to float rounding, not bit for
+    bit."""
     model = xdiffsr.load_model(model_file)
-    kw = {**KW, "batch_size": None}
+    kw = {**KW, "batch_size": None, "batch_times": True}
     eager = _target().diffsr.super_resolve(_obs(), model=model, **kw)
     lazy = _target().diffsr.super_resolve(_obs(), model=model, chunks={"time": N}, **kw)
     with dask.config.set(scheduler="sync"):
@@ -118,6 +126,25 @@ def test_filled_batches_agree_across_chunkings(model_file, serial):
         scale = np.abs(ref).max()
         for out in (eager, lazy):
             assert np.abs(out[v].values - ref).max() <= 1e-5 * scale, v
+
+
+@pytest.mark.parametrize("where", ["local", "memory"])
+def test_members_do_not_depend_on_the_chunking(model_file, serial, tmp_path, where):
+    """The default (automatic) batch, chunks of 1, 3, 4 and all 8 times, threads: every store
+    equals the time-by-time run bit for bit (issue 26: batches filled across times made the
+    members depend on the chunk edges)."""
+    kw = {**KW, "batch_size": None}
+    times = TIMES[:8]
+    runs = [(1, {}), (N, {}), (4, {}), (8, {}), (4, {"batch_size": 4})]
+    if where == "memory":
+        runs = [(1, {}), (4, {})]
+    with dask.config.set(scheduler="threads"):
+        for n, extra in runs:
+            name = f"c{n}-{len(extra)}-{uuid.uuid4().hex}.zarr"
+            store = str(tmp_path / name) if where == "local" else f"memory://xdiffsr/{name}"
+            out = _run(store, times, model=model_file, chunks={"time": n}, **{**kw, **extra})
+            _assert_equal(out, serial.sel(time=times))
+            assert '"batch_times": false' in out.attrs["sampler"]  # recorded
 
 
 def test_in_memory_prior_is_one_shared_key():
@@ -288,6 +315,16 @@ def test_local_cluster_equals_serial_and_loads_once_per_worker(
 
 
 @pytest.mark.slow
+def test_cluster_members_do_not_depend_on_the_chunking(model_file, serial, client, tmp_path):
+    """The default batch on a 2-worker LocalCluster, chunks of 4: the serial run bit for bit."""
+    out = xdiffsr.reconstruct_to_zarr(
+        _target(TIMES[:12]), _obs(), str(tmp_path / "c4.zarr"), model=model_file,
+        chunks={"time": 4}, client=client, progress=False, **{**KW, "batch_size": None},
+    )
+    _assert_equal(out, serial.isel(time=slice(0, 12)))
+
+
+@pytest.mark.slow
 def test_killed_worker_still_yields_a_complete_store(
     model_file, serial, client, tmp_path
 ):
@@ -404,7 +441,7 @@ def test_two_writers_cannot_interleave(model_file, serial, tmp_path):
     with dask.config.set(scheduler="sync"):
         out = _run(store, model=model_file, callback=start_a_second_writer)
         assert store in second[0] and "locked" in second[0]
-        assert not (path / "xdiffsr.lock").exists()  # released at the end ...
+        assert not lock_file(path).exists()  # released at the end ...
         _assert_equal(out, serial.isel(time=slice(0, 12)))
         with pytest.raises(_Stop):
 
@@ -412,9 +449,9 @@ def test_two_writers_cannot_interleave(model_file, serial, tmp_path):
                 raise _Stop
 
             _run(str(tmp_path / "e.zarr"), model=model_file, callback=stop)
-        assert not (tmp_path / "e.zarr" / "xdiffsr.lock").exists()  # ... and on error
-        # a stale lock (a killed run) is refused, then broken with force_unlock=True
-        (tmp_path / "e.zarr" / "xdiffsr.lock").write_text('{"run": "dead"}')
+        assert not lock_file(tmp_path / "e.zarr").exists()  # ... and on error
+        # a lock without holder information is refused, then broken with force_unlock=True
+        lock_file(tmp_path / "e.zarr").write_text('{"run": "dead"}')
         with pytest.raises(store_mod.StoreLockedError, match="dead"):
             _run(str(tmp_path / "e.zarr"), model=model_file)
         with pytest.raises(store_mod.StoreLockedError):

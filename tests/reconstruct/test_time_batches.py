@@ -149,8 +149,10 @@ def model():
     return m
 
 
-def _run(model, obs, batch_size, **options) -> tuple[np.ndarray, list[float]]:
-    settings = SamplerSettings.from_options(batch_size=batch_size, **options)
+def _run(model, obs, batch_size, batch_times=True, **options) -> tuple[np.ndarray, list[float]]:
+    settings = SamplerSettings.from_options(
+        batch_size=batch_size, batch_times=batch_times, **options
+    )
     plan = _plan(xr.Dataset(coords={"time": TIMES}), obs, None, model, settings)
     calls: list[float] = []
     x = run_times(model, plan.sources, plan.weights, plan.times, device=torch.device("cpu"),
@@ -188,6 +190,20 @@ def test_run_fills_batches_across_times_with_the_same_members(model, name):
     x3, calls3 = _run(model, obs, batch_size=6, **kw)  # all three times in one batch
     assert set(calls3) == {3}
     assert float((np.abs(x3 - ref) / scale).max()) < 2e-5
+
+
+@pytest.mark.parametrize("batch_size", [None, 6])
+def test_times_share_no_batch_by_default(model, batch_size):
+    """Without ``batch_times`` (the default) every batch holds one time's members, whatever
+    ``batch_size`` allows: the members equal the time-by-time run bit for bit (issue 26)."""
+    obs = tiny_observations(TIMES)
+    kw = dict(members=2, steps=3, seed=3, guidance="jf", mmps_sigmas=(0.5, 5.0), cg_iters=1)
+    ref, _ = _run(model, obs, batch_size=2, **kw)
+    x, calls = _run(model, obs, batch_size=batch_size, batch_times=False, **kw)
+    assert set(calls) == {1}  # one time per batch
+    np.testing.assert_array_equal(x, ref)
+    _, calls = _run(model, obs, batch_size=batch_size, **kw)
+    assert max(calls) > 1  # the opt-in does fill batches across times
 
 
 @pytest.mark.filterwarnings("ignore:source .* ends far")

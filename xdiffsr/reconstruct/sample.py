@@ -291,12 +291,14 @@ def run_times(
     """Members at each of ``times``: float32 array (time, member, C, H, W) on the output grid
     (model grid permuted by ``ilat``, ``ilon``). Warns about times without observations.
 
-    Batches are filled across times as well as members: when a batch holds more rows than
-    there are members (:func:`_batch_size` over all the rows of the run), consecutive times of
-    the same kind of denoiser share one network batch, each row guided by its own time's
-    observations (:func:`~xdiffsr.core.likelihood.batch_guidances`); members are the same as
-    sampled time by time (each has its own generator; float rounding of other batch shapes
-    aside).
+    By default each batch holds members of one time, so the members of a time do not depend
+    on the other times of the run (bit for bit, however a year run is chunked). With
+    ``settings.batch_times`` batches are filled across times as well as members: when a batch
+    holds more rows than there are members (:func:`_batch_size` over all the rows of the run),
+    consecutive times of the same kind of denoiser share one network batch, each row guided by
+    its own time's observations (:func:`~xdiffsr.core.likelihood.batch_guidances`); members
+    are the same as sampled time by time (each has its own generator; float rounding of other
+    batch shapes aside).
 
     ``progress``, if given, is called after every sampler step with the number of times' steps
     it completes (1 when a batch is the members of one time; ``batch / members`` or several
@@ -328,7 +330,8 @@ def run_times(
         den, counts = _denoiser_at(prior, srcs, weights, t, device, settings, network)
         kind = type(den).__name__
         if kind not in batches:
-            batches[kind] = _batch_size(den, prior, device, settings, members * len(times))
+            rows = members * len(times) if settings.batch_times else members
+            batches[kind] = _batch_size(den, prior, device, settings, rows)
         per_batch = max(1, batches[kind] // members)  # times per batch
         if pending and (type(pending[0][2]).__name__ != kind or len(pending) >= per_batch):
             flush()

@@ -85,9 +85,17 @@ class SamplerSettings:
     batch_size : int, optional
         Rows (members) per network batch (> 0); None: automatic (all members on CUDA, fitted
         to ``max_memory`` if given; on the CPU at most 4 guided or 8 unguided rows,
-        :data:`xdiffsr.core.memory.HOST_BATCH`). In runs of several times with fewer members
-        than a batch holds, consecutive times fill it (on CUDA, automatic: as many rows as
-        fit ``max_memory``, ``"auto"`` if unset). Speed only.
+        :data:`xdiffsr.core.memory.HOST_BATCH`), at most the members of one time unless
+        ``batch_times``. Speed only.
+    batch_times : bool
+        Fill a batch with the members of consecutive times when it holds more rows than there
+        are members (on CUDA with ``batch_size=None``: as many rows as fit ``max_memory``,
+        ``"auto"`` if unset). Off by default: the members of a time are then the same bit for
+        bit however the times are chunked, whereas filled batches change with the chunk
+        edges and agree only to float rounding. It pays where one time's
+        members leave the device idle (a GPU with 1-2 members); on the CPU it gains nothing
+        from 2 members per time on (``benchmarks/RESULTS.md``). Recorded in the provenance
+        (it changes the rounding), so a store is resumed with the value it was written with.
     max_memory : int, float or str, optional
         CUDA memory budget: bytes, a size such as ``"40GB"``, or ``"auto"``. Speed only.
     precision : {'fp32', 'bf16'}
@@ -113,6 +121,7 @@ class SamplerSettings:
     sigma_min: float | None = None
     sigma_max: float | None = None
     batch_size: int | None = field(default=None, metadata=_SPEED)
+    batch_times: bool = False
     max_memory: int | str | None = field(default=None, metadata=_SPEED)
     precision: str = field(default="fp32", metadata=_NETWORK)
     channels_last: bool = field(default=False, metadata={**_SPEED, **_NETWORK})
@@ -143,10 +152,9 @@ class SamplerSettings:
                 raise ArgumentError(
                     f"sigma_min={self.sigma_min!r} must be below sigma_max={self.sigma_max!r}."
                 )
-        if not isinstance(self.corrector_guidance, bool):
-            raise ArgumentError(
-                f"corrector_guidance={self.corrector_guidance!r} must be True or False."
-            )
+        for name in ("corrector_guidance", "batch_times"):
+            if not isinstance(getattr(self, name), bool):
+                raise ArgumentError(f"{name}={getattr(self, name)!r} must be True or False.")
         self._set("max_memory", parse_memory(self.max_memory, "max_memory"))
         for name, value in check_network_options(**self._network_fields()).items():
             self._set(name, value)

@@ -17,13 +17,15 @@ A year of 6-hourly states is a few hundred independent time chunks. Each chunk i
 
 The run record (``xdiffsr_run``) holds the model, grid, sampler settings and a fingerprint of the
 observations' content (values, errors, Gamma, method, tolerance, weight): resuming with anything
-that changes the numbers is refused. A lock file (``xdiffsr.lock``) in the store keeps a second
-writer out while a run is going.
+that changes the numbers is refused. A lock file beside the store (``<store>.xdiffsr-lock``,
+:class:`~xdiffsr.reconstruct.integrity.StoreLock`), taken before anything is written, keeps a
+second writer out while a run is going; a crashed run's lock is taken over by the next run.
 
 The members of a time depend only on (seed, timestamp) (:func:`xdiffsr.reconstruct.member_seed`),
 and each member on its own index (:func:`xdiffsr.reconstruct.member_seeds`), so the store is
-identical for any chunk size, worker count or completion order, and agrees to float rounding for
-any member batch size (on one device type: CPU and CUDA random streams differ).
+identical for any chunk size, worker count or completion order (each batch holds the members of
+one time unless ``batch_times=True``), and agrees to float rounding for any member batch size
+(on one device type: CPU and CUDA random streams differ).
 
 References
 ----------
@@ -95,7 +97,6 @@ def _quiet():
     ctx = warnings.catch_warnings()
     ctx.__enter__()
     warnings.filterwarnings("ignore", message="Consolidated metadata is currently not part")
-    warnings.filterwarnings("ignore", message="Object at xdiffsr.lock is not recognized")
     return ctx
 
 
@@ -189,6 +190,9 @@ def _check_existing(existing: xr.Dataset, record: dict, plan: Plan, store) -> No
             "new store, or overwrite=True to replace it."
         )
     old = json.loads(raw)
+    # stores written before batch_times existed resume with its default (the same members to
+    # float rounding; their remaining chunks become independent of the chunking)
+    old.get("settings", {}).setdefault("batch_times", False)
     diff = sorted(k for k in set(old) | set(record) if old.get(k) != record.get(k))
     if diff:
         detail = "; ".join(f"{k}: store {old.get(k)!r}, now {record.get(k)!r}" for k in diff)
@@ -367,10 +371,11 @@ def reconstruct_to_zarr(
         fsspec options for URL stores.
     overwrite : bool
         Replace an existing store instead of resuming it (not while another run holds its
-        lock: add ``force_unlock=True`` for a stale one).
+        lock).
     force_unlock : bool
-        Remove the store's lock file first: for a lock left by a run that was killed. Never
-        while another run is still writing.
+        Remove the store's lock file first: for a lock that is not taken over by itself (a run
+        killed on another host less than ``LOCK_STALE_S`` ago, a lock without holder
+        information). Never while another run is still writing.
     callback : callable, optional
         Called on the client after each chunk is written and marked complete, with the slice of
         its time indices in ``ds`` (``slice(i0, i1)``), in completion order. An exception it
@@ -397,13 +402,18 @@ def reconstruct_to_zarr(
     -----
     XDiffSRWarning
         Chunks marked complete whose data do not match their checksums (deleted chunk files,
-        forged marks): named by time and recomputed.
+        forged marks): named by time and recomputed. A lock left by a run that is gone (its
+        process no longer runs on this host, or its heartbeat from another host is older than
+        :data:`~xdiffsr.reconstruct.integrity.LOCK_STALE_S`): named and taken over.
 
     Raises
     ------
     StoreLockedError
-        Another run holds the store's lock file (``xdiffsr.lock``; a path or URL store): two
-        writers would interleave. The message says how to break a stale lock.
+        Another live run holds the store's lock (the file ``<store>.xdiffsr-lock`` beside a
+        path, URL or fsspec-mapper store, holding the run's id, host, process and a heartbeat
+        refreshed every :data:`~xdiffsr.reconstruct.integrity.LOCK_HEARTBEAT_S` seconds): two
+        writers would interleave. The message names that run and says how to break a lock.
+        Also raised mid-run if another run took this run's lock over as stale.
     ArgumentError
         An unknown or invalid sampler option; an existing store written with other settings
         (model, variables, grid, members, steps, seed, sampler options including
@@ -439,6 +449,7 @@ def reconstruct_to_zarr(
             with _progress(T, T - sum(min(n_chunk, T - i) for i in todo), progress) as bar:
 
                 def finished(i0: int) -> None:
+                    lock.check()  # stop if another run took the lock over
                     i1 = min(i0 + n_chunk, T)
                     bar.update(i1 - i0)
                     if callback is not None:
