@@ -55,13 +55,17 @@ def main() -> None:
     p.add_argument("--models", nargs="+", default=["released=default"], help="NAME=FILE|NAME")
     p.add_argument("--option", action="append", default=[],
                    help="sampler option KEY=VALUE for every model (e.g. S_churn=10)")
+    p.add_argument("--variables", default="report",
+                   help="'report' (the report's 7 variables) or 'all' (every model variable)")
     p.add_argument("--out", type=Path, default=Path("prior-eval"))
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     args.out.mkdir(parents=True, exist_ok=True)
     opts = {k: float(v) for k, v in (o.split("=", 1) for o in args.option)}
     times = pd.date_range(args.start, periods=args.times, freq=args.every)
-    truth = xr.open_zarr(args.truth).sel(time=times).load()
+    with warnings.catch_warnings():  # nature-run stores have no consolidated metadata
+        warnings.simplefilter("ignore", RuntimeWarning)
+        truth = xr.open_zarr(args.truth).sel(time=times).load()
     table = {}
     for spec in args.models:
         name, _, path = spec.partition("=")
@@ -70,8 +74,10 @@ def main() -> None:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             ens, bicubic = igra_lr_members(model, truth, members=args.members, seed=1, **opts)
+            names = {"variables": model.variables} if args.variables == "all" else {}
             rep = prior_report(model, truth, members=args.unguided_members, guided=ens,
-                               bicubic=bicubic, seed=1, **opts)
+                               bicubic=bicubic, seed=1, **names, **opts)
+        ens[list(model.variables)].to_netcdf(args.out / f"{name}-guided.nc")
         seconds = time.perf_counter() - t0
         rep.settings.update(model=path or name, guided_members=args.members, seconds=seconds,
                             times=[str(t) for t in times])
