@@ -36,7 +36,13 @@ import xarray as xr
 from xdiffsr.errors import ArgumentError
 from xdiffsr.evaluation.baselines import interpolation_baseline, unguided_baseline
 from xdiffsr.evaluation.datasets import load_stations
-from xdiffsr.evaluation.metrics import latitude_weights, rmse, spread_skill_ratio, zonal_spectrum
+from xdiffsr.evaluation.metrics import (
+    crps_ensemble,
+    latitude_weights,
+    rmse,
+    spread_skill_ratio,
+    zonal_spectrum,
+)
 from xdiffsr.models.prior import Prior
 from xdiffsr.osse import COARSE_GRID, coarsen
 from xdiffsr.osse.stations import simulate_soundings
@@ -186,12 +192,14 @@ def climate(states: xr.Dataset, *, sample_dims: Sequence[str] = ("time", "member
 
 def guided_scores(members: xr.Dataset, truth: xr.Dataset, *, bicubic: xr.Dataset | None = None,
                   member_dim: str = "member") -> pd.DataFrame:
-    """Per variable: adjusted spread/skill and RMSE of the ensemble mean (over bicubic's)."""
+    """Per variable: RMSE of the ensemble mean (and over bicubic's), fair CRPS, adjusted
+    spread/skill."""
     rows = {}
     dims = [d for d in truth.dims if d in ("time", "lat", "lon")]
     for v in [v for v in members.data_vars if v in truth]:
         r = float(rmse(members[v].mean(member_dim), truth[v], dims=dims))
-        row = {"rmse": r, "spread_skill": float(spread_skill_ratio(
+        crps = float(crps_ensemble(members[v], truth[v], member_dim=member_dim, dims=dims))
+        row = {"rmse": r, "crps": crps, "spread_skill": float(spread_skill_ratio(
             members[v], truth[v], member_dim=member_dim, dims=dims,
             finite_ensemble_correction=True))}
         if bicubic is not None and v in bicubic:
