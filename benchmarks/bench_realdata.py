@@ -45,13 +45,15 @@ COARSE_VAR = {"t": 0.05**2, "z": 5.0**2, "t2m": 0.05**2, "u10": 0.05**2, "v10": 
 
 
 def coarse_grid(fine: xr.Dataset, factor: int, lat: str, lon: str) -> xr.Dataset:
-    """Cell-centre grid ``factor`` times coarser than ``fine`` (same first cell edge)."""
+    """Global cell-centre grid about ``factor`` times coarser than ``fine``: longitude cells of
+    ``factor`` fine cells from the first fine cell's west edge; latitude rows covering 90S-90N
+    exactly (``ceil(180 / (factor dlat))`` rows: 7.83 degrees for 8x on 1 degree)."""
     dlat = abs(float(fine[lat][1] - fine[lat][0])) * factor
     dlon = float(fine[lon][1] - fine[lon][0]) * factor
-    top = float(fine[lat].max()) + (0 if float(fine[lat].max()) >= 90 else dlat / factor / 2)
+    nlat = int(np.ceil(180.0 / dlat - 1e-9))
+    clat = 90.0 - 180.0 / nlat * (np.arange(nlat) + 0.5)
     lon0 = float(fine[lon][0]) - dlon / factor / 2
-    clat = np.arange(min(top, 90.0) - dlat / 2, -90.0, -dlat)
-    clon = np.arange(lon0 + dlon / 2, lon0 + 360.0, dlon)
+    clon = lon0 + dlon * (np.arange(round(360.0 / dlon)) + 0.5)
     return xr.Dataset(coords={
         "lat": ("lat", clat, {"standard_name": "latitude", "units": "degrees_north"}),
         "lon": ("lon", clon, {"standard_name": "longitude", "units": "degrees_east"})})
