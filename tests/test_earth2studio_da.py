@@ -18,10 +18,10 @@ H, W = 8, 16
 T0 = np.datetime64("2024-01-01T00:00", "ns")
 
 
-def _prior():
+def _prior(lat_ascending: bool = False, dateline: bool = False):
     rng = np.random.default_rng(0)
-    lat = np.linspace(78.75, -78.75, H)
-    lon = np.arange(W) * 360.0 / W
+    lat = np.linspace(78.75, -78.75, H)[:: -1 if lat_ascending else 1]
+    lon = np.arange(W) * 360.0 / W - (180.0 if dateline else 0.0)
     base = np.cumsum(rng.normal(size=(6, 3, H, W)), axis=-1)
     base = base - base.mean(-1, keepdims=True)
     coords = {"time": np.arange(6), "lat": ("lat", lat, {"units": "degrees_north"}),
@@ -138,6 +138,20 @@ def test_unknown_variables_are_a_typed_error_naming_both_sets(model):
         _run(model, np.zeros(3))
     with pytest.raises(ObservationError, match="no requested time"):
         _run(model)
+
+
+def test_output_follows_earth2studio_grid_conventions():
+    """A prior stored south to north on -180..180 still answers north to south on 0..360."""
+    m = DiffSRAssimilation(_prior(lat_ascending=True, dateline=True), members=2, steps=4)
+    out = _run(m, _frame())
+    (coords,) = m.output_coords(m.input_coords(), request_time=np.array([T0]))
+    assert np.all(np.diff(out["lat"].values) < 0) and np.all(np.diff(out["lon"].values) > 0)
+    assert out["lon"].min() >= 0 and out["lon"].max() < 360
+    np.testing.assert_array_equal(out["lat"].values, coords["lat"])
+    np.testing.assert_array_equal(out["lon"].values, coords["lon"])
+    # the observed point kept its value: t2m at (33.75 N, 45 E) pulled towards 285 K
+    t2m = float(out.sel(variable="t2m", lat=33.75, lon=45.0).mean())
+    assert abs(t2m - 285.0) < abs(float(m.prior.normalisation()[0][0].mean()) - 285.0)
 
 
 def test_earth2studio_names():

@@ -134,8 +134,8 @@ class DiffSRAssimilation:
             "ensemble": np.arange(self.members),
             "time": times,
             "variable": np.array(self.variables, dtype=str),
-            "lat": grid.lat.copy(),
-            "lon": grid.lon.copy(),
+            "lat": np.sort(grid.lat)[::-1].copy(),  # earth2studio: 90 -> -90, 0 -> 360
+            "lon": np.sort(np.mod(grid.lon, 360.0)),
         }),)
 
     def to(self, device: str | torch.device) -> DiffSRAssimilation:
@@ -257,7 +257,9 @@ class DiffSRAssimilation:
         da = ens[list(self.prior.variables)].to_array("variable")
         da = da.rename({grid.lat_name: "lat", grid.lon_name: "lon"}) if grid.lat_name != "lat" \
             else da
-        da = da.transpose("ensemble", "time", "variable", "lat", "lon")
+        da = da.assign_coords(lon=np.mod(da["lon"].values, 360.0)).sortby("lon")
+        da = da.sortby("lat", ascending=False).transpose("ensemble", "time", "variable", "lat",
+                                                         "lon")
         (coords,) = self.output_coords(self.input_coords(), request_time=times)
         return xr.DataArray(da.values, dims=list(coords), coords=coords,
                             attrs={"model": self.prior.name, "source": "xdiffsr"})
