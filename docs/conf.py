@@ -132,7 +132,7 @@ html_theme_options = {
     "navigation_with_keys": False,
     "show_toc_level": 2,
     "navbar_align": "left",
-    "header_links_before_dropdown": 5,
+    "header_links_before_dropdown": 4,  # short titles only: the header stays one line
     "footer_start": ["copyright"],
     "footer_end": ["sphinx-version"],
 }

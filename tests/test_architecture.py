@@ -39,6 +39,7 @@ LAYERS = {
     "xdiffsr.reconstruct": 1,
     "xdiffsr.train": 1,
     "xdiffsr.accessor": 1,
+    "xdiffsr.earth2studio_da": 1,
     "xdiffsr.osse": 2,
     "xdiffsr.evaluation": 2,
     "xdiffsr.__main__": 3,

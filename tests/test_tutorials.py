@@ -29,9 +29,14 @@ def test_notebook_runs(notebook, shared_data, monkeypatch):
 
 # ------------------------------------------------- what each tutorial's results must satisfy
 def _quickstart(ns: dict) -> None:
-    """Finite scores, and no leak of the truth's time into the prior's fit."""
-    assert np.isfinite(ns["scores"].to_numpy()).all()
+    """No leak of the truth's time into the prior's fit; the ensemble mean beats bilinear and
+    bicubic interpolation on every variable, with spread/skill in [0.8, 1.25] (issue 27)."""
+    scores = ns["scores"]
+    assert np.isfinite(scores.to_numpy()).all()
     assert np.datetime64(ns["t0"]) not in ns["others"].time.values
+    assert (scores["ensemble mean"] < scores["bicubic"]).all(), scores
+    assert (scores["bicubic"] < scores["bilinear"]).all(), scores
+    assert scores["spread/skill"].between(0.8, 1.25).all(), scores
 
 
 def _fusion(ns: dict) -> None:

@@ -31,6 +31,7 @@ from xdiffsr.models import (
     LatentDiffusionModel,
     ModelRef,
     Prior,
+    SpectralGaussianPrior,
     load_model,
     open_model,
 )
@@ -61,6 +62,7 @@ __all__ = [
     "PointObservations",
     "Prior",
     "SamplerSettings",
+    "SpectralGaussianPrior",
     "StoreLockedError",
     "UnitsError",
     "XDiffSRError",

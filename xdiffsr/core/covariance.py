@@ -32,7 +32,7 @@ from torch import nn
 
 from ..errors import ArgumentError
 
-__all__ = ["SpectralCovariance"]
+__all__ = ["SpectralCovariance", "extrapolate_power"]
 
 
 def _extend(x: torch.Tensor) -> torch.Tensor:
@@ -40,13 +40,71 @@ def _extend(x: torch.Tensor) -> torch.Tensor:
     return torch.cat([x, x.flip(-2)], dim=-2)
 
 
+def _rings(h2: int, w: int) -> torch.Tensor:
+    """Ring index (total wavenumber in units of ``1 / W`` cycles per cell) of every
+    (2H, W//2+1) wavenumber, (2H, Wf) long."""
+    ky = torch.fft.fftfreq(h2).reshape(-1, 1)
+    kx = torch.fft.rfftfreq(w).reshape(1, -1)
+    return torch.round(torch.sqrt(ky**2 + kx**2) * w).long().expand(h2, w // 2 + 1)
+
+
+def extrapolate_power(
+    power: torch.Tensor, w: int, resolved: float, *, fit_from: float = 0.25
+) -> torch.Tensor:
+    """Replace an isotropic spectrum beyond the resolved scales by a fitted power law.
+
+    Parameters
+    ----------
+    power : tensor, shape (C, 2H, W//2+1) or (C, C, 2H, W//2+1)
+        Ring-averaged power (``SpectralCovariance.from_states(..., isotropic=True).power``) or
+        cross-spectrum of fields ``W`` cells around.
+    w : int
+        ``W``.
+    resolved : float in (0, 1]
+        The fraction of the grid's Nyquist wavenumber (0.5 cycles per cell) that the data
+        resolve, e.g. 0.25 for fields interpolated from a 4x coarser grid; 1 keeps ``power``.
+    fit_from : float
+        The power law ``P(k) = P(k_r) (k / k_r)^beta`` is fitted (least squares in log-log) on
+        the rings from ``fit_from * k_r`` to ``k_r = resolved W / 2``.
+
+    Returns
+    -------
+    tensor, same shape: the power law beyond ``k_r``; the cross-spectrum's coherence there
+    stays at its value at ``k_r``.
+    """
+    if not 0 < resolved <= 1:
+        raise ArgumentError(f"resolved={resolved!r} must be in (0, 1] (a fraction of Nyquist).")
+    h2 = power.shape[-2]
+    ring = _rings(h2, w)
+    k_r = max(round(resolved * w / 2), 2)
+    if resolved == 1 or k_r >= int(ring.max()):
+        return power
+    cross = power.ndim == 4
+    diag = torch.diagonal(power, dim1=0, dim2=1).movedim(-1, 0) if cross else power
+    ks = torch.arange(max(1, int(fit_from * k_r)), k_r + 1)
+    pk = torch.stack([diag[:, ring == k].mean(dim=-1) for k in ks], dim=-1)  # (C, K)
+    lx = torch.log(ks.double())
+    ly = torch.log(pk.double().clamp_min(1e-30))
+    beta = ((lx - lx.mean()) * (ly - ly.mean(-1, keepdim=True))).sum(-1) / (
+        (lx - lx.mean()).square().sum())  # (C,)
+    law = pk[:, -1:, None].double() * (ring.double().clamp_min(1) / k_r) ** beta[:, None, None]
+    beyond = ring > k_r
+    new = torch.where(beyond, law.float(), diag)
+    if not cross:
+        return new
+    sd = diag.clamp_min(1e-30).sqrt()
+    coh = power / (sd[:, None] * sd[None, :])
+    coh_r = torch.stack([coh[..., ring == k_r].mean(-1)], -1)[..., None]  # (C, C, 1, 1)
+    coh = torch.where(beyond, coh_r, coh)
+    nsd = new.sqrt()
+    return coh * nsd[:, None] * nsd[None, :]
+
+
 def _ring_average(power: torch.Tensor, w: int) -> torch.Tensor:
     """Average (C, 2H, W//2+1) power over rings of total wavenumber ``1 / W`` wide (each rfft
     column but the first and, for even W, the last stands for two wavenumbers: weight 2)."""
     h2, wf = power.shape[-2:]
-    ky = torch.fft.fftfreq(h2).reshape(-1, 1)
-    kx = torch.fft.rfftfreq(w).reshape(1, -1)
-    ring = torch.round(torch.sqrt(ky**2 + kx**2) * w).long().expand(h2, wf).reshape(-1)
+    ring = _rings(h2, w).reshape(-1)
     mult = torch.full((wf,), 2.0)
     mult[0] = 1.0
     if w % 2 == 0:
@@ -111,9 +169,13 @@ class SpectralCovariance(nn.Module):
 
     @classmethod
     def from_states(
-        cls, x: torch.Tensor, *, isotropic: bool = False, multivariate: bool = False
+        cls, x: torch.Tensor, *, isotropic: bool = False, multivariate: bool = False,
+        center: bool = True,
     ) -> SpectralCovariance:
         """Estimate ``P`` from samples (N, C, H, W) (their anomalies about the sample mean).
+
+        ``center=False`` takes ``x`` as anomalies about a known mean (nothing is subtracted and
+        the sum of squares is divided by N, not N - 1).
 
         ``multivariate=True`` estimates the real cross-spectral matrix of the channels (their
         scale-by-scale correlations, e.g. temperature and geopotential) instead of the power of
@@ -136,7 +198,7 @@ class SpectralCovariance(nn.Module):
             )
         if not bool(torch.isfinite(x).all()):
             raise ArgumentError("x: samples must be finite; drop or fill missing values first.")
-        anom = x - x.mean(dim=0, keepdim=True)
+        anom = x - x.mean(dim=0, keepdim=True) if center else x
         f = torch.fft.rfft2(_extend(anom), norm="ortho")
         # unbiased: the sample mean removed one degree of freedom
         if multivariate:  # Re sum_n F_c F_d^*: real, symmetric, PSD per wavenumber
@@ -144,7 +206,7 @@ class SpectralCovariance(nn.Module):
                 "nckl,ndkl->cdkl", f.imag, f.imag)
         else:
             power = f.abs().square().sum(dim=0)
-        power = power / (x.shape[0] - 1)
+        power = power / (x.shape[0] - int(center))
         # A reflected field's latitude wavenumber 0 holds the variance twice (the row sum of the
         # field and of its mirror) and wavenumber H none (the reflection cancels it; it never
         # enters B): halve the first, copy its neighbour into the second.
@@ -178,25 +240,55 @@ class SpectralCovariance(nn.Module):
         a = torch.fft.irfft2(filt, s=(h2, w))
         return a[..., 0, 0] + a[..., 1::2, 0].mean(dim=-1)
 
-    def _filter(self, sigma: torch.Tensor | None) -> torch.Tensor:
+    def _filter(self, sigma: torch.Tensor | None, kind: str = "tweedie") -> torch.Tensor:
         """Per-wavenumber filter: (C, 2H, Wf) or (B, C, 2H, Wf) on the power, or on the
-        eigenvalues (2H, Wf, C) / (B, 2H, Wf, C) of a multivariate covariance."""
+        eigenvalues (2H, Wf, C) / (B, 2H, Wf, C) of a multivariate covariance. ``kind``:
+        ``"tweedie"`` ``s2 P / (P + s2)``, ``"shrink"`` ``P / (P + s2)``, ``"sqrt"`` ``P^1/2``."""
         p = self.lam if self.multivariate else self.power
+        if kind == "sqrt":
+            return p.clamp_min(0).sqrt()
         if sigma is None:
             return p
         s2 = torch.as_tensor(sigma, dtype=torch.float32, device=p.device)
         s2 = s2.reshape(-1, *([1] * p.ndim)).square()
+        if kind == "shrink":
+            return p / (p + s2).clamp_min(torch.finfo(p.dtype).tiny)
         return s2 * p / (p + s2)
+
+    def shrink(self, v: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+        """Apply ``B (B + sigma^2 I)^-1`` to ``v`` (B, C, H, W), one ``sigma`` per batch row:
+        the exact denoiser of a Gaussian prior ``N(0, B)`` seen through noise ``sigma``."""
+        return self._filtered(v, self._filter(sigma, "shrink"))
+
+    def sqrt(self, v: torch.Tensor) -> torch.Tensor:
+        """Apply ``B^(1/2)`` (the symmetric square root) to ``v`` (B, C, H, W): white noise in,
+        a sample of ``N(0, B)`` out."""
+        return self._filtered(v, self._filter(None, "sqrt"))
+
+    def row_variance(self) -> torch.Tensor:
+        """The diagonal of ``B`` per channel and row, (C, H) (constant along a row): the
+        variance at one cell is ``a(0, 0) + a(2H - 1 - 2h, 0)``, the cell and its mirror image,
+        with ``a`` the autocovariance of the extended field."""
+        h2, w = self.power.shape[-2], 2 * (self.power.shape[-1] - 1)
+        filt = self._filter(None)
+        if self.multivariate:
+            filt = torch.einsum("klcj,klj->ckl", self.vec.square(), filt)
+        a = torch.fft.irfft2(filt, s=(h2, w))[..., 0]  # (C, 2H): lags in latitude
+        h = h2 // 2
+        return a[..., :1] + a[..., torch.arange(h2 - 1, 0, -2)][..., :h]
 
     def forward(self, v: torch.Tensor, sigma: torch.Tensor | None = None) -> torch.Tensor:
         """Apply ``B`` (``sigma`` None) or Tweedie's covariance to ``v`` (B, C, H, W)."""
+        return self._filtered(v, self._filter(sigma))
+
+    def _filtered(self, v: torch.Tensor, filt: torch.Tensor) -> torch.Tensor:
+        """Apply the per-wavenumber ``filt`` (of :meth:`_filter`) to ``v`` (B, C, H, W)."""
         if tuple(v.shape[1:]) != self.shape:
             raise ArgumentError(
                 f"v: shape {tuple(v.shape)} does not match the covariance's (B, *{self.shape})."
             )
         h = v.shape[-2]
         f = torch.fft.rfft2(_extend(v.float()), norm="ortho")
-        filt = self._filter(sigma)
         if self.multivariate:  # V diag(filter) V^T at every wavenumber, as batched matmuls
             b = f.shape[0]
             z = torch.cat([f.real, f.imag]).permute(2, 3, 0, 1)  # (2H, Wf, 2B, C)

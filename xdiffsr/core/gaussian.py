@@ -3,7 +3,9 @@
 The prior is ``x ~ N(mu, Sigma)`` over the flattened state with ``Sigma = U diag(lam) U^T + eta P``,
 where ``U`` (N, r) has orthonormal columns, ``P = I - U U^T`` projects on their complement and
 ``eta``
-is a floor variance (0 for a full-rank ``U``).
+is a floor variance (0 for a full-rank ``U``); or, for :class:`SpectralGaussianDenoiser`, a
+stationary ``Sigma = B`` diagonal in the reflected Fourier basis
+(:class:`~xdiffsr.core.covariance.SpectralCovariance`), whose denoiser is a filter.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import torch
 from torch import nn
 
 from ..errors import ArgumentError
+from .covariance import SpectralCovariance
 
 
 class GaussianDenoiser(nn.Module):
@@ -82,6 +85,54 @@ class GaussianDenoiser(nn.Module):
         proj = eps @ self.U
         z = self.floor**0.5 * (eps - proj @ self.U.T) + (proj * self.lam.sqrt()) @ self.U.T
         return self.mean + z.reshape(n, *self.mean.shape)
+
+
+class SpectralGaussianDenoiser(nn.Module):
+    """``D(x; sigma) = mu + B (B + sigma^2 I)^{-1} (x - mu)`` for a stationary Gaussian prior.
+
+    ``B`` is diagonal in the reflected Fourier basis, so the exact denoiser is one filter per
+    wavenumber ``P / (P + sigma^2)`` (two FFTs, no solve), and the denoiser's Jacobian
+    ``sigma^2 dD/dx`` is Tweedie's covariance ``B (B / sigma^2 + I)^{-1}``: moment matching on
+    this prior is exact. Same interface as :class:`GaussianDenoiser` (``covariance_matvec``,
+    ``variance``, ``sample``), so :func:`gaussian_posterior` gives its dense reference.
+
+    Parameters
+    ----------
+    mean : tensor, shape (C, H, W)
+        ``mu``.
+    covariance : SpectralCovariance
+        ``B`` on (C, H, W) fields.
+    """
+
+    def __init__(self, mean: torch.Tensor, covariance: SpectralCovariance):
+        super().__init__()
+        mean = torch.as_tensor(mean, dtype=torch.float32)
+        if tuple(mean.shape) != tuple(covariance.shape):
+            raise ArgumentError(
+                f"mean: shape {tuple(mean.shape)} does not match the covariance's "
+                f"{tuple(covariance.shape)}."
+            )
+        self.register_buffer("mean", mean)
+        self.cov = covariance
+
+    def forward(self, x: torch.Tensor, sigma) -> torch.Tensor:
+        s = torch.as_tensor(sigma, dtype=torch.float32, device=x.device).reshape(-1)
+        s = s.expand(x.shape[0])
+        return self.mean + self.cov.shrink(x - self.mean, s).to(x.dtype)
+
+    def covariance_matvec(self, v: torch.Tensor) -> torch.Tensor:
+        """``Sigma v`` for ``v`` of shape (..., N)."""
+        out = self.cov(v.reshape(-1, *self.mean.shape))
+        return out.reshape(v.shape)
+
+    def variance(self) -> torch.Tensor:
+        """Prior variance ``diag(Sigma)``, shape (C, H, W)."""
+        return self.cov.row_variance()[..., None].expand(self.mean.shape).clone()
+
+    def sample(self, n: int, *, generator: torch.Generator | None = None) -> torch.Tensor:
+        """``n`` prior samples, shape (n, C, H, W)."""
+        eps = torch.randn(n, *self.mean.shape, generator=generator, device=self.mean.device)
+        return self.mean + self.cov.sqrt(eps)
 
 
 def gaussian_posterior(

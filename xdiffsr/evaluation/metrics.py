@@ -25,12 +25,15 @@ import pandas as pd
 import xarray as xr
 
 from xdiffsr.errors import ArgumentError, CoordinateError
+from xdiffsr.evaluation.members import ENSEMBLE_DIMS, ensemble_dim
 from xdiffsr.grid import find_latlon
 from xdiffsr.names import to_model_layout
 
 __all__ = [
+    "ENSEMBLE_DIMS",
     "check_same_grid",
     "crps_ensemble",
+    "ensemble_dim",
     "errors_at_points",
     "latitude_weights",
     "observation_mask",
@@ -43,6 +46,7 @@ T_Xarray = TypeVar("T_Xarray", xr.DataArray, xr.Dataset)
 Weights = Literal["latitude"] | xr.DataArray | None
 
 EARTH_RADIUS_M = 6_371_000.0
+
 
 
 # --------------------------------------------------------------------------------------- helpers
@@ -218,7 +222,12 @@ def _mean(
     return obj.weighted(w.fillna(0.0)).mean(dims)
 
 
-def _ensemble_size(forecast: xr.DataArray | xr.Dataset, member_dim: Hashable) -> int:
+def _ensemble_size(forecast: xr.DataArray | xr.Dataset, member_dim: Hashable | None) -> int:
+    if member_dim is None:
+        raise ArgumentError(
+            f"member_dim: none of the ensemble dimensions {ENSEMBLE_DIMS} is among the "
+            f"forecast's dimensions {tuple(forecast.dims)}; pass member_dim= naming it"
+        )
     if member_dim not in forecast.dims:
         raise ArgumentError(
             f"member_dim: {member_dim!r} is not a dimension of the forecast "
@@ -235,7 +244,7 @@ def rmse(
     *,
     dims: Sequence[Hashable] | None = None,
     weights: Weights = "latitude",
-    member_dim: Hashable = "member",
+    member_dim: Hashable | None = None,
 ) -> T_Xarray:
     """Root-mean-square error of the (ensemble-mean) forecast.
 
@@ -256,8 +265,10 @@ def rmse(
     weights : {"latitude"}, DataArray or None
         ``"latitude"``: cell-area weights of :func:`latitude_weights`; a DataArray: custom weights;
         None: unweighted.
-    member_dim : str
-        Ensemble dimension, averaged first when present.
+    member_dim : str, optional
+        Ensemble dimension, averaged first when present; default: whichever of
+        :data:`ENSEMBLE_DIMS` (``member``, ``number``, ``realization``, ``ensemble``) the
+        forecast has.
 
     Returns
     -------
@@ -269,6 +280,7 @@ def rmse(
     .. [1] Rasp et al. (2024), WeatherBench 2, Eq. (1).
     """
     forecast, truth, dims = _prepare(forecast, truth, dims)
+    member_dim = ensemble_dim(forecast, member_dim)
     if member_dim in forecast.dims:
         forecast = forecast.mean(member_dim)
     return np.sqrt(_mean((forecast - truth) ** 2, dims, weights))
@@ -292,7 +304,7 @@ def crps_ensemble(
     forecast: T_Xarray,
     truth: T_Xarray,
     *,
-    member_dim: Hashable = "member",
+    member_dim: Hashable | None = None,
     fair: bool = True,
     dims: Sequence[Hashable] | None = None,
     weights: Weights = "latitude",
@@ -309,8 +321,9 @@ def crps_ensemble(
         Ensemble with dimension ``member_dim`` (M members; M >= 2 when ``fair``).
     truth : DataArray or Dataset
         Verifying field, broadcastable against ``forecast`` without ``member_dim``.
-    member_dim : str
-        Ensemble dimension (a single dask chunk along it is used).
+    member_dim : str, optional
+        Ensemble dimension (a single dask chunk along it is used); default: whichever of
+        :data:`ENSEMBLE_DIMS` the forecast has.
     fair : bool
         Fair (unbiased) estimator (True) or the empirical-distribution CRPS (False).
     dims, weights
@@ -327,6 +340,7 @@ def crps_ensemble(
     .. [3] Ferro (2014), Eq. (4); Zamo & Naveau (2018), Math. Geosci. 50, 209-234.
     """
     forecast, truth, dims = _prepare(forecast, truth, dims)
+    member_dim = ensemble_dim(forecast, member_dim)
     m = _ensemble_size(forecast, member_dim)
     if fair and m < 2:
         raise ArgumentError(
@@ -351,7 +365,7 @@ def spread_skill_ratio(
     forecast: T_Xarray,
     truth: T_Xarray,
     *,
-    member_dim: Hashable = "member",
+    member_dim: Hashable | None = None,
     dims: Sequence[Hashable] | None = None,
     weights: Weights = "latitude",
     finite_ensemble_correction: bool = True,
@@ -384,6 +398,7 @@ def spread_skill_ratio(
     .. [4] Fortin et al. (2014); Rasp et al. (2024), WeatherBench 2, Sect. 4.
     """
     forecast, truth, dims = _prepare(forecast, truth, dims)
+    member_dim = ensemble_dim(forecast, member_dim)
     m = _ensemble_size(forecast, member_dim)
     if m < 2:
         raise ArgumentError(
@@ -546,7 +561,7 @@ def errors_at_points(
     radius_km: float | None = None,
     dims: Sequence[Hashable] | None = None,
     weights: Weights = "latitude",
-    member_dim: Hashable = "member",
+    member_dim: Hashable | None = None,
 ) -> T_Xarray:
     """RMSE of the (ensemble-mean) forecast at observed and at unobserved grid cells.
 
@@ -573,6 +588,7 @@ def errors_at_points(
     lat, lon = find_latlon(truth, "truth")
     lat_dim, lon_dim = lat.dims[0], lon.dims[0]
     mask = observation_mask(truth[lat_dim], truth[lon_dim], points, radius_km=radius_km)
+    member_dim = ensemble_dim(forecast, member_dim)
     if member_dim in forecast.dims:
         forecast = forecast.mean(member_dim)
     sq = (forecast - truth) ** 2

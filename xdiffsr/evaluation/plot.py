@@ -32,6 +32,7 @@ import xarray as xr
 from xdiffsr.errors import ArgumentError, CoordinateError
 from xdiffsr.evaluation.metrics import (
     check_same_grid,
+    ensemble_dim,
     latitude_weights,
     observation_mask,
     zonal_spectrum,
@@ -264,7 +265,7 @@ def maps(
     var: str,
     *,
     time: int | Any = 0,
-    member_dim: str = "member",
+    member_dim: str | None = None,
     baselines: Mapping[str, xr.Dataset | xr.DataArray] | None = None,
     ncols: int | None = None,
     projection: Any = "auto",
@@ -281,8 +282,9 @@ def maps(
         Variable to draw.
     time : int or datetime
         Index into, or value of, the time coordinate.
-    member_dim : str
-        Ensemble dimension of ``ens``.
+    member_dim : str, optional
+        Ensemble dimension of ``ens``; default: whichever of ``member``, ``number``,
+        ``realization`` or ``ensemble`` it has.
     baselines : mapping of label to Dataset or DataArray, optional
         Other reconstructions (e.g. bicubic interpolation) drawn after the truth on its colour
         scale; an ensemble is drawn as its mean.
@@ -302,6 +304,7 @@ def maps(
     t = _at_time(_field(truth, var, "truth"), time)
     e = _at_time(_field(ens, var, "ens"), time)
     check_same_grid(e, t, ("ens", "truth"))
+    member_dim = ensemble_dim(e, member_dim) or "member"
     n = e.sizes.get(member_dim, 1)
     mean = e.mean(member_dim) if member_dim in e.dims else e
     std = e.std(member_dim, ddof=1) if n > 1 and member_dim in e.dims else 0 * mean
@@ -310,7 +313,7 @@ def maps(
     panels = [MapPanel(f"{var}: truth", t, "field", label)]
     for name, obj in (baselines or {}).items():
         b = _at_time(_field(obj, var, f"baselines[{name!r}]"), time)
-        b = b.mean(member_dim) if member_dim in b.dims else b
+        b = _ens_mean(b, member_dim)
         panels.append(MapPanel(f"{var}: {name}", b, "field", label))
     panels += [
         MapPanel(f"{var}: ensemble mean, mean {of}", mean, "field", label),
@@ -320,9 +323,16 @@ def maps(
     return field_maps(panels, ncols=ncols, projection=projection)
 
 
-def _mean_spectrum(da: xr.DataArray, member_dim: str) -> xr.DataArray:
-    """Zonal power spectrum averaged over members, time and latitude (area-weighted)."""
+def _ens_mean(da: xr.DataArray, member_dim: str | None) -> xr.DataArray:
+    """``da`` averaged over its ensemble dimension (``member_dim`` or one of
+    :data:`~xdiffsr.evaluation.metrics.ENSEMBLE_DIMS`), if it has one."""
+    dim = member_dim if member_dim in da.dims else ensemble_dim(da)
+    return da.mean(dim) if dim is not None else da
 
+
+def _mean_spectrum(da: xr.DataArray, member_dim: str | None) -> xr.DataArray:
+    """Zonal power spectrum averaged over members, time and latitude (area-weighted)."""
+    member_dim = member_dim if member_dim in da.dims else ensemble_dim(da)
     ny, _ = _names(da)
     spec = zonal_spectrum(da)
     dims = [d for d in (member_dim, "time") if d in spec.dims]
@@ -336,7 +346,7 @@ def spectra(
     var: str,
     *,
     baselines: Mapping[str, xr.Dataset | xr.DataArray] | None = None,
-    member_dim: str = "member",
+    member_dim: str | None = None,
 ) -> Any:
     """Zonal power spectra of the truth, the ensemble members and baselines.
 
@@ -391,7 +401,7 @@ def latitude_trace(
     lon: float = 180.0,
     time: int | Any = 0,
     baselines: Mapping[str, xr.Dataset | xr.DataArray] | None = None,
-    member_dim: str = "member",
+    member_dim: str | None = None,
 ) -> Any:
     """Meridional transect at one longitude: truth, ensemble mean and a ±2 std spread band.
 
@@ -422,6 +432,7 @@ def latitude_trace(
     check_same_grid(_field(ens, var, "ens"), _field(truth, var, "truth"), ("ens", "truth"))
     t = column(_field(truth, var, "truth"))
     e = column(_field(ens, var, "ens"))
+    member_dim = ensemble_dim(e, member_dim) or "member"
     mean = e.mean(member_dim) if member_dim in e.dims else e
     fig, (ax,) = _figure(1, size=(8, 4))
     if member_dim in e.dims and e.sizes[member_dim] > 1:
@@ -432,7 +443,7 @@ def latitude_trace(
     ax.plot(mean[ny], mean, "C0", lw=1.5, label="ensemble mean")
     for i, (label, obj) in enumerate((baselines or {}).items()):
         b = column(_field(obj, var, f"baselines[{label!r}]"))
-        b = b.mean(member_dim) if member_dim in b.dims else b
+        b = _ens_mean(b, member_dim)
         ax.plot(b[ny], b, f"C{i + 1}", lw=1, ls="--", label=label)
     ax.set_xlabel("latitude (°N)")
     ax.set_ylabel(_label(t, var))
@@ -448,7 +459,7 @@ def scatter_points(
     var: str,
     *,
     radius_km: float | None = None,
-    member_dim: str = "member",
+    member_dim: str | None = None,
 ) -> Any:
     """Ensemble mean against truth at observed and at unobserved grid cells.
 
@@ -472,6 +483,7 @@ def scatter_points(
 
     t = _field(truth, var, "truth")
     e = _field(ens, var, "ens")
+    member_dim = ensemble_dim(e, member_dim) or "member"
     mean = e.mean(member_dim) if member_dim in e.dims else e
     t, mean = xr.broadcast(t, mean)
     ny, nx = _names(t, "truth")

@@ -2,7 +2,7 @@
 
 from xdiffsr.models.diffusion import DiffusionModel
 from xdiffsr.models.latent import LatentDiffusionModel
-from xdiffsr.models.prior import GaussianPrior, Prior
+from xdiffsr.models.prior import GaussianPrior, Prior, SpectralGaussianPrior
 from xdiffsr.models.reference import fingerprint, model_handle, model_ref, resolve_handle
 from xdiffsr.models.registry import (
     ModelRef,
@@ -19,6 +19,7 @@ __all__ = [
     "LatentDiffusionModel",
     "ModelRef",
     "Prior",
+    "SpectralGaussianPrior",
     "clear_model_cache",
     "fetch_weights",
     "fingerprint",

@@ -19,11 +19,12 @@ import xarray as xr
 from torch import nn
 
 from xdiffsr.core.covariance import SpectralCovariance
-from xdiffsr.core.gaussian import GaussianDenoiser
+from xdiffsr.core.gaussian import GaussianDenoiser, SpectralGaussianDenoiser
 from xdiffsr.core.sampler import heun_sampler
 from xdiffsr.core.schedule import karras_sigmas
 from xdiffsr.errors import ArgumentError
 from xdiffsr.grid import Grid, grid_of
+from xdiffsr.models.spectral import SpectralFit, fit_spectral
 from xdiffsr.names import check_flat, to_model_layout
 
 #: The package's data folder: stored covariance estimates of the packaged models.
@@ -180,6 +181,12 @@ class Prior:
         beyond ``low - 6 scale`` or ``high + 6 scale``). A trained model's normalisation is its
         climatology over time and space: ``(center, center, scale)``."""
         return self.center, self.center, self.scale
+
+    def normalisation(self) -> tuple[np.ndarray, np.ndarray]:
+        """``(center, scale)`` as (C, H, W) fields: ``x = (state - center) / scale``."""
+        shape = self.state_shape
+        return (np.broadcast_to(self.center[:, None, None], shape),
+                np.broadcast_to(self.scale[:, None, None], shape))
 
     def normalise(self, state: np.ndarray) -> np.ndarray:
         """(…, C, H, W) physical -> normalised."""
@@ -367,8 +374,17 @@ class GaussianPrior(Prior):
         floor: float | None = None,
         name: str = "gaussian-fit",
         variables: Sequence[str] | None = None,
-    ) -> GaussianPrior:
+        covariance: str = "sample",
+        **spectral: Any,
+    ) -> GaussianPrior | SpectralGaussianPrior:
         """Fit mean and covariance to samples of ``ds`` along ``dim``.
+
+        ``covariance="spectral"`` fits a prior that needs only a handful of fields: a smooth
+        mean, a variance per latitude and correlations stationary in longitude from the fields'
+        spectra (:class:`SpectralGaussianPrior`, :func:`xdiffsr.models.spectral.fit_spectral`,
+        whose keywords ``mean``, ``multivariate``, ``resolved``, ``nan`` and ``window`` pass
+        through ``spectral``; ``dim`` may then name several sample dimensions). The default
+        ``"sample"`` is the sample covariance below.
 
         With ``rank`` the covariance is the leading ``rank`` principal components (by SVD of the
         normalised anomalies) plus ``floor`` times identity on the rest; by default ``floor`` is
@@ -384,6 +400,15 @@ class GaussianPrior(Prior):
         ArgumentError
             The full covariance (no ``rank``) would not fit in memory (use ``rank=``).
         """
+        if covariance == "spectral":
+            fit = fit_spectral(ds, dim=dim, variables=variables, **spectral)
+            return SpectralGaussianPrior(fit, name=name)
+        if covariance != "sample" or spectral:
+            raise ArgumentError(
+                f"covariance={covariance!r} with options {sorted(spectral)}: choose "
+                "covariance='sample' (rank=, floor=) or 'spectral' (mean=, multivariate=, "
+                "resolved=, nan=, window=)."
+            )
         if variables is not None:
             ds = to_model_layout(ds, variables, argname="ds", keep=(dim,))
         else:
@@ -445,6 +470,70 @@ class GaussianPrior(Prior):
             torch.as_tensor(self._lam, dtype=torch.float32),
             floor=self.floor,
         )
+
+
+class SpectralGaussianPrior(Prior):
+    """Gaussian prior with a smooth mean and a covariance stationary in longitude.
+
+    Normalised state ``x = (state - mean) / S`` with ``S`` a standard deviation per (variable,
+    latitude); ``x ~ N(0, B)`` with ``B`` diagonal in the reflected Fourier basis
+    (:class:`~xdiffsr.core.covariance.SpectralCovariance`). The denoiser is the exact filter
+    ``B (B + sigma^2 I)^-1`` (:class:`~xdiffsr.core.gaussian.SpectralGaussianDenoiser`), and
+    :meth:`covariance` is ``B`` itself, so moment-matching guidance (``"mmps"`` and ``"jf"``) is
+    exact: the ensemble samples the optimal-interpolation posterior. Build it with
+    :meth:`GaussianPrior.fit` ``(ds, covariance="spectral")``.
+
+    Parameters
+    ----------
+    fit : SpectralFit
+        The statistics (:func:`xdiffsr.models.spectral.fit_spectral`).
+    name : str
+        Label used in provenance attributes.
+    """
+
+    name = "gaussian-spectral"
+
+    def __init__(self, fit: SpectralFit, *, name: str = "gaussian-spectral"):
+        var = fit.scale**2 * fit.covariance.row_variance().double().numpy()[..., None]
+        super().__init__(fit.variables, fit.units, fit.grid, fit.mean.mean(axis=(1, 2)),
+                         np.sqrt(var.mean(axis=(1, 2))), fit.attrs)
+        self.fit_stats, self.name = fit, name
+        self._mean, self._scale = fit.mean, np.broadcast_to(fit.scale, fit.mean.shape)
+        self._covariance = fit.covariance
+        self._covariance_given = False
+
+    def normalisation(self) -> tuple[np.ndarray, np.ndarray]:
+        return self._mean, self._scale
+
+    def normalise(self, state: np.ndarray) -> np.ndarray:
+        return (state - self._mean) / self._scale
+
+    def denormalise(self, x: np.ndarray) -> np.ndarray:
+        return x * self._scale + self._mean
+
+    def climate(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Range of the mean field per variable and the prior's mean standard deviation."""
+        mu = self._mean.reshape(len(self.variables), -1)
+        return mu.min(axis=1), mu.max(axis=1), self.scale
+
+    def covariance(self, device: torch.device | str = "cpu", **_: Any) -> SpectralCovariance:
+        """``B``, the prior's own covariance of the normalised state (exact, not estimated)."""
+        return self._covariance.to(device)
+
+    def std(self) -> np.ndarray:
+        """Prior standard deviation (C, H, W) in physical units."""
+        row = self._covariance.row_variance().double().numpy()[..., None]
+        return self._scale * np.sqrt(row)
+
+    def _fingerprint_items(self) -> Iterable[tuple[str, Any]]:
+        cov = self._covariance
+        stats = [cov.power.numpy()] + ([cov.lam.numpy(), cov.vec.numpy()] if cov.vec is not None
+                                       else [])
+        return [*super()._fingerprint_items(), ("mean", self._mean), ("S", self._scale),
+                *((f"spectrum{i}", a) for i, a in enumerate(stats))]
+
+    def _build_denoiser(self) -> nn.Module:
+        return SpectralGaussianDenoiser(torch.zeros(self.state_shape), self._covariance)
 
 
 def _read_covariance(name: str) -> SpectralCovariance | None:

@@ -14,14 +14,15 @@ from xdiffsr.models.prior import Prior
 
 
 def likelihoods(blocks: list[tuple[Any, float, float]], prior: Prior, device) -> list:
-    """Fold the prior's normalisation into each source's operator: M(x) = A (center + scale x).
+    """Fold the prior's normalisation into each source's operator: M(x) = A (center + scale x)
+    (``center``, ``scale``: :meth:`Prior.normalisation`, fields of the state's shape).
 
     A latent prior composes each operator with its decoder (:meth:`Prior.wrap_operator`)."""
     C, H, W = prior.state_shape
-    s = np.repeat(prior.scale, H * W)
-    c = np.repeat(prior.center, H * W)
-    scale_t = torch.as_tensor(prior.scale, dtype=torch.float32, device=device).reshape(1, C, 1, 1)
-    center_t = torch.as_tensor(prior.center, dtype=torch.float32, device=device).reshape(1, C, 1, 1)
+    center_f, scale_f = prior.normalisation()  # (C, H, W): per channel, or per cell
+    s, c = np.asarray(scale_f).reshape(-1), np.asarray(center_f).reshape(-1)
+    scale_t = torch.as_tensor(s, dtype=torch.float32, device=device).reshape(1, C, H, W)
+    center_t = torch.as_tensor(c, dtype=torch.float32, device=device).reshape(1, C, H, W)
     out = []
     for block, gamma, weight in blocks:
         if block.operator is not None:  # callable on the physical state
