@@ -272,7 +272,7 @@ def test_evaluate_prior_report_option(tmp_path, monkeypatch):
         def to_markdown(self):
             return "REPORT TABLES\n"
 
-    def fake_report(model, truth, **kw):
+    def fake_report(model, truth, **kw):  # the expensive part, replaced
         seen.update(model=model.name, times=truth.sizes["time"], **kw)
         return Report()
 

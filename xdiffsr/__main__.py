@@ -303,10 +303,7 @@ def _add_evaluate(sub) -> None:
     _add_calibrate(ev)
     ev.add_argument("--withhold-by", default="station", choices=["random", "station", "region"],
                     help="how soundings are withheld")
-    ev.add_argument("--prior-report", action="store_true",
-                    help="also write prior-report.md: the model's denoiser roughness by noise "
-                    "level, its unguided members' spectra, edge rows and climate on the truth "
-                    "(docs/model-card.md)")
+    ev.add_argument("--prior-report", action="store_true", help="also write prior-report.md")
     _add_debug(ev)
 
 
@@ -463,36 +460,14 @@ def _run_evaluate(args) -> int:
     )
     rmse = table[table["metric"] == "rmse"]
     label = rmse["configuration"] + rmse["weight"].map(lambda w: "" if w != w else f" w={w:g}")
-    print(
-        rmse.assign(run=label)
-        .pivot_table(index="run", columns="variable", values="value", sort=False)
-        .to_string(float_format="{:.3g}".format)
-    )
+    print(rmse.assign(run=label).pivot_table(index="run", columns="variable", values="value",
+                                             sort=False).to_string(float_format="{:.3g}".format))
     print(f"wrote {args.out}/results.csv, results.md and figures")
-    if args.prior_report:
-        _write_prior_report(args)
+    if args.prior_report:  # the model's prior-quality report (xdiffsr.evaluation.prior_report)
+        from xdiffsr.evaluation.prior_report import write_prior_report as report
+        print("wrote", report(args.model, _open(args.truth) if args.truth else None, args.out,
+                              times=args.times, members=args.members, seed=args.seed))
     return 0
-
-
-def _write_prior_report(args) -> None:
-    import numpy as np
-
-    from xdiffsr.evaluation.datasets import load_heldout
-    from xdiffsr.evaluation.prior_report import prior_report
-    from xdiffsr.models import load_model
-
-    truth = _open(args.truth) if args.truth else load_heldout()
-    n = truth.sizes["time"] if args.times is None else min(args.times, truth.sizes["time"])
-    idx = np.unique(np.linspace(0, truth.sizes["time"] - 1, n).round().astype(int))
-    model = load_model(args.model)
-    report = prior_report(model, truth.isel(time=idx).load(), members=args.members,
-                          seed=args.seed, device=args.device or "cpu")
-    os.makedirs(args.out, exist_ok=True)
-    path = os.path.join(args.out, "prior-report.md")
-    with open(path, "w") as f:
-        f.write(report.to_markdown())
-    print(report.to_markdown())
-    print(f"wrote {path}")
 
 
 def _out_file(text: str) -> str:

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -35,7 +36,7 @@ import xarray as xr
 
 from xdiffsr.errors import ArgumentError
 from xdiffsr.evaluation.baselines import interpolation_baseline, unguided_baseline
-from xdiffsr.evaluation.datasets import load_stations
+from xdiffsr.evaluation.datasets import load_heldout, load_stations
 from xdiffsr.evaluation.metrics import (
     crps_ensemble,
     latitude_weights,
@@ -43,6 +44,7 @@ from xdiffsr.evaluation.metrics import (
     spread_skill_ratio,
     zonal_spectrum,
 )
+from xdiffsr.models import load_model
 from xdiffsr.models.prior import Prior
 from xdiffsr.osse import COARSE_GRID, coarsen
 from xdiffsr.osse.stations import simulate_soundings
@@ -51,7 +53,7 @@ from xdiffsr.reconstruct.settings import SamplerSettings
 
 __all__ = ["REPORT_SIGMAS", "REPORT_VARIABLES", "PriorReport", "climate", "denoiser_roughness",
            "edge_ratios", "guided_scores", "high_wavenumber_ratio", "igra_lr_members",
-           "prior_report", "roughness"]
+           "prior_report", "roughness", "write_prior_report"]
 
 #: Noise levels of the denoiser table (normalised units).
 REPORT_SIGMAS = (0.02, 0.1, 0.3, 1.0, 3.0)
@@ -304,3 +306,24 @@ def prior_report(prior: Prior, truth: xr.Dataset, *, members: int = 4,
     settings = {"states": int(truth.sizes["time"]), "members": members, "seed": seed,
                 "sigmas": list(map(float, sigmas)), **sampler_options}
     return PriorReport(den, unguided, clim, guided_t, settings)
+
+
+def write_prior_report(model: str | Prior, truth: xr.Dataset | None, out: str | Path, *,
+                       times: int | None = None, members: int = 4, seed: int = 0,
+                       device: str = "cpu") -> Path:
+    """Write ``OUT/prior-report.md`` for ``model`` on ``times`` evenly spread truth states.
+
+    ``truth`` defaults to the packaged held-out states; ``model`` is a prior or what
+    :func:`xdiffsr.load_model` takes (``xdiffsr evaluate --prior-report``).
+    """
+    truth = load_heldout() if truth is None else truth
+    prior = load_model(model) if isinstance(model, str) else model
+    n = truth.sizes["time"] if times is None else min(int(times), truth.sizes["time"])
+    idx = np.unique(np.linspace(0, truth.sizes["time"] - 1, n).round().astype(int))
+    report = prior_report(prior, truth.isel(time=idx).load(), members=members, seed=seed,
+                          device=device)
+    path = Path(out)
+    path.mkdir(parents=True, exist_ok=True)
+    path = path / "prior-report.md"
+    path.write_text(report.to_markdown())
+    return path
