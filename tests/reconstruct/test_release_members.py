@@ -139,3 +139,16 @@ def test_default_members_equal_the_reference(problem):
     unguided, _ = sample_time(prior, [source], [1.0], TIME, device="cpu",
                               settings=settings.replace(guidance="none"))
     assert np.abs((got - unguided) / scale).max() > 0.1
+
+
+@pytest.mark.parametrize("options", [{}, {"guidance": "mmps"}, {"mmps_sigmas": None}])
+def test_corrector_guidance_off_changes_the_members(problem, options):
+    """``corrector_guidance=False`` runs the Heun corrector on the prior: under the default
+    settings (the noise band of 'jf') too."""
+    prior, source = problem
+    settings = SamplerSettings(members=2, steps=6, **options)
+    on, _ = sample_time(prior, [source], [1.0], TIME, device="cpu", settings=settings)
+    off, _ = sample_time(prior, [source], [1.0], TIME, device="cpu",
+                         settings=settings.replace(corrector_guidance=False))
+    scale = prior.scale.reshape(1, -1, 1, 1)
+    assert np.abs((on - off) / scale).max() > 1e-2

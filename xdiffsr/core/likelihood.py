@@ -438,6 +438,11 @@ class NoiseBandGuidance(nn.Module):
             raise ArgumentError(f"band={band!r} must be (lo, hi) with 0 <= lo < hi.")
         self.outer, self.inner, self.band = outer, inner, (lo, hi)
 
+    @property
+    def prior(self) -> Denoiser:
+        """The prior denoiser both posterior denoisers wrap (the unguided Heun corrector)."""
+        return getattr(self.outer, "prior", self.outer)
+
     def forward(self, x: torch.Tensor, sigma) -> torch.Tensor:
         s = float(torch.as_tensor(sigma).max())
         lo, hi = self.band
