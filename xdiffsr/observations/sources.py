@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import warnings
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
 import numpy as np
@@ -153,6 +153,25 @@ class Observations:
     def window(self, start: np.datetime64, stop: np.datetime64) -> Observations:
         """The source restricted to observations usable between ``start`` and ``stop``."""
         return self
+
+    def __dask_tokenize__(self) -> tuple:
+        """Dask's token of the source: its type and every field (data, errors, operator,
+        super-observation options, weighting, ...), so that sources differing in anything
+        never share a dask key."""
+        return (type(self).__module__, type(self).__qualname__,
+                *((f.name, _token_value(getattr(self, f.name)))
+                  for f in fields(self) if f.compare))
+
+
+def _token_value(value: Any) -> Any:
+    """Dask's normalised token of one field; a DataFrame by its content (dask's own token of
+    frames with string columns differs between equal copies)."""
+    from dask.base import normalize_token
+
+    if isinstance(value, pd.DataFrame):
+        return ("DataFrame", list(map(str, value.columns)), list(map(str, value.dtypes)),
+                pd.util.hash_pandas_object(value, index=True).to_numpy())
+    return normalize_token(value)
 
 
 def _tolerance(tol, default: str) -> pd.Timedelta:
