@@ -156,7 +156,7 @@ def _mark_divergence(first_bad: torch.Tensor, x: torch.Tensor, i: int, limit: fl
 
 _DIVERGED_FIX = (
     "The guidance step is too large for these observations (many, precise observations per "
-    "model cell) or the schedule too short: use guidance='mmps' (the default), or with "
+    "model cell) or the schedule too short: use guidance='jf' (the default) or 'mmps', or with "
     "guidance='sda' a clip (e.g. clip=1.0) or a larger gamma, and at least 6 steps."
 )
 

@@ -88,8 +88,9 @@ def super_resolve(
         model's units; by default they are refused with :class:`~xdiffsr.errors.UnitsError`.
     **sampler_options
         The fields of :class:`xdiffsr.SamplerSettings` (its docstring lists them with their
-        defaults): ``members`` (8), ``steps`` (18), ``seed`` (0), ``guidance`` ('sda', 'mmps'
-        or 'none'), ``lambda_g``, ``clip``, ``cg_iters``, ``S_churn``, ``S_tmin``, ``S_tmax``,
+        defaults): ``members`` (8), ``steps`` (15), ``seed`` (0), ``guidance`` ('jf', the
+        default, 'mmps', 'sda' or 'none'), ``lambda_g``, ``clip``, ``cg_iters``, ``mmps_sigmas``,
+        ``cg_tol``, ``S_churn``, ``S_tmin``, ``S_tmax``,
         ``S_noise``, ``corrector_guidance``, ``sigma_min``, ``sigma_max``, and the speed and
         memory options ``batch_size``, ``max_memory`` (``"40GB"``, ``"auto"``; CUDA),
         ``precision`` ('fp32', 'bf16'), ``channels_last``, ``compile`` and ``checkpoint``.
