@@ -16,11 +16,14 @@ from dataclasses import dataclass, field
 from numbers import Integral, Real
 from typing import Any
 
+from xdiffsr.core.guidance.registry import guidance_names
 from xdiffsr.core.memory import parse_memory
 from xdiffsr.core.runtime import check_network_options
 from xdiffsr.errors import ArgumentError
 
-GUIDANCES = ("sda", "mmps", "jf", "none")
+#: The guidance methods of the package (:data:`xdiffsr.core.guidance.GUIDANCE_BUILDERS`) and
+#: "none"; validation reads the table itself, so methods registered later are valid too.
+GUIDANCES = guidance_names()
 
 _SPEED = {"speed": True}  # changes speed and memory only: not provenance, may change on resume
 _NETWORK = {"network": True}  # passed to xdiffsr.core.runtime.with_network_options
@@ -125,8 +128,8 @@ class SamplerSettings:
         self._set("seed", _integer("seed", self.seed, minimum=0))  # any size: member_seed
         if self.batch_size is not None:
             self._set("batch_size", _integer("batch_size", self.batch_size, minimum=1))
-        if self.guidance not in GUIDANCES:
-            raise ArgumentError(f"guidance={self.guidance!r}; choose one of {GUIDANCES}.")
+        if self.guidance not in guidance_names():
+            raise ArgumentError(f"guidance={self.guidance!r}; choose one of {guidance_names()}.")
         for name in ("lambda_g", "S_churn", "S_tmin", "S_noise"):
             self._set(name, _number(name, getattr(self, name), minimum=0.0))
         self._set("S_tmax", _number("S_tmax", self.S_tmax, minimum=self.S_tmin, inf=True))
