@@ -33,7 +33,8 @@ class ObsBlock:
     var_index : ndarray of int (n,) or None
         Index of the model variable of each observation (None for callable operators).
     gamma : ndarray (n,), optional
-        Per-observation ``Gamma`` (dimensionless), overriding the source's scalar.
+        Per-observation ``Gamma`` (dimensionless; absolute for a callable ``operator``).
+        :meth:`Observations.at_time` always fills it.
     operator : callable, optional
         Instead of ``matrix``: a differentiable ``f(state) -> (B, n)`` on the physical state
         tensor (B, C, H, W).
@@ -158,7 +159,16 @@ class Observations:
     def describe(self) -> str:  # pragma: no cover - overridden
         return self.kind
 
-    def at_time(self, t: np.datetime64, prior) -> ObsBlock | None:  # pragma: no cover
+    def at_time(self, t: np.datetime64, prior) -> ObsBlock | None:
+        """The observations usable at ``t`` as one block (None: none within the tolerance),
+        with ``Gamma`` always filled (the source's ``gamma`` where the block has no
+        per-observation values). Subclasses build the block in :meth:`_block_at`."""
+        block = self._block_at(t, prior)
+        if block is None or block.gamma is not None:
+            return block
+        return replace(block, gamma=np.full(block.n_obs, float(self.gamma)))
+
+    def _block_at(self, t: np.datetime64, prior) -> ObsBlock | None:  # pragma: no cover
         raise NotImplementedError
 
     def window(self, start: np.datetime64, stop: np.datetime64) -> Observations:

@@ -306,7 +306,7 @@ class ColumnObservations(Observations):
         var_index = np.asarray(idx)[np.argmax(rows_w, axis=1)]
         return sp.hstack(blocks).tocsr(), var_index
 
-    def at_time(self, t, prior) -> ObsBlock | None:
+    def _block_at(self, t, prior) -> ObsBlock | None:
         d = self.data
         near = np.abs(d["time"].to_numpy() - t) <= self._tol.to_timedelta64()
         if not near.any():

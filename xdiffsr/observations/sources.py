@@ -120,7 +120,7 @@ class PointObservations(Observations):
         out = replace(self, data=self.data.loc[sel])
         return out
 
-    def at_time(self, t, prior) -> ObsBlock | None:
+    def _block_at(self, t, prior) -> ObsBlock | None:
         times = self.data["time"].to_numpy()
         tol = self._tol.to_timedelta64()
         lo, hi = np.searchsorted(times, t - tol, "left"), np.searchsorted(times, t + tol, "right")
@@ -311,9 +311,9 @@ class GridObservations(Observations):
         key = ("superobs", _grid_key(prior.grid), _grid_key(self._grid))
         return _OPERATORS.get(key, lambda: grid_averaging(self._grid, prior.grid))
 
-    def at_time(self, t, prior) -> ObsBlock | None:
+    def _block_at(self, t, prior) -> ObsBlock | None:
         """The block at ``t`` (None if no field within the tolerance), super-observations if
-        :meth:`superobs_weights` says so."""
+        :meth:`superobs_weights` says so (:meth:`Observations.at_time`)."""
         ds = self.flat(prior)
         if self._time is not None:
             times = ds[self._time].values
@@ -417,7 +417,7 @@ class CallableObservations(Observations):
         tol = self._tol.to_timedelta64()
         return replace(self, data=self.data.sel({self._time: slice(start - tol, stop + tol)}))
 
-    def at_time(self, t, prior) -> ObsBlock | None:
+    def _block_at(self, t, prior) -> ObsBlock | None:
         times = self.data[self._time].values
         if times.size == 0:
             return None

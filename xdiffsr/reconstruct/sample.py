@@ -78,7 +78,7 @@ def _denoiser_at(
         block = src.at_time(time, prior)
         counts.append(0 if block is None else block.n_obs)
         if block is not None and block.n_obs and w > 0:
-            blocks.append((block, src.gamma, w))
+            blocks.append((block, w))
     den = network if network is not None else _network(prior, device, settings)
     liks = likelihoods(blocks, prior, device)
     if settings.guidance != "none" and liks:  # a row of the guidance table
