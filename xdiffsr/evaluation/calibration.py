@@ -30,7 +30,7 @@ from xdiffsr.models.prior import Prior
 from xdiffsr.observations.sources import Observations, as_source
 from xdiffsr.reconstruct import super_resolve
 from xdiffsr.reconstruct.diagnostics import predicted, to_model_grid
-from xdiffsr.reconstruct.plan import _output_grid
+from xdiffsr.reconstruct.plan import output_grid_of
 
 __all__ = ["calibrate", "scale_errors"]
 
@@ -53,7 +53,7 @@ def scale_errors(
 
 def _members(ens: xr.Dataset, prior: Prior, tname: str) -> np.ndarray:
     """Physical members (time, member, C, H, W) on the model grid."""
-    _, (ilat, ilon) = _output_grid(ens, prior)
+    _, (ilat, ilon) = output_grid_of(ens, prior)
     order = [tname, "member", "lat", "lon"]
     data = np.stack([ens[v].transpose(*order).values for v in prior.variables], axis=2)
     return to_model_grid(data, np.asarray(ilat), np.asarray(ilon))

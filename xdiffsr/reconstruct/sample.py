@@ -313,3 +313,8 @@ def _step_counter(progress: Callable[[float], Any], members: int) -> Callable[[d
         progress(1 if n == members else n / members)
 
     return step
+
+
+#: the steps of a reconstruction under public names (:class:`~xdiffsr.reconstruct.Reconstruction`
+#: calls them; the private ones stay while the batching changes, issue 26)
+denoiser_at, batch_size_for, draw_members = _denoiser_at, _batch_size, _draw
