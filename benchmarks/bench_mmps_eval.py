@@ -15,8 +15,7 @@ import torch
 
 import xdiffsr
 from xdiffsr.evaluation.demo import load_heldout, load_stations, observe
-from xdiffsr.reconstruct.plan import _plan
-from xdiffsr.reconstruct.sample import _denoiser_at
+from xdiffsr.reconstruct import Reconstruction
 from xdiffsr.reconstruct.settings import SamplerSettings
 
 
@@ -31,8 +30,9 @@ def main() -> None:
     truth = truth[[v for v in prior.variables if v in truth.data_vars]]
     coarse, sondes = observe(truth, load_stations())
     settings = SamplerSettings.from_options(cg_iters=args.cg_iters, cg_tol=0.0)
-    plan = _plan(truth.drop_vars(list(truth.data_vars)), [sondes, coarse], None, prior, settings)
-    den, _ = _denoiser_at(prior, plan.sources, plan.weights, plan.times[0], "cpu", plan.settings)
+    rec = Reconstruction(truth.drop_vars(list(truth.data_vars)), [sondes, coarse], model=prior,
+                         settings=settings)
+    den, _ = rec.denoiser(rec.times[0], "cpu")
     x = torch.randn(args.batch, *prior.state_shape, generator=torch.Generator().manual_seed(0))
     sigma = torch.full((args.batch,), 2.0)
     times = {True: [], False: []}

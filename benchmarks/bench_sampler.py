@@ -28,9 +28,11 @@ import argparse
 import contextlib
 import math
 import time
+import warnings
 
 import numpy as np
 import torch
+import xarray as xr
 
 from xdiffsr import DiffusionModel
 from xdiffsr.core import (
@@ -43,7 +45,7 @@ from xdiffsr.core import (
     with_network_options,
 )
 from xdiffsr.grid import Grid
-from xdiffsr.reconstruct.sample import _batch_size, _draw
+from xdiffsr.reconstruct import Reconstruction
 from xdiffsr.reconstruct.settings import SamplerSettings
 from xdiffsr.regrid import point_weights, regrid_weights
 
@@ -114,13 +116,17 @@ def random_model(cfg: UNetConfig, device) -> DiffusionModel:
 def time_run(model, guided, device, settings: SamplerSettings) -> tuple[float, int, float]:
     """Seconds for all members, the batch used and the peak GiB (CUDA) of the timed run."""
     t = np.datetime64("2000-01-01T00")
-    batch = _batch_size(guided, model, device, settings)  # fitted to max_memory on CUDA
-    _draw(guided, model, t, device, settings.replace(steps=2), batch)  # warm-up (and compile)
+    with warnings.catch_warnings():  # the benchmark's own guided denoiser, no sources
+        warnings.simplefilter("ignore")
+        rec, warm = (Reconstruction(xr.Dataset(coords={"time": [t]}), model=model, settings=s)
+                     for s in (settings, settings.replace(steps=2)))
+    batch = rec.batch_size(guided, device)  # fitted to max_memory on CUDA
+    warm.draw(guided, t, device, batch)  # warm-up (and compile)
     if device.type == "cuda":
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
     t0 = time.perf_counter()
-    x = _draw(guided, model, t, device, settings, batch)
+    x = rec.draw(guided, t, device, batch)
     sync(device)
     dt = time.perf_counter() - t0
     assert np.isfinite(x).all()

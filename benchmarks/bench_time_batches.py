@@ -30,8 +30,7 @@ import torch
 import xarray as xr
 
 import xdiffsr
-from xdiffsr.reconstruct.plan import _plan
-from xdiffsr.reconstruct.sample import run_times
+from xdiffsr.reconstruct import Reconstruction
 from xdiffsr.reconstruct.settings import SamplerSettings
 
 try:
@@ -43,16 +42,14 @@ except ImportError:  # run as a module from the repository root
 def run(model, obs, times, device, rows, **options) -> tuple[np.ndarray, float, list[float]]:
     # batch_times=True: the opt-in (issue 26); with rows=members a batch is still one time
     settings = SamplerSettings.from_options(batch_size=rows, batch_times=True, **options)
-    plan = _plan(xr.Dataset(coords={"time": times}), obs, None, model, settings)
+    rec = Reconstruction(xr.Dataset(coords={"time": times}), obs, model=model, settings=settings)
     calls: list[float] = []
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     t0 = time.perf_counter()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # synthetic observations: far from the prior
-        x = run_times(model, plan.sources, plan.weights, plan.times, device=device,
-                      settings=plan.settings, ilat=plan.ilat, ilon=plan.ilon,
-                      n_sources=len(plan.sources), progress=calls.append)
+        x = rec.sample(device=device, progress=calls.append)
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     return x, time.perf_counter() - t0, calls

@@ -282,3 +282,37 @@ def test_evaluate_prior_report_option(tmp_path, monkeypatch):
                  "--no-figures", "--prior-report"]) == 0
     assert (out / "prior-report.md").read_text() == "REPORT TABLES\n"
     assert seen["times"] == 1 and seen["members"] == 3 and seen["model"] == "xdiffsr-default"
+
+
+def test_cli_sampler_options_are_generated_from_the_settings(capsys):
+    """Names, types, defaults, help and validation of the sampler options come from
+    :class:`xdiffsr.SamplerSettings`; an experiment command's defaults are its driver's."""
+    import argparse
+    import dataclasses
+    import inspect
+
+    from xdiffsr.__main__ import _SUPER_RESOLVE, _add_sampler
+    from xdiffsr.evaluation.suite import evaluate
+
+    p = argparse.ArgumentParser()
+    _add_sampler(p, names=_SUPER_RESOLVE)
+    args = p.parse_args([])
+    default = xdiffsr.SamplerSettings()
+    assert {n: getattr(args, n) for n in _SUPER_RESOLVE} == {
+        n: getattr(default, n) for n in _SUPER_RESOLVE}
+    helps = {f.name: f.metadata["help"] for f in dataclasses.fields(xdiffsr.SamplerSettings)}
+    for action in p._actions[1:]:
+        assert action.help == helps[action.dest]
+        assert action.option_strings == ["--" + action.dest.replace("_", "-")]
+    assert p.parse_args(["--mmps-sigmas", "none"]).mmps_sigmas is None
+    assert p.parse_args(["--mmps-sigmas", "2,8"]).mmps_sigmas == (2.0, 8.0)
+    assert p.parse_args(["--batch-size", "none", "--seed", "7"]).batch_size is None
+    for bad, message in [("--cg-iters=0", "cg_iters=0 must be an integer >= 1"),
+                         ("--mmps-sigmas=8,2", "mmps_sigmas=(8.0, 2.0) must be a pair"),
+                         ("--lambda-g=-1", "lambda_g=-1.0 must be >= 0")]:
+        with pytest.raises(SystemExit):
+            p.parse_args([bad])
+        assert message in capsys.readouterr().err
+    e = argparse.ArgumentParser()
+    _add_sampler(e, evaluate)
+    assert e.parse_args([]).members == inspect.signature(evaluate).parameters["members"].default

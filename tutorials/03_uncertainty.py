@@ -14,7 +14,8 @@
 # To know what the right answer is, we use a problem whose posterior is known exactly: a
 # **Gaussian prior** (`xdiffsr.GaussianPrior`) on a small 16 x 32 global grid, truths drawn from
 # that same prior, and point observations with a known error of 1 K. Moment-matching guidance
-# (the default) is exact for a Gaussian prior, so a correctly specified case must give a
+# with the denoiser's Jacobian (`guidance="mmps"`, converged CG) is exact for any Gaussian prior
+# (the default `"jf"` only for a stationary covariance), so a correctly specified case must give a
 # spread-skill ratio near 1, a chi-square near 1 and flat ranks; then we mis-specify the error
 # and watch every diagnostic say so. Everything here runs in seconds: the prior is a 512 x 512
 # covariance, not a network.

@@ -42,7 +42,12 @@ from xdiffsr.observations import (
     Observations,
     PointObservations,
 )
-from xdiffsr.reconstruct import SamplerSettings, reconstruct_to_zarr, super_resolve
+from xdiffsr.reconstruct import (
+    Reconstruction,
+    SamplerSettings,
+    reconstruct_to_zarr,
+    super_resolve,
+)
 
 __all__ = [
     "ArgumentError",
@@ -61,6 +66,7 @@ __all__ = [
     "Observations",
     "PointObservations",
     "Prior",
+    "Reconstruction",
     "SamplerSettings",
     "SpectralGaussianPrior",
     "StoreLockedError",

@@ -56,7 +56,9 @@ def _main(argv: list[str]) -> int:
     )
     demo.add_argument("--model", default="default", type=_model, help="registry name or model file")
     demo.add_argument("--out", default="xdiffsr-demo", type=_out_dir, help="output folder")
-    _add_sampler(demo)
+    from xdiffsr.evaluation.demo import run_demo
+
+    _add_sampler(demo, run_demo)
     demo.add_argument("--device", default=None, type=_device, help="torch device (default: auto)")
     demo.add_argument("--seed", type=_int_at_least(0), default=0, help="random seed")
     demo.add_argument("--no-figure", action="store_true", help="skip the figure")
@@ -110,36 +112,19 @@ def _add_debug(p: argparse.ArgumentParser) -> None:
                    help="show Python tracebacks")
 
 
-def _add_sampler(p: argparse.ArgumentParser) -> None:
-    from xdiffsr.reconstruct.settings import GUIDANCES, SamplerSettings
-
-    d = SamplerSettings()
-    p.add_argument("--members", type=_int_at_least(1), default=4, help="ensemble members")
-    p.add_argument("--steps", type=_int_at_least(1), default=d.steps, help="sampler steps")
-    p.add_argument("--guidance", default=d.guidance, choices=GUIDANCES,
-                   help="observation guidance (jf: Jacobian-free moment matching)")
-    p.add_argument("--cg-iters", type=_int_at_least(0), default=2,
-                   help="conjugate-gradient iterations (mmps)")
-    _add_band(p, d.mmps_sigmas)
+#: the sampler options of the experiment commands (demo, evaluate, sequential)
+_SAMPLER = ("members", "steps", "guidance", "cg_iters", "mmps_sigmas")
+#: the sampler options of super-resolve
+_SUPER_RESOLVE = (*_SAMPLER, "lambda_g", "batch_size", "seed")
 
 
-def _add_band(p: argparse.ArgumentParser, default) -> None:
-    p.add_argument("--mmps-sigmas", type=_band, default=default, metavar="LO,HI",
-                   help="with --guidance jf: noise levels where MMPS (the network's Jacobian) "
-                        "is used, or none")
+def _add_sampler(p: argparse.ArgumentParser, driver=None, names=_SAMPLER) -> None:
+    """The sampler options ``names``, generated from :class:`xdiffsr.SamplerSettings`, with the
+    defaults of the experiment ``driver`` (a function) where it has its own."""
+    from xdiffsr.reconstruct.arguments import add_sampler_arguments, driver_defaults
 
-
-def _band(text: str):
-    if text.strip().lower() == "none":
-        return None
-    try:
-        lo, hi = (float(t) for t in text.split(","))
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"{text!r} is not LO,HI (two noise levels, e.g. 2,8) or none") from None
-    if not (0 <= lo < hi):
-        raise argparse.ArgumentTypeError(f"{text!r}: need 0 <= LO < HI")
-    return lo, hi
+    defaults = driver_defaults(driver, names) if driver is not None else None
+    add_sampler_arguments(p, names, defaults=defaults)
 
 
 def _int_at_least(low: int):
@@ -261,7 +246,7 @@ def _add_calibrate(p) -> None:
 
 
 def _add_evaluate(sub) -> None:
-    from xdiffsr.evaluation.suite import BASELINES, CONFIGURATIONS
+    from xdiffsr.evaluation.suite import BASELINES, CONFIGURATIONS, evaluate
     from xdiffsr.osse import COARSE_GRID
 
     ev = sub.add_parser(
@@ -287,7 +272,7 @@ def _add_evaluate(sub) -> None:
                     help="weights of the emulator forecast")
     ev.add_argument("--times", type=_int_at_least(1), default=None,
                     help="number of target times (default: all)")
-    _add_sampler(ev)
+    _add_sampler(ev, evaluate)
     ev.add_argument("--lead", default="12h", type=_timedelta,
                     help="emulator lead time (multiple of 6h)")
     ev.add_argument("--coarse-grid", nargs=2, type=_int_at_least(1), default=list(COARSE_GRID),
@@ -308,7 +293,11 @@ def _add_evaluate(sub) -> None:
 
 
 def _add_sequential(sub) -> None:
-    from xdiffsr.evaluation.sequential import SEQUENTIAL_BASELINES, SEQUENTIAL_CONFIGURATIONS
+    from xdiffsr.evaluation.sequential import (
+        SEQUENTIAL_BASELINES,
+        SEQUENTIAL_CONFIGURATIONS,
+        evaluate_sequential,
+    )
     from xdiffsr.osse import COARSE_GRID
 
     sq = sub.add_parser(
@@ -335,7 +324,7 @@ def _add_sequential(sub) -> None:
                     help=f"baselines to score, of {list(SEQUENTIAL_BASELINES)}")
     sq.add_argument("--weight", type=_number(), default=1.0,
                     help="weight of the emulator forecast")
-    _add_sampler(sq)
+    _add_sampler(sq, evaluate_sequential)
     sq.add_argument("--coarse-grid", nargs=2, type=_int_at_least(1), default=list(COARSE_GRID),
                     metavar=("NLAT", "NLON"), help="coarse grid of the LR observations")
     sq.add_argument("--emulator-truncation", type=_int_at_least(1), default=21,
@@ -477,9 +466,6 @@ def _out_file(text: str) -> str:
 
 
 def _add_super_resolve(sub) -> None:
-    from xdiffsr.reconstruct.settings import GUIDANCES, SamplerSettings
-
-    d = SamplerSettings()
     sr = sub.add_parser(
         "super-resolve", help="reconstruct high-resolution ensembles from your observation files",
         description="Reconstruct posterior ensembles at the target times from observation "
@@ -497,18 +483,7 @@ def _add_super_resolve(sub) -> None:
     sr.add_argument("--grid", default=None, type=_existing,
                     help="netCDF/zarr file whose lat/lon is the output grid (none: the model's)")
     sr.add_argument("--model", default="default", type=_model, help="registry name or model file")
-    sr.add_argument("--members", type=_int_at_least(1), default=d.members,
-                    help="ensemble members")
-    sr.add_argument("--steps", type=_int_at_least(1), default=d.steps, help="sampler steps")
-    sr.add_argument("--guidance", default=d.guidance, choices=GUIDANCES,
-                    help="observation guidance")
-    sr.add_argument("--cg-iters", type=_int_at_least(1), default=d.cg_iters,
-                    help="conjugate-gradient iterations (mmps)")
-    _add_band(sr, d.mmps_sigmas)
-    sr.add_argument("--lambda-g", type=_number(), default=d.lambda_g, help="guidance scale")
-    sr.add_argument("--batch-size", type=_int_at_least(1), default=None,
-                    help="members per network batch (none: all at once)")
-    sr.add_argument("--seed", type=_int_at_least(0), default=d.seed, help="random seed")
+    _add_sampler(sr, names=_SUPER_RESOLVE)
     sr.add_argument("--device", default=None, type=_device, help="torch device (default: auto)")
     sr.add_argument("--assume-units", action="store_true",
                     help="take observations without units to be in the model's units")
@@ -564,6 +539,7 @@ def _run_super_resolve(args) -> int:
     from xdiffsr.grid import find_latlon
     from xdiffsr.models.registry import load_model
     from xdiffsr.reconstruct.api import super_resolve
+    from xdiffsr.reconstruct.arguments import sampler_options
     from xdiffsr.reconstruct.settings import SamplerSettings
 
     if os.path.exists(args.out) and not args.overwrite:
@@ -572,10 +548,7 @@ def _run_super_resolve(args) -> int:
         raise ArgumentError(
             f"--weights gives {len(args.weights)} values for {len(args.obs)} observation files"
         )
-    settings = SamplerSettings.from_options(
-        members=args.members, steps=args.steps, guidance=args.guidance, cg_iters=args.cg_iters,
-        mmps_sigmas=args.mmps_sigmas, lambda_g=args.lambda_g, batch_size=args.batch_size,
-        seed=args.seed)
+    settings = SamplerSettings.from_options(**sampler_options(args, _SUPER_RESOLVE))
     times = _target_times(args)
     model = load_model(args.model, device="cpu", progress=True)
     obs = [_read_obs(p, list(model.variables)) for p in args.obs]

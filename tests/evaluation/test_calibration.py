@@ -88,3 +88,31 @@ def test_scale_errors_per_variable(prior):
         scale_errors(src, {"t850": -1.0}, prior)
     with pytest.raises(xdiffsr.ArgumentError, match="by="):
         calibrate(xr.Dataset(coords={"time": TIMES[:1]}), [src], prior, by="station")
+
+
+def _column_source(**kw):
+    from xdiffsr.observations.column import ColumnObservations
+
+    df = pd.DataFrame({"time": TIMES[0], "lat": [0.0, 10.0, -20.0], "lon": [20.0, 40.0, 90.0],
+                       "channel": ["ch1", "ch2", "ch3"], "value": [250.0, 240.0, 230.0]})
+    return ColumnObservations(df, **kw)
+
+
+@pytest.mark.parametrize("kw", [{}, {"sigma_y": 2.0}, {"sigma_y": {"ch1": 3.0}}])
+@pytest.mark.parametrize("factor", [4.0, {"t850": 4.0, "t500": 4.0, "t250": 4.0}])
+def test_a_calibrated_column_source_uses_its_factor(kw, factor):
+    from tests.observations.test_column import prior as column_prior
+
+    p = column_prior()
+    src = _column_source(**kw)
+    before = src.at_time(TIMES.values[0], p).variance
+    after = scale_errors(src, factor, p).at_time(TIMES.values[0], p).variance
+    np.testing.assert_allclose(after, 4.0 * before)
+    np.testing.assert_allclose(src.scaled(factor, p).at_time(TIMES.values[0], p).variance, after)
+
+
+def test_column_source_validates_its_options_as_the_others():
+    for bad in ({"sigma_y": -1.0}, {"gamma": float("nan")}, {"method": "nearest"},
+                {"tolerance": "soon"}, {"tolerance": "-1h"}, {"weight": -2.0}):
+        with pytest.raises(xdiffsr.ArgumentError):
+            _column_source(**bad)

@@ -5,7 +5,7 @@ Nothing here imports xarray; tensors are (B, C, H, W) = (members, variables, lat
 """
 
 from .gaussian import GaussianDenoiser, gaussian_posterior
-from .likelihood import GaussianLikelihood, MMPSGuidance, ScoreGuidance, conjugate_gradient
+from .guidance import GaussianLikelihood, MMPSGuidance, ScoreGuidance, conjugate_gradient
 from .memory import fit_batch_size, parse_memory
 from .operators import CallableOperator, SparseOperator, StackedOperator, stack_operators
 from .precond import EDMLoss, EDMPrecond, edm_coefficients

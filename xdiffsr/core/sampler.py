@@ -1,5 +1,5 @@
 """Stochastic Heun sampler of EDM (Karras et al. 2022, Algorithm 2), guided as in Algorithm 1 of
-Chakraborty et al. (2025) when given a guided denoiser (:mod:`xdiffsr.core.likelihood`)."""
+Chakraborty et al. (2025) when given a guided denoiser (:mod:`xdiffsr.core.guidance`)."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from collections.abc import Callable, Sequence
 import torch
 
 from ..errors import ArgumentError, DivergenceError, XDiffSRWarning
+from .guidance.base import Guidance
 
 Callback = Callable[[dict], None]
 Generators = torch.Generator | Sequence[torch.Generator] | None
@@ -70,8 +71,8 @@ def heun_sampler(
     ----------
     denoiser : callable
         ``D(x, sigma)`` with x of shape (B, C, H, W) and sigma of shape (B,); prior or guided.
-        A guided denoiser exposes ``.prior``, used at the corrector when
-        ``corrector_guidance=False``.
+        A guided one (:class:`~xdiffsr.core.guidance.base.Guidance`) wraps its ``prior``,
+        which the corrector uses when ``corrector_guidance=False``.
     latents : tensor, shape (B, C, H, W)
         Standard normal noise; members are the batch dimension.
     sigmas : tensor, shape (N + 1,)
@@ -109,7 +110,8 @@ def heun_sampler(
     sigmas = sigmas.to(torch.float64)
     if sigmas.ndim != 1 or sigmas.numel() < 2 or bool((sigmas[1:] > sigmas[:-1]).any()):
         raise ArgumentError("sigmas must be a decreasing 1-D tensor of length >= 2 ending in 0.")
-    corrector = denoiser if corrector_guidance else getattr(denoiser, "prior", denoiser)
+    guided = isinstance(denoiser, Guidance)
+    corrector = denoiser.prior if guided and not corrector_guidance else denoiser
     n_steps = sigmas.numel() - 1
     sig = [float(s) for s in sigmas]  # host-side floats: no device sync inside the loop
     batch = latents.shape[0]
@@ -156,8 +158,9 @@ def _mark_divergence(first_bad: torch.Tensor, x: torch.Tensor, i: int, limit: fl
 
 _DIVERGED_FIX = (
     "The guidance step is too large for these observations (many, precise observations per "
-    "model cell) or the schedule too short: use guidance='mmps' (the default), or with "
-    "guidance='sda' a clip (e.g. clip=1.0) or a larger gamma, and at least 6 steps."
+    "model cell) or the schedule too short: use guidance='jf' (the default) or "
+    "guidance='mmps', or with guidance='sda' a clip (e.g. clip=1.0) or a larger gamma, and at "
+    "least 6 steps."
 )
 
 

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Mapping, Sequence
-from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -28,10 +27,10 @@ import xarray as xr
 from xdiffsr.errors import ArgumentError, XDiffSRWarning
 from xdiffsr.grid import find_time, to_datetime64
 from xdiffsr.models.prior import Prior
-from xdiffsr.observations.sources import CallableObservations, Observations, as_source
+from xdiffsr.observations.sources import Observations, as_source
 from xdiffsr.reconstruct import super_resolve
 from xdiffsr.reconstruct.diagnostics import predicted, to_model_grid
-from xdiffsr.reconstruct.plan import _output_grid
+from xdiffsr.reconstruct.plan import output_grid_of
 
 __all__ = ["calibrate", "scale_errors"]
 
@@ -39,43 +38,22 @@ __all__ = ["calibrate", "scale_errors"]
 def scale_errors(
     source: Observations, factor: float | Mapping[str, float], prior: Prior
 ) -> Observations:
-    """A copy of ``source`` with every error variance multiplied by ``factor``.
+    """A copy of ``source`` with every error variance multiplied by ``factor``
+    (:meth:`Observations.scaled <xdiffsr.observations.base.Observations.scaled>`).
 
     ``factor`` is one number, or a ``{variable: factor}`` mapping (variables not in it keep
     their variances). An ``error`` column (std, used when ``sigma_y`` is None) is multiplied by
-    ``sqrt(factor)``; otherwise ``sigma_y`` becomes a dict over the model's variables of the
-    variances the source used (its ``sigma_y`` or the defaults) times ``factor``; a callable
-    source's scalar is scaled (by one number only).
+    ``sqrt(factor)``; otherwise ``sigma_y`` becomes a dict of the variances the source used
+    (its ``sigma_y`` or the defaults) times ``factor``, keyed as the source reads it (model
+    variables; channels for column observations); a callable source's scalar is scaled (by one
+    number only).
     """
-    per_var = dict(factor) if isinstance(factor, Mapping) else None
-    values = list(per_var.values()) if per_var is not None else [factor]
-    for f in values:
-        if not (np.isfinite(float(f)) and float(f) > 0):
-            raise ArgumentError(f"factor={factor!r}: every factor must be finite and > 0.")
-
-    def f_of(v: str) -> float:
-        return float(per_var.get(v, 1.0)) if per_var is not None else float(factor)
-
-    if isinstance(source, CallableObservations):
-        if per_var is not None:
-            raise ArgumentError(
-                "factor: a callable source has one error variance; give one number, not a dict."
-            )
-        return replace(source, sigma_y=float(source.sigma_y) * float(factor))
-    data = source.data
-    if source.sigma_y is None and isinstance(data, pd.DataFrame) and "error" in data:
-        if per_var is None:
-            return replace(source, data=data.assign(error=data["error"] * np.sqrt(float(factor))))
-        if "variable" in data:
-            scale = np.sqrt(data["variable"].astype(str).map(f_of).to_numpy(float))
-            return replace(source, data=data.assign(error=data["error"] * scale))
-    sigma = {v: float(source.variance_for(v, 1)[0]) * f_of(v) for v in prior.variables}
-    return replace(source, sigma_y=sigma)
+    return source.scaled(factor, prior)
 
 
 def _members(ens: xr.Dataset, prior: Prior, tname: str) -> np.ndarray:
     """Physical members (time, member, C, H, W) on the model grid."""
-    _, (ilat, ilon) = _output_grid(ens, prior)
+    _, (ilat, ilon) = output_grid_of(ens, prior)
     order = [tname, "member", "lat", "lon"]
     data = np.stack([ens[v].transpose(*order).values for v in prior.variables], axis=2)
     return to_model_grid(data, np.asarray(ilat), np.asarray(ilon))

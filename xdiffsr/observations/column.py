@@ -251,8 +251,8 @@ class ColumnObservations(Observations):
                 f"weighting={self.weighting!r} is not a WeightingFunctions; build one with "
                 "WeightingFunctions.gaussian(...), from_callables(...) or from_array(...)."
             )
+        self._check_options("1h")
         self.data = _frame(self.data, self.weighting.channels)
-        self._tol = pd.Timedelta("1h" if self.tolerance is None else self.tolerance)
 
     def describe(self) -> str:
         return self.name or f"column({len(self.data)} obs, {len(self.weighting.channels)} ch)"
@@ -263,14 +263,31 @@ class ColumnObservations(Observations):
         keep = (t >= start - tol) & (t <= stop + tol)
         return replace(self, data=self.data.loc[keep].reset_index(drop=True))
 
+    key_column = "channel"
+
+    def variance_for(self, channel: str, n: int) -> np.ndarray:
+        """Error variances of ``n`` observations of ``channel``: ``sigma_y`` (one value, or by
+        channel), else :data:`DEFAULT_CHANNEL_ERROR_STD` squared."""
+        s = self.sigma_y
+        if isinstance(s, Mapping):
+            s = s.get(channel)
+        return np.full(n, DEFAULT_CHANNEL_ERROR_STD**2 if s is None else float(s))
+
+    def error_keys(self, prior) -> list[str]:
+        """The channels: ``sigma_y`` is keyed by channel."""
+        return list(self.weighting.channels)
+
+    def key_variable(self, key: str, prior) -> str:
+        """The model variable of the level where the channel's weight is largest (the variable
+        calibration groups its observations by)."""
+        idx, levels = column_levels(prior.variables, self.quantity)
+        row = self.weighting.matrix(levels)[self.weighting.channels.index(key)]
+        return prior.variables[idx[int(np.argmax(row))]]
+
     def _variance(self, rows: pd.DataFrame) -> np.ndarray:
         if "error" in rows:
             return rows["error"].to_numpy(dtype=np.float64) ** 2
-        s = self.sigma_y
-        if isinstance(s, Mapping):
-            return np.array([float(s.get(c, DEFAULT_CHANNEL_ERROR_STD**2))
-                             for c in rows["channel"]])
-        return np.full(len(rows), DEFAULT_CHANNEL_ERROR_STD**2 if s is None else float(s))
+        return np.concatenate([self.variance_for(c, 1) for c in rows["channel"]] or [[]])
 
     def matrix(self, rows: pd.DataFrame, prior) -> tuple[sp.csr_matrix, np.ndarray]:
         """Sparse operator (n, C*H*W) on the physical state for ``rows``, and the model variable
@@ -289,7 +306,7 @@ class ColumnObservations(Observations):
         var_index = np.asarray(idx)[np.argmax(rows_w, axis=1)]
         return sp.hstack(blocks).tocsr(), var_index
 
-    def at_time(self, t, prior) -> ObsBlock | None:
+    def _block_at(self, t, prior) -> ObsBlock | None:
         d = self.data
         near = np.abs(d["time"].to_numpy() - t) <= self._tol.to_timedelta64()
         if not near.any():

@@ -13,9 +13,11 @@ from xdiffsr.core.operators import CallableOperator, SparseOperator
 from xdiffsr.models.prior import Prior
 
 
-def likelihoods(blocks: list[tuple[Any, float, float]], prior: Prior, device) -> list:
-    """Fold the prior's normalisation into each source's operator: M(x) = A (center + scale x)
-    (``center``, ``scale``: :meth:`Prior.normalisation`, fields of the state's shape).
+def likelihoods(blocks: list[tuple[Any, float]], prior: Prior, device) -> list:
+    """One likelihood per ``(block, weight)``: the prior's normalisation folded into each
+    source's operator, ``M(x) = A (center + scale x)`` (``center``, ``scale``:
+    :meth:`Prior.normalisation`, fields of the state's shape), and its ``Gamma`` (filled in every
+    block by :meth:`~xdiffsr.observations.base.Observations.at_time`) into the prior's units.
 
     A latent prior composes each operator with its decoder (:meth:`Prior.wrap_operator`)."""
     C, H, W = prior.state_shape
@@ -24,7 +26,7 @@ def likelihoods(blocks: list[tuple[Any, float, float]], prior: Prior, device) ->
     scale_t = torch.as_tensor(s, dtype=torch.float32, device=device).reshape(1, C, H, W)
     center_t = torch.as_tensor(c, dtype=torch.float32, device=device).reshape(1, C, H, W)
     out = []
-    for block, gamma, weight in blocks:
+    for block, weight in blocks:
         if block.operator is not None:  # callable on the physical state
             f = block.operator
             op = CallableOperator(lambda x, f=f: f(center_t + scale_t * x), (C, H, W))
@@ -33,8 +35,7 @@ def likelihoods(blocks: list[tuple[Any, float, float]], prior: Prior, device) ->
             A = block.matrix @ sp.diags(s)
             op = SparseOperator(A, (C, H, W), offset=block.matrix @ c).to(device)
             # Gamma is dimensionless: in units of the prior variance of the observed variable
-            g = gamma if block.gamma is None else block.gamma
-            gam = g * prior.scale[block.var_index] ** 2
+            gam = block.gamma * prior.scale[block.var_index] ** 2
         y = torch.as_tensor(block.y, dtype=torch.float32)
         op = prior.wrap_operator(op, device)
         lik = GaussianLikelihood(y, op, sigma_y=block.variance, gamma=gam, weight=weight)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import warnings
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -23,8 +23,9 @@ from xdiffsr.cache import ProcessCache
 from xdiffsr.errors import ArgumentError, ObservationError, XDiffSRWarning
 from xdiffsr.grid import Grid, find_time, grid_of, to_datetime64
 from xdiffsr.names import extra_dims, parse_channel, to_model_layout
+from xdiffsr.observations.base import ObsBlock, Observations
 from xdiffsr.observations.earth2studio import from_earth2studio, is_earth2studio_frame
-from xdiffsr.observations.error_model import DEFAULT_ERROR_STD, default_error_std
+from xdiffsr.observations.error_model import DEFAULT_ERROR_STD
 from xdiffsr.observations.superobs import (
     DEFAULT_SUPEROBS_RHO,
     check_superobs,
@@ -35,7 +36,6 @@ from xdiffsr.observations.superobs import (
     superobs_suffix,
 )
 from xdiffsr.observations.validate import (
-    check_options,
     check_points,
     grid_units,
     is_real,
@@ -56,117 +56,6 @@ __all__ = [
     "PointObservations",
     "as_source",
 ]
-
-@dataclass
-class ObsBlock:
-    """Observations of one source at one target time, in the model's physical units.
-
-    Attributes
-    ----------
-    matrix : scipy.sparse.csr_matrix, shape (n, C*H*W)
-    y : ndarray (n,)
-    variance : ndarray (n,)
-        Observation-error variance ``Sigma_y``.
-    var_index : ndarray of int (n,) or None
-        Index of the model variable of each observation (None for callable operators).
-    gamma : ndarray (n,), optional
-        Per-observation ``Gamma`` (dimensionless), overriding the source's scalar.
-    operator : callable, optional
-        Instead of ``matrix``: a differentiable ``f(state) -> (B, n)`` on the physical state
-        tensor (B, C, H, W).
-    """
-
-    matrix: sp.csr_matrix | None
-    y: np.ndarray
-    variance: np.ndarray
-    var_index: np.ndarray | None
-    gamma: np.ndarray | None = None
-    operator: Any = None
-
-    @property
-    def n_obs(self) -> int:
-        return int(self.y.size)
-
-
-@dataclass
-class Observations:
-    """Base class of observation sources.
-
-    Parameters
-    ----------
-    data
-        The observations (DataFrame or Dataset, see subclasses).
-    sigma_y : float, dict or None
-        Observation-error variance ``Sigma_y`` (squared units), one value or a dict by model
-        variable. None: the ``error`` column (standard deviation) if present, else
-        :data:`DEFAULT_ERROR_STD` squared.
-    gamma : float
-        ``Gamma`` of Eq. 13, dimensionless: the likelihood variance is ``Sigma_y + sigma^2 Gamma
-        scale_v^2`` with ``scale_v`` the prior's normalisation scale of the observed variable.
-    weight : float or None
-        Weight of this source in Eq. 14; overridden by ``super_resolve(weights=...)``.
-    method : str or None
-        Interpolation: points 'bilinear' (default) or 'bicubic'; grids 'conservative' (default),
-        'bilinear' or 'bicubic'.
-    tolerance : str or Timedelta or None
-        Observations within ``± tolerance`` of a target time are used at that time.
-    name : str or None
-        Label in provenance attributes.
-    units : str, dict or None
-        Units of the observed values (one CF string, or a dict by variable), for data that do
-        not state them (no ``units`` column or attribute).
-    assume_units : bool
-        Take values without stated units to be in the model's units. Off by default: a source
-        without units is refused (:class:`~xdiffsr.errors.UnitsError`), since a field in degC
-        taken as K is silently wrong.
-    """
-
-    data: Any
-    sigma_y: float | Mapping[str, float] | None = None
-    gamma: float = 1.0
-    weight: float | None = None
-    method: str | None = None
-    tolerance: str | pd.Timedelta | None = None
-    name: str | None = None
-    units: str | Mapping[str, str] | None = None
-    assume_units: bool = False
-    _cache: dict = field(default_factory=dict, init=False, repr=False, compare=False)
-
-    kind = "observations"
-
-    def variance_for(self, variable: str, n: int) -> np.ndarray:
-        s = self.sigma_y
-        if isinstance(s, Mapping):
-            if variable in s:
-                return np.full(n, float(s[variable]))
-            s = None
-        if s is not None:
-            return np.full(n, float(s))
-        return np.full(n, default_error_std(variable) ** 2)
-
-    def describe(self) -> str:  # pragma: no cover - overridden
-        return self.kind
-
-    def at_time(self, t: np.datetime64, prior) -> ObsBlock | None:  # pragma: no cover
-        raise NotImplementedError
-
-    def window(self, start: np.datetime64, stop: np.datetime64) -> Observations:
-        """The source restricted to observations usable between ``start`` and ``stop``."""
-        return self
-
-
-def _tolerance(tol, default: str) -> pd.Timedelta:
-    try:
-        value = pd.Timedelta(default if tol is None else tol)
-    except (TypeError, ValueError, OverflowError) as err:
-        raise ArgumentError(
-            f"tolerance={tol!r} is not a time span ({err}); give e.g. '3h', '30min' or a "
-            "pandas.Timedelta."
-        ) from err
-    if pd.isna(value) or value < pd.Timedelta(0):
-        raise ArgumentError(f"tolerance={tol!r} must be a time span >= 0, e.g. '3h'.")
-    return value
-
 
 @dataclass
 class PointObservations(Observations):
@@ -199,7 +88,7 @@ class PointObservations(Observations):
                 "give a tidy DataFrame with time, lat, lon, variable, value[, error], or the "
                 "output of xdiffsr.io.igra.read_igra."
             )
-        check_options(self)
+        self._check_options("3h")
         df = point_units(df.copy(), self.units, self.assume_units)
         df["time"] = time_column(df)
         for col in ("value", "lat", "lon", "error", "gamma"):
@@ -221,7 +110,6 @@ class PointObservations(Observations):
             )
             df = df.loc[~bad]
         self.data = df.sort_values("time", kind="stable").reset_index(drop=True)
-        self._tol = _tolerance(self.tolerance, "3h")
 
     def describe(self) -> str:
         return self.name or f"points({len(self.data)} obs)"
@@ -232,7 +120,7 @@ class PointObservations(Observations):
         out = replace(self, data=self.data.loc[sel])
         return out
 
-    def at_time(self, t, prior) -> ObsBlock | None:
+    def _block_at(self, t, prior) -> ObsBlock | None:
         times = self.data["time"].to_numpy()
         tol = self._tol.to_timedelta64()
         lo, hi = np.searchsorted(times, t - tol, "left"), np.searchsorted(times, t + tol, "right")
@@ -342,7 +230,7 @@ class GridObservations(Observations):
             raise ArgumentError(
                 f"GridObservations needs an xarray Dataset, got {type(ds).__name__}."
             )
-        check_options(self)
+        self._check_options("0h")
         for name, da in ds.data_vars.items():
             if not is_real(da.dtype):
                 raise ObservationError(
@@ -362,7 +250,6 @@ class GridObservations(Observations):
         if self._time is not None and not np.issubdtype(ds[self._time].dtype, np.datetime64):
             ds = ds.assign_coords({self._time: to_datetime64(ds[self._time].values)})
         self.data = grid_units(ds, self.units, self.assume_units)
-        self._tol = _tolerance(self.tolerance, "0h")
 
     def flat(self, prior) -> xr.Dataset:
         """The data in the model's flat layout (:func:`xdiffsr.names.to_model_layout`): one
@@ -424,9 +311,9 @@ class GridObservations(Observations):
         key = ("superobs", _grid_key(prior.grid), _grid_key(self._grid))
         return _OPERATORS.get(key, lambda: grid_averaging(self._grid, prior.grid))
 
-    def at_time(self, t, prior) -> ObsBlock | None:
+    def _block_at(self, t, prior) -> ObsBlock | None:
         """The block at ``t`` (None if no field within the tolerance), super-observations if
-        :meth:`superobs_weights` says so."""
+        :meth:`superobs_weights` says so (:meth:`Observations.at_time`)."""
         ds = self.flat(prior)
         if self._time is not None:
             times = ds[self._time].values
@@ -508,7 +395,7 @@ class CallableObservations(Observations):
             raise ArgumentError(f"operator={self.operator!r} must be callable.")
         if self.sigma_y is None or isinstance(self.sigma_y, Mapping):
             raise ArgumentError("CallableObservations needs sigma_y, one error variance.")
-        check_options(self)
+        self._check_options("0h")
         da = self.data
         if not isinstance(da, xr.DataArray) or da.ndim != 2 or not is_real(da.dtype):
             raise ArgumentError(
@@ -518,7 +405,10 @@ class CallableObservations(Observations):
         self._time = find_time(da, argname="data")
         if self._time is None:
             raise ArgumentError("data needs a datetime 'time' dimension.")
-        self._tol = _tolerance(self.tolerance, "0h")
+
+    def error_keys(self, prior) -> None:
+        """One error variance for every observation."""
+        return None
 
     def describe(self) -> str:
         return self.name or f"callable({self.data.sizes})"
@@ -527,7 +417,7 @@ class CallableObservations(Observations):
         tol = self._tol.to_timedelta64()
         return replace(self, data=self.data.sel({self._time: slice(start - tol, stop + tol)}))
 
-    def at_time(self, t, prior) -> ObsBlock | None:
+    def _block_at(self, t, prior) -> ObsBlock | None:
         times = self.data[self._time].values
         if times.size == 0:
             return None

@@ -14,18 +14,12 @@ from xdiffsr.errors import XDiffSRWarning
 from xdiffsr.models.prior import Prior
 from xdiffsr.models.reference import ModelRef, model_handle
 from xdiffsr.progress import progress_bar
-from xdiffsr.reconstruct.diagnostics import check_climate, result_diagnostics
-from xdiffsr.reconstruct.output import _to_dataset
-from xdiffsr.reconstruct.plan import (
-    Plan,
-    _plan,
-    _time_chunks,
-    check_device,
-    check_output_memory,
-)
-from xdiffsr.reconstruct.sample import run_times, steps_per_time
+from xdiffsr.reconstruct.diagnostics import check_climate
+from xdiffsr.reconstruct.plan import check_device, check_output_memory, time_chunks
+from xdiffsr.reconstruct.reconstruction import Reconstruction
+from xdiffsr.reconstruct.sample import steps_per_time
 from xdiffsr.reconstruct.settings import SamplerSettings
-from xdiffsr.reconstruct.tasks import chunk_task_args, compute_chunk
+from xdiffsr.reconstruct.tasks import compute_chunk
 
 
 def super_resolve(
@@ -88,8 +82,9 @@ def super_resolve(
         model's units; by default they are refused with :class:`~xdiffsr.errors.UnitsError`.
     **sampler_options
         The fields of :class:`xdiffsr.SamplerSettings` (its docstring lists them with their
-        defaults): ``members`` (8), ``steps`` (18), ``seed`` (0), ``guidance`` ('sda', 'mmps'
-        or 'none'), ``lambda_g``, ``clip``, ``cg_iters``, ``S_churn``, ``S_tmin``, ``S_tmax``,
+        defaults): ``members`` (8), ``steps`` (15), ``seed`` (0), ``guidance`` ('jf', the
+        default, 'mmps', 'sda' or 'none'), ``lambda_g``, ``clip``, ``cg_iters``, ``mmps_sigmas``,
+        ``cg_tol``, ``S_churn``, ``S_tmin``, ``S_tmax``,
         ``S_noise``, ``corrector_guidance``, ``sigma_min``, ``sigma_max``, and the speed and
         memory options ``batch_size``, ``max_memory`` (``"40GB"``, ``"auto"``; CUDA),
         ``precision`` ('fp32', 'bf16'), ``channels_last``, ``compile`` and ``checkpoint``.
@@ -133,78 +128,50 @@ def super_resolve(
     Chakraborty et al. (2025), Multimodal atmospheric super-resolution with deep generative
     models. Karras et al. (2022). Rozet & Louppe (2023). Rozet et al. (2024).
     """
-    settings = SamplerSettings.from_options(settings, **sampler_options)
-    plan = _plan(
-        ds, obs, weights, model, settings,
-        member_dim=member_dim, output_grid=output_grid, assume_units=assume_units,
-    )
-    n_chunk = _time_chunks(ds, plan.tname, chunks)
+    rec = Reconstruction(ds, obs, weights, model=model, settings=settings,
+                         member_dim=member_dim, output_grid=output_grid,
+                         assume_units=assume_units, **sampler_options)
+    n_chunk = time_chunks(ds, rec.plan.tname, chunks)
     check_device(device, lazy=n_chunk is not None)
-    check_output_memory(plan, model, n_chunk)
+    check_output_memory(rec.plan, model, n_chunk)
     if n_chunk is None:
-        dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-        total = len(plan.times) * steps_per_time(model, settings)
+        total = len(rec.times) * steps_per_time(model, rec.settings)
         with progress_bar(total=total, unit="step", desc="xdiffsr", disable=not progress) as bar:
-            data = run_times(
-                model,
-                plan.sources,
-                plan.weights,
-                plan.times,
-                device=dev,
-                settings=settings,
-                ilat=plan.ilat,
-                ilon=plan.ilon,
-                n_sources=len(plan.sources),
-                progress=bar.update if progress else None,
-            )
-        diagnostics = result_diagnostics(
-            model, plan.sources, plan.weights, plan.times, plan.tname, data, plan.ilat, plan.ilon
+            data = rec.sample(device=device, progress=bar.update if progress else None)
+        return rec.to_dataset(data, diagnostics=rec.diagnostics(data, stacklevel=2))
+    if progress:
+        warnings.warn(
+            "progress=True shows no bar for a lazy result (chunks or a dask-backed ds); "
+            "use dask.diagnostics.ProgressBar or distributed.progress when computing it.",
+            XDiffSRWarning,
+            stacklevel=2,
         )
-    else:
-        if progress:
-            warnings.warn(
-                "progress=True shows no bar for a lazy result (chunks or a dask-backed ds); "
-                "use dask.diagnostics.ProgressBar or distributed.progress when computing it.",
-                XDiffSRWarning,
-                stacklevel=2,
-            )
-        check_climate(model, plan.sources, plan.times[:n_chunk])  # the first chunk's times
-        data, diagnostics = _lazy(plan, model, device, n_chunk), None
-    return _to_dataset(
-        data,
-        plan.times,
-        plan.tname,
-        plan.grid,
-        model,
-        plan.sources,
-        plan.weights,
-        settings,
-        diagnostics=diagnostics,
-        **plan.output_options(),
-    )
+    check_climate(model, rec.sources, rec.times[:n_chunk])  # the first chunk's times
+    return rec.to_dataset(_lazy(rec, device, n_chunk))
 
 
-def _lazy(plan: Plan, model: Prior, device, n_chunk: int):
+def _lazy(rec: Reconstruction, device, n_chunk: int):
     """Dask array (time, member, C, H, W): one task per time chunk.
 
     Each task gets a light handle of the model (:func:`xdiffsr.models.model_handle`: a file
     reference resolved through a per-process cache, or one shared graph key for in-memory
-    priors), the sources windowed to its times, and resolves its device on the worker.
+    priors), the sources windowed to its times (:meth:`Reconstruction.window`), and resolves
+    its device on the worker.
     """
     import dask
     import dask.array as da
     from dask.base import tokenize
 
-    handle = model_handle(model)
-    shape = (plan.settings.members, *model.state_shape)
+    handle = model_handle(rec.model)
+    shape = (rec.settings.members, *rec.model.state_shape)
     ident = handle.token if isinstance(handle, ModelRef) else handle.key
     base = tokenize(
-        ident, plan.settings.as_dict(), plan.weights, plan.ilat, plan.ilon, str(device)
+        ident, rec.settings.as_dict(), rec.weights, rec.plan.ilat, rec.plan.ilon, str(device)
     )
     parts = []
-    for i0 in range(0, len(plan.times), n_chunk):
-        tc = plan.times[i0 : i0 + n_chunk]
-        args = chunk_task_args(plan, tc, device)
+    for i0 in range(0, len(rec.times), n_chunk):
+        tc = rec.times[i0 : i0 + n_chunk]
+        args = rec.window(tc, device)
         name = f"xdiffsr-chunk-{tokenize(base, args.token())}"
         part = dask.delayed(compute_chunk, pure=True)(handle, args, dask_key_name=name)
         parts.append(da.from_delayed(part, (len(tc), *shape), dtype=np.float32))

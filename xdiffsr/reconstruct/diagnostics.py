@@ -73,7 +73,7 @@ from xdiffsr.errors import ArgumentError, XDiffSRWarning
 from xdiffsr.grid import find_time, grid_of, to_datetime64
 from xdiffsr.models.prior import Prior
 from xdiffsr.observations.sources import ObsBlock, Observations, as_source
-from xdiffsr.reconstruct.plan import _check_weights, _output_grid
+from xdiffsr.reconstruct.plan import check_weights, output_grid_of
 
 __all__ = [
     "CHI2_HIGH",
@@ -335,10 +335,10 @@ def observation_diagnostics(
         raise ArgumentError(f"model={model!r} is not an xdiffsr prior.")
     obs = list(obs) if isinstance(obs, list | tuple) else [obs]
     sources = [as_source(o, model) for o in obs]
-    w = _check_weights(weights, len(sources), sources)
+    w = check_weights(weights, len(sources), sources)
     tname = find_time(ensemble, argname="ensemble")
     times = to_datetime64(ensemble[tname].values)
-    _, (ilat, ilon) = _output_grid(ensemble, model)
+    _, (ilat, ilon) = output_grid_of(ensemble, model)
     out_grid = grid_of(ensemble, argname="ensemble")
     order = [tname, "member", out_grid.lat_name, out_grid.lon_name]
     data = np.stack([ensemble[v].transpose(*order).values for v in model.variables], axis=2)

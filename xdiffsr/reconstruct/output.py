@@ -65,7 +65,7 @@ def provenance(
     }
 
 
-def _to_dataset(
+def to_dataset(
     data,
     times,
     tname,
@@ -120,3 +120,6 @@ def _to_dataset(
         }
     )
     return ds
+
+
+_to_dataset = to_dataset  # the former private name (the zarr store's import, issue 26)

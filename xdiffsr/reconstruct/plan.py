@@ -39,13 +39,13 @@ class Plan:
     history: str | None = None
 
     def output_options(self) -> dict[str, Any]:
-        """Keyword arguments of :func:`xdiffsr.reconstruct.output._to_dataset` that keep the
+        """Keyword arguments of :func:`xdiffsr.reconstruct.output.to_dataset` that keep the
         caller's names, times, coordinate attributes and history."""
         return {"member_dim": self.member_dim, "time_values": self.time_values,
                 "coord_attrs": self.coord_attrs, "history": self.history}
 
 
-def _check_weights(weights, n: int, sources: Sequence[Observations]) -> list[float]:
+def check_weights(weights, n: int, sources: Sequence[Observations]) -> list[float]:
     if weights is None:
         return [1.0 if s.weight is None else float(s.weight) for s in sources]
     if isinstance(weights, str | bytes) or not _is_numbers(weights):
@@ -181,7 +181,7 @@ def check_output_memory(plan: Plan, model: Prior, n_chunk: int | None) -> None:
 _OUTPUT_GRIDS = ("ds", "model")
 
 
-def _output_grid(
+def output_grid_of(
     ds: xr.Dataset, prior: Prior, output_grid: str = "ds"
 ) -> tuple[Grid, tuple[np.ndarray, np.ndarray]]:
     """The grid of ``ds`` if it carries one (the model's points in any order/convention), the
@@ -226,7 +226,7 @@ def _check_member_dim(member_dim: Any, ds: xr.Dataset, grid: Grid, tname: str) -
     return member_dim
 
 
-def _plan(
+def make_plan(
     ds: xr.Dataset,
     obs: Sequence[Any],
     weights: Sequence[float] | None,
@@ -261,7 +261,7 @@ def _plan(
             "xr.Dataset(coords={'time': times})."
         )
     sources = [as_source(o, model, assume_units=assume_units) for o in obs]
-    w = _check_weights(weights, len(sources), sources)
+    w = check_weights(weights, len(sources), sources)
     _warn_prior_only(sources, w, settings)
     tname = find_time(ds, argname="ds")
     if tname is None:
@@ -270,7 +270,7 @@ def _plan(
             "reconstruct (e.g. xr.Dataset(coords={'time': times}))."
         )
     times = to_datetime64(ds[tname].values)
-    grid, (ilat, ilon) = _output_grid(ds, model, output_grid)
+    grid, (ilat, ilon) = output_grid_of(ds, model, output_grid)
     names = (tname, grid.lat_name, grid.lon_name)
     return Plan(
         times, tname, sources, w, grid, np.asarray(ilat), np.asarray(ilon), settings,
@@ -281,7 +281,7 @@ def _plan(
     )
 
 
-def _time_chunks(ds: xr.Dataset, tname: str, chunks) -> int | None:
+def time_chunks(ds: xr.Dataset, tname: str, chunks) -> int | None:
     if chunks is not None:
         n = chunks.get(tname, chunks.get("time")) if isinstance(chunks, Mapping) else chunks
         if n is None or int(n) != n or int(n) < 1:
@@ -289,3 +289,8 @@ def _time_chunks(ds: xr.Dataset, tname: str, chunks) -> int | None:
         return int(n)
     sizes = ds.chunksizes.get(tname) if ds.chunks else None
     return int(sizes[0]) if sizes else None
+
+
+# the former private names, kept for the zarr store until its branch (issue 26) imports the
+# public ones
+_plan, _time_chunks = make_plan, time_chunks

@@ -10,13 +10,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from xdiffsr.core.likelihood import (
-    JFGuidance,
-    MMPSGuidance,
-    NoiseBandGuidance,
-    ScoreGuidance,
-    batch_guidances,
-)
+from xdiffsr.core.guidance import Guidance, batch_guidances, build_guidance
+from xdiffsr.core.guidance.jf import JF_CG_ITERS
 from xdiffsr.core.memory import auto_budget, cuda_peak_probe, fit_batch_size, host_batch_size
 from xdiffsr.core.runtime import with_network_options
 from xdiffsr.core.sampler import heun_sampler, randn
@@ -26,9 +21,6 @@ from xdiffsr.models.prior import Prior
 from xdiffsr.observations.likelihood import likelihoods
 from xdiffsr.observations.sources import Observations
 from xdiffsr.reconstruct.settings import SamplerSettings
-
-#: CG iterations of Jacobian-free guidance (its products cost FFTs, not network passes)
-JF_CG_ITERS = 10
 
 
 def member_seed(seed: int, time: np.datetime64) -> int:
@@ -86,34 +78,13 @@ def _denoiser_at(
         block = src.at_time(time, prior)
         counts.append(0 if block is None else block.n_obs)
         if block is not None and block.n_obs and w > 0:
-            blocks.append((block, src.gamma, w))
+            blocks.append((block, w))
     den = network if network is not None else _network(prior, device, settings)
     liks = likelihoods(blocks, prior, device)
-    if settings.guidance == "sda" and liks:
-        den = ScoreGuidance(den, liks, lambda_g=settings.lambda_g, clip=settings.clip)
-    elif settings.guidance == "mmps" and liks:
-        den = MMPSGuidance(
-            den,
-            liks,
-            cg_iters=settings.cg_iters,
-            cg_tol=settings.cg_tol,
-            lambda_g=settings.lambda_g,
-        )
-    elif settings.guidance == "jf" and liks:
-        jf = JFGuidance(
-            den,
-            liks,
-            prior.covariance(device),
-            cg_iters=JF_CG_ITERS,
-            cg_tol=settings.cg_tol,
-            lambda_g=settings.lambda_g,
-        )
-        if settings.mmps_sigmas is None:
-            den = jf
-        else:  # the network's Jacobian in the band of noise levels, jf elsewhere
-            mmps = MMPSGuidance(den, liks, cg_iters=settings.cg_iters, cg_tol=settings.cg_tol,
-                                lambda_g=settings.lambda_g)
-            den = NoiseBandGuidance(jf, mmps, settings.mmps_sigmas)
+    if settings.guidance != "none" and liks:  # a row of the guidance table
+        options = {**settings.as_dict(), "jf_cg_iters": JF_CG_ITERS}
+        den = build_guidance(settings.guidance, den, liks, options,
+                             lambda: prior.covariance(device))
     return den, counts
 
 
@@ -148,8 +119,7 @@ def _batch_size(den, prior: Prior, device, settings: SamplerSettings,
     device = torch.device(device)
     max_memory = settings.max_memory
     if settings.batch_size is None and device.type != "cuda":
-        guided = isinstance(den, MMPSGuidance | ScoreGuidance | JFGuidance | NoiseBandGuidance)
-        cap = host_batch_size(rows, guided=guided)
+        cap = host_batch_size(rows, guided=isinstance(den, Guidance))
     elif settings.batch_size is None:
         cap = rows if (max_memory is not None or rows > members) else members
         max_memory = "auto" if max_memory is None and rows > members else max_memory
@@ -172,11 +142,9 @@ def _batch_size(den, prior: Prior, device, settings: SamplerSettings,
 
 
 def _probe_sigma(den, sigmas: torch.Tensor) -> float:
-    """The noise level the memory probe runs at: the first, or with an MMPS band the first
-    level inside it (MMPS's backward graph is the larger working set)."""
-    band = getattr(den, "band", None)
-    inside = [float(s) for s in sigmas if band is not None and band[0] <= float(s) <= band[1]]
-    return inside[0] if inside else float(sigmas[0])
+    """The noise level the memory probe runs at: the guidance's
+    (:meth:`~xdiffsr.core.guidance.base.Guidance.probe_sigma`), else the first."""
+    return den.probe_sigma(sigmas) if isinstance(den, Guidance) else float(sigmas[0])
 
 
 def _draw(
@@ -348,3 +316,8 @@ def _step_counter(progress: Callable[[float], Any], members: int) -> Callable[[d
         progress(1 if n == members else n / members)
 
     return step
+
+
+#: the steps of a reconstruction under public names (:class:`~xdiffsr.reconstruct.Reconstruction`
+#: calls them; the private ones stay while the batching changes, issue 26)
+denoiser_at, batch_size_for, draw_members = _denoiser_at, _batch_size, _draw

@@ -16,14 +16,22 @@ from dataclasses import dataclass, field
 from numbers import Integral, Real
 from typing import Any
 
+from xdiffsr.core.guidance.registry import guidance_names
 from xdiffsr.core.memory import parse_memory
 from xdiffsr.core.runtime import check_network_options
 from xdiffsr.errors import ArgumentError
 
-GUIDANCES = ("sda", "mmps", "jf", "none")
+#: The guidance methods of the package (:data:`xdiffsr.core.guidance.GUIDANCE_BUILDERS`) and
+#: "none"; validation reads the table itself, so methods registered later are valid too.
+GUIDANCES = guidance_names()
 
 _SPEED = {"speed": True}  # changes speed and memory only: not provenance, may change on resume
 _NETWORK = {"network": True}  # passed to xdiffsr.core.runtime.with_network_options
+
+
+def _help(text: str, **metadata: Any) -> dict[str, Any]:
+    """A field's metadata: its one-line help (the command line's) and its kind."""
+    return {"help": text, **metadata}
 
 
 @dataclass(frozen=True)
@@ -104,29 +112,41 @@ class SamplerSettings:
         Network speed options (:func:`xdiffsr.core.runtime.check_network_options`). Speed only.
     """
 
-    members: int = 8
-    steps: int = 15
-    seed: int = 0
-    guidance: str = "jf"
-    lambda_g: float = 1.0
-    clip: float | None = None
-    cg_iters: int = 2
-    mmps_sigmas: tuple[float, float] | None = (1.3, 3.0)
-    cg_tol: float = 1e-3
-    S_churn: float = 0.0
-    S_tmin: float = 0.0
-    S_tmax: float = math.inf
-    S_noise: float = 1.0
-    corrector_guidance: bool = True
-    sigma_min: float | None = None
-    sigma_max: float | None = None
-    batch_size: int | None = field(default=None, metadata=_SPEED)
-    batch_times: bool = False
-    max_memory: int | str | None = field(default=None, metadata=_SPEED)
-    precision: str = field(default="fp32", metadata=_NETWORK)
-    channels_last: bool = field(default=False, metadata={**_SPEED, **_NETWORK})
-    compile: bool | str = field(default=False, metadata={**_SPEED, **_NETWORK})
-    checkpoint: bool = field(default=False, metadata={**_SPEED, **_NETWORK})
+    members: int = field(default=8, metadata=_help("ensemble members"))
+    steps: int = field(default=15, metadata=_help("sampler steps (noise levels)"))
+    seed: int = field(default=0, metadata=_help("random seed"))
+    guidance: str = field(default="jf", metadata=_help(
+        "observation guidance (jf: Jacobian-free moment matching)"))
+    lambda_g: float = field(default=1.0, metadata=_help("guidance scale"))
+    clip: float | None = field(default=None, metadata=_help("maximum RMS of the sda step"))
+    cg_iters: int = field(default=2, metadata=_help("conjugate-gradient iterations (mmps)"))
+    mmps_sigmas: tuple[float, float] | None = field(default=(1.3, 3.0), metadata=_help(
+        "with guidance jf: noise levels where MMPS (the network's Jacobian) is used, or none"))
+    cg_tol: float = field(default=1e-3, metadata=_help("relative tolerance of CG"))
+    S_churn: float = field(default=0.0, metadata=_help("stochastic churn"))
+    S_tmin: float = field(default=0.0, metadata=_help("lowest noise level of the churn"))
+    S_tmax: float = field(default=math.inf, metadata=_help("highest noise level of the churn"))
+    S_noise: float = field(default=1.0, metadata=_help("noise inflation of the churn"))
+    corrector_guidance: bool = field(default=True, metadata=_help(
+        "guide the Heun corrector too"))
+    sigma_min: float | None = field(default=None, metadata=_help(
+        "lowest noise level (none: the prior's)"))
+    sigma_max: float | None = field(default=None, metadata=_help(
+        "highest noise level (none: the prior's)"))
+    batch_size: int | None = field(default=None, metadata=_help(
+        "members per network batch (none: automatic)", **_SPEED))
+    batch_times: bool = field(default=False, metadata=_help(
+        "fill network batches across consecutive times (opt-in: members then depend on the "
+        "chunking by float rounding)"))
+    max_memory: int | str | None = field(default=None, metadata=_help(
+        "CUDA memory budget, e.g. 40GB or auto", **_SPEED))
+    precision: str = field(default="fp32", metadata=_help("fp32 or bf16", **_NETWORK))
+    channels_last: bool = field(default=False, metadata=_help(
+        "channels-last memory format", **_SPEED, **_NETWORK))
+    compile: bool | str = field(default=False, metadata=_help(
+        "torch.compile the network (or a mode)", **_SPEED, **_NETWORK))
+    checkpoint: bool = field(default=False, metadata=_help(
+        "activation checkpointing", **_SPEED, **_NETWORK))
 
     def __post_init__(self) -> None:
         for name in ("members", "steps", "cg_iters"):
@@ -134,8 +154,8 @@ class SamplerSettings:
         self._set("seed", _integer("seed", self.seed, minimum=0))  # any size: member_seed
         if self.batch_size is not None:
             self._set("batch_size", _integer("batch_size", self.batch_size, minimum=1))
-        if self.guidance not in GUIDANCES:
-            raise ArgumentError(f"guidance={self.guidance!r}; choose one of {GUIDANCES}.")
+        if self.guidance not in guidance_names():
+            raise ArgumentError(f"guidance={self.guidance!r}; choose one of {guidance_names()}.")
         for name in ("lambda_g", "S_churn", "S_tmin", "S_noise"):
             self._set(name, _number(name, getattr(self, name), minimum=0.0))
         self._set("S_tmax", _number("S_tmax", self.S_tmax, minimum=self.S_tmin, inf=True))

@@ -100,12 +100,8 @@ class ChunkArgs:
     def token(self) -> str:
         from dask.base import tokenize
 
-        srcs = [
-            (type(s).__name__, s.data, s.sigma_y, s.gamma, s.method, str(s.tolerance), s.name)
-            for s in self.srcs
-        ]
-        return tokenize(
-            self.times, srcs, self.weights, self.settings.as_dict(), self.ilat, self.ilon,
+        return tokenize(  # a source's token covers all its fields (__dask_tokenize__)
+            self.times, self.srcs, self.weights, self.settings.as_dict(), self.ilat, self.ilon,
             self.device,
         )
 
