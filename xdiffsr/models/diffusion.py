@@ -21,6 +21,20 @@ FORMAT = "xdiffsr-model"
 FORMAT_VERSION = "1"
 
 
+#: UNetConfig fields added after models were released, with the value older files mean: a model
+#: that keeps it has the fingerprint (and cached covariance) it had before the field existed.
+_LATER_UNET_FIELDS = {"lat_padding": "zeros", "vector_channels": []}
+
+
+def fingerprint_unet_config(config: Mapping[str, Any] | None) -> Mapping[str, Any] | None:
+    """A network configuration for fingerprints: fields added since a model was released are
+    left out where they hold the value older files mean (same fingerprint, same cache)."""
+    if not config:
+        return config
+    return {k: v for k, v in config.items()
+            if not (k in _LATER_UNET_FIELDS and v == _LATER_UNET_FIELDS[k])}
+
+
 class DiffusionModel(Prior):
     """A trained EDM diffusion prior: network, preconditioning and metadata.
 
@@ -69,6 +83,7 @@ class DiffusionModel(Prior):
 
     def _fingerprint_items(self) -> Iterable[tuple[str, Any]]:
         header = {k: v for k, v in self._header().items() if k in ("unet_config", "metadata")}
+        header["unet_config"] = fingerprint_unet_config(header.get("unet_config"))
         weights = sorted(self.precond.state_dict().items())
         return [
             *super()._fingerprint_items(),

@@ -40,6 +40,7 @@ from xdiffsr.errors import ArgumentError, ModelError, XDiffSRError
 from xdiffsr.grid import Grid
 from xdiffsr.models.diffusion import (
     _check_finite,
+    fingerprint_unet_config,
     model_header,
     read_model_file,
     write_model_file,
@@ -207,9 +208,11 @@ class LatentDiffusionModel(Prior):
         h = self._header()
         keep = ("kind", "autoencoder_config", "unet_config", "latent_center", "latent_scale",
                 "sigma_data", "metadata")
+        header = {k: h[k] for k in keep}
+        header["unet_config"] = fingerprint_unet_config(header["unet_config"])
         return [
             *super()._fingerprint_items(),
-            ("header", {k: h[k] for k in keep}),
+            ("header", header),
             *((f"weight:{k}", v) for k, v in sorted(self._state().items())),
         ]
 
