@@ -1,7 +1,8 @@
 """Fine-tune the default prior on the CPU (or a GPU): resumable, stoppable at any minute.
 
 The recipe of issue #24: start from the released ``xdiffsr-default`` weights and their
-normalisation; convolutions padded across the poles (u and v sign-flipped); the loss
+normalisation; zero latitude padding (``--padding pole`` pads across the poles, u and v
+sign-flipped, but takes away the network's latitude: docs/training.md); the loss
 cos-latitude weighted; half of the noise levels log-uniform in [0.3, 10], where the released
 denoiser leaks noise, half from EDM's log-normal, which keeps the low levels; bf16 autocast where
 the processor has it; a checkpoint every ``--ckpt-minutes``. Training state lives in ``--out``
@@ -33,7 +34,7 @@ def config(args: argparse.Namespace) -> TrainConfig:
     return TrainConfig(
         data=str(args.data), variables=VARIABLES, train_end=args.train_end,
         val_start=args.val_start, val_end=args.val_end, val_samples=32,
-        init_from=args.init_from, unet={"lat_padding": "pole"},
+        init_from=args.init_from, unet={"lat_padding": args.padding},
         sigma_mix=args.sigma_mix, sigma_mix_range=(0.3, 10.0), area_weighted=True,
         batch_size=args.batch_size, lr=args.lr, warmup_steps=100, steps=args.steps,
         ema_halflife_samples=args.ema_halflife, ema_rampup_ratio=0.1, grad_clip=1.0,
@@ -53,6 +54,7 @@ def main() -> None:
     p.add_argument("--val-end", default=None)
     p.add_argument("--minutes", type=float, default=None, help="stop after this long")
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--padding", default="zeros", choices=("zeros", "pole"))
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--lr", type=float, default=1e-4)
     p.add_argument("--sigma-mix", type=float, default=0.5)
