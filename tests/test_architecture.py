@@ -212,7 +212,6 @@ def test_small_modules_and_functions(module):
 PRIVATE_IMPORTS_PENDING = {
     "xdiffsr.reconstruct.store": "issue 26 (the zarr store; imports _plan, _time_chunks, "
                                  "_to_dataset, which keep their private aliases until then)",
-    "xdiffsr.train.latent": "issue 24 (train/; imports train.loop._json_attrs)",
     "xdiffsr.models.latent": "issue 24 (models/diffusion.py; imports _check_finite, _header)",
 }
 

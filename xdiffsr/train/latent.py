@@ -30,7 +30,7 @@ from xdiffsr.train.autoencoder import (
 )
 from xdiffsr.train.config import TrainConfig
 from xdiffsr.train.data import MemorySource, normalisation_stats, select_variables, split_by_time
-from xdiffsr.train.loop import Trainer, _json_attrs
+from xdiffsr.train.loop import Trainer, json_attrs
 
 __all__ = ["encode_dataset", "train_latent_model"]
 
@@ -145,7 +145,7 @@ def train_latent_model(
     model = LatentDiffusionModel(
         ae, pixel.precond, names, {v: str(flat[v].attrs.get("units", "")) for v in names},
         grid_of(flat, argname="dataset"), center, scale, pixel.center, pixel.scale,
-        attrs={v: _json_attrs(flat[v].attrs) for v in names}, name=prior.name,
+        attrs={v: json_attrs(flat[v].attrs) for v in names}, name=prior.name,
         metadata={"training": log},
     )
     return model, log

@@ -137,7 +137,8 @@ class _Dist:
             dist.destroy_process_group()
 
 
-def _json_attrs(attrs: dict) -> dict:
+def json_attrs(attrs: dict) -> dict:
+    """The JSON-serialisable entries of a variable's attributes (numpy scalars as Python)."""
     out = {}
     for k, v in attrs.items():
         v = v.item() if isinstance(v, np.generic) else v
@@ -410,7 +411,7 @@ class Trainer:
         """The EMA denoiser as a :class:`DiffusionModel` with the run's metadata."""
         cfg = self.config
         units = {v: str(self.train_ds[v].attrs.get("units", "")) for v in self.variables}
-        attrs = {v: _json_attrs(self.train_ds[v].attrs) for v in self.variables}
+        attrs = {v: json_attrs(self.train_ds[v].attrs) for v in self.variables}
         meta = {
             "training": {
                 "steps": self.step, "complete": self.step >= cfg.steps,
