@@ -209,11 +209,7 @@ def test_small_modules_and_functions(module):
 
 #: modules that still import a private name from another module, each with the issue whose
 #: branch is changing that module (remove a row when that branch has merged its fix)
-PRIVATE_IMPORTS_PENDING = {
-    "xdiffsr.reconstruct.store": "issue 26 (the zarr store; imports _plan, _time_chunks, "
-                                 "_to_dataset, which keep their private aliases until then)",
-    "xdiffsr.models.latent": "issue 24 (models/diffusion.py; imports _check_finite, _header)",
-}
+PRIVATE_IMPORTS_PENDING: dict[str, str] = {}
 
 
 def _private_imports(module: str) -> list[str]:

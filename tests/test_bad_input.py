@@ -28,7 +28,7 @@ from tests.conftest import TINY_LAT, TINY_LON, smooth_covariance, tiny_model, ti
 from xdiffsr.errors import ArgumentError, ModelError, ObservationError, XDiffSRError, XDiffSRWarning
 from xdiffsr.io.igra import read_igra
 from xdiffsr.reconstruct import plan as plan_module
-from xdiffsr.reconstruct.plan import _plan
+from xdiffsr.reconstruct.plan import make_plan
 from xdiffsr.reconstruct.sample import member_seed, member_seeds
 
 TIMES = pd.DatetimeIndex(["2020-01-01T00"])
@@ -241,15 +241,15 @@ def test_all_weights_zero_warns():
         xdiffsr.super_resolve(DS, tiny_observations(TIMES), weights=[0, 0], model=PRIOR, **FAST)
     src = xdiffsr.PointObservations(_points(), weight=0.0)
     with pytest.warns(XDiffSRWarning, match=r"every source weight is 0"):
-        _plan(DS, [src], None, PRIOR, xdiffsr.SamplerSettings())
+        make_plan(DS, [src], None, PRIOR, xdiffsr.SamplerSettings())
 
 
 def test_empty_obs_warns_unless_guidance_none():
     with pytest.warns(XDiffSRWarning, match=r"obs is empty: the members are unguided prior"):
-        _plan(DS, [], None, PRIOR, xdiffsr.SamplerSettings())
+        make_plan(DS, [], None, PRIOR, xdiffsr.SamplerSettings())
     with warnings.catch_warnings():
         warnings.simplefilter("error", XDiffSRWarning)
-        _plan(DS, [], None, PRIOR, xdiffsr.SamplerSettings(guidance="none"))
+        make_plan(DS, [], None, PRIOR, xdiffsr.SamplerSettings(guidance="none"))
     # end to end: prior samples, finite, no diagnostics variables, and the warning
     with pytest.warns(XDiffSRWarning, match=r"obs is empty"):
         out = DS.diffsr.super_resolve([], model=PRIOR, members=2, steps=6)

@@ -28,7 +28,7 @@ from xdiffsr.core import EDMPrecond, GaussianDenoiser, fit_batch_size, layers, p
 from xdiffsr.core.memory import cuda_peak_probe
 from xdiffsr.core.runtime import NetworkRunner, with_network_options
 from xdiffsr.core.sampler import randn
-from xdiffsr.reconstruct.plan import _plan
+from xdiffsr.reconstruct.plan import make_plan
 from xdiffsr.reconstruct.sample import _denoiser_at, member_seed, member_seeds, sample_time
 from xdiffsr.reconstruct.settings import SamplerSettings
 
@@ -55,9 +55,9 @@ def _target(times=TIMES):
 
 def _members(model, guidance="sda", callback=None, **kw) -> np.ndarray:
     """Normalised members (member, C, H, W) at the first time, through the validation of
-    ``super_resolve`` (``_plan``) and :func:`sample_time` (no float32 storage rounding)."""
+    ``super_resolve`` (``make_plan``) and :func:`sample_time` (no float32 storage rounding)."""
     settings = SamplerSettings.from_options(guidance=guidance, **{**BASE, **kw})
-    plan = _plan(_target(TIMES[:1]), _obs(), None, model, settings)
+    plan = make_plan(_target(TIMES[:1]), _obs(), None, model, settings)
     x, _ = sample_time(model, plan.sources, plan.weights, plan.times[0],
                        device=torch.device("cpu"), callback=callback, settings=plan.settings)
     return model.normalise(x)
@@ -246,7 +246,7 @@ def test_cuda_max_memory_fits_the_batch(model, device):
         pytest.skip("needs --device cuda")
     kw = dict(model=model, device=device, **BASE)
     ref = _target().diffsr.super_resolve(_obs(), **kw)
-    plan = _plan(_target(), _obs(), None, model, SamplerSettings.from_options(**BASE))
+    plan = make_plan(_target(), _obs(), None, model, SamplerSettings.from_options(**BASE))
     den, _ = _denoiser_at(model, plan.sources, plan.weights, plan.times[0], device,
                           plan.settings)
     peak = cuda_peak_probe(den, model.state_shape, device, 80.0)  # the guided evaluation

@@ -30,7 +30,7 @@ from xdiffsr.core.likelihood import (
 )
 from xdiffsr.core.operators import RowGroupedOperator, group_operators
 from xdiffsr.errors import ArgumentError
-from xdiffsr.reconstruct.plan import _plan
+from xdiffsr.reconstruct.plan import make_plan
 from xdiffsr.reconstruct.sample import run_times
 from xdiffsr.reconstruct.settings import SamplerSettings
 
@@ -153,7 +153,7 @@ def _run(model, obs, batch_size, batch_times=True, **options) -> tuple[np.ndarra
     settings = SamplerSettings.from_options(
         batch_size=batch_size, batch_times=batch_times, **options
     )
-    plan = _plan(xr.Dataset(coords={"time": TIMES}), obs, None, model, settings)
+    plan = make_plan(xr.Dataset(coords={"time": TIMES}), obs, None, model, settings)
     calls: list[float] = []
     x = run_times(model, plan.sources, plan.weights, plan.times, device=torch.device("cpu"),
                   settings=plan.settings, ilat=plan.ilat, ilon=plan.ilon,

@@ -107,8 +107,8 @@ class DiffusionModel(Prior):
         names, verifies and caches, and sets :attr:`reference` (given here as ``reference``).
         """
         meta, state = read_model_file(path, device)
-        h = _header(meta["xdiffsr"], path)
-        _check_finite(state, path)
+        h = parse_header(meta["xdiffsr"], path)
+        check_finite(state, path)
         try:
             net = SongUNet.from_config(UNetConfig.from_dict(h["unet_config"]))
             precond = EDMPrecond(
@@ -210,7 +210,7 @@ _HEADER_KEYS: dict[str, type | tuple[type, ...]] = {
 }
 
 
-def _header(text: str, path: str | Path) -> dict[str, Any]:
+def parse_header(text: str, path: str | Path) -> dict[str, Any]:
     """The JSON header of a model file, checked for its keys and their types (ModelError)."""
     try:
         h = json.loads(text)
@@ -238,7 +238,7 @@ def _header(text: str, path: str | Path) -> dict[str, Any]:
     return h
 
 
-def _check_finite(state: Mapping[str, torch.Tensor], path: str | Path) -> None:
+def check_finite(state: Mapping[str, torch.Tensor], path: str | Path) -> None:
     """ModelError naming the first tensor holding NaN or infinite values."""
     for name, t in state.items():
         if t.is_floating_point() and not bool(torch.isfinite(t).all()):

@@ -39,14 +39,12 @@ from xdiffsr.core.unet import SongUNet, UNetConfig
 from xdiffsr.errors import ArgumentError, ModelError, XDiffSRError
 from xdiffsr.grid import Grid
 from xdiffsr.models.diffusion import (
-    _check_finite,
+    check_finite,
     fingerprint_unet_config,
     model_header,
+    parse_header,
     read_model_file,
     write_model_file,
-)
-from xdiffsr.models.diffusion import (
-    _header as _parse_header,
 )
 from xdiffsr.models.prior import Prior
 
@@ -266,13 +264,13 @@ def _part(state: Mapping[str, torch.Tensor], prefix: str) -> dict[str, torch.Ten
 def _read(path: str | Path, device) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
     """Header and tensors of a latent model file (ModelError if unreadable or not latent)."""
     meta, state = read_model_file(path, device)
-    h = _parse_header(meta["xdiffsr"], path)
+    h = parse_header(meta["xdiffsr"], path)
     if h.get("kind") != KIND:
         raise ModelError(
             f"{str(path)!r} is not an xdiffsr latent model (metadata kind {h.get('kind')!r}); "
             "open it with load_model."
         )
-    _check_finite(state, path)
+    check_finite(state, path)
     return h, state
 
 

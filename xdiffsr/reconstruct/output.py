@@ -120,6 +120,3 @@ def to_dataset(
         }
     )
     return ds
-
-
-_to_dataset = to_dataset  # the former private name (the zarr store's import, issue 26)

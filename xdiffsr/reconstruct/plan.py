@@ -289,8 +289,3 @@ def time_chunks(ds: xr.Dataset, tname: str, chunks) -> int | None:
         return int(n)
     sizes = ds.chunksizes.get(tname) if ds.chunks else None
     return int(sizes[0]) if sizes else None
-
-
-# the former private names, kept for the zarr store until its branch (issue 26) imports the
-# public ones
-_plan, _time_chunks = make_plan, time_chunks

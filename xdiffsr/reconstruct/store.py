@@ -63,13 +63,13 @@ from xdiffsr.reconstruct.integrity import (
     block_sha256,
     sources_content,
 )
-from xdiffsr.reconstruct.output import _to_dataset
+from xdiffsr.reconstruct.output import to_dataset
 from xdiffsr.reconstruct.plan import (
     Plan,
-    _plan,
-    _time_chunks,
     check_device,
     check_output_memory,
+    make_plan,
+    time_chunks,
 )
 from xdiffsr.reconstruct.settings import SamplerSettings
 from xdiffsr.reconstruct.tasks import ChunkArgs, chunk_task_args, compute_chunk
@@ -222,7 +222,7 @@ def _create(target: _Target, plan: Plan, prior: Prior, record, n_chunk: int, ove
     zeros = da.zeros(shape, chunks=(n_chunk, *shape[1:]), dtype=np.float32)
     # the caller's names, coordinate attributes and history; times stay datetime64 in a store
     options = {**plan.output_options(), "time_values": None}
-    tmpl = _to_dataset(
+    tmpl = to_dataset(
         zeros, plan.times, plan.tname, plan.grid, prior, plan.sources, plan.weights, plan.settings,
         **options,
     )
@@ -426,11 +426,11 @@ def reconstruct_to_zarr(
     lock = StoreLock(store, storage_options, _store_exists)  # refuses a path that is a file
     ref = model_ref(model)  # None for an in-memory prior
     prior = model if isinstance(model, Prior) else ref.resolve("cpu")
-    plan = _plan(
+    plan = make_plan(
         ds, obs, weights, prior, settings,
         member_dim=member_dim, output_grid=output_grid, assume_units=assume_units,
     )
-    n_chunk = _time_chunks(ds, plan.tname, chunks) or 1
+    n_chunk = time_chunks(ds, plan.tname, chunks) or 1
     check_device(device, lazy=True)  # workers resolve it; the name is checked here
     check_output_memory(plan, prior, n_chunk)
     client = client or _default_client()
