@@ -46,3 +46,32 @@ def test_reconstruction_validates_once_when_built(problem):
     with pytest.raises(xdiffsr.ArgumentError, match="membrs"):
         xdiffsr.Reconstruction(xr.Dataset(coords={"time": TIMES[:1]}), obs, model=prior,
                                membrs=3)
+
+
+def test_run_builds_each_block_once_and_matches_sample_then_diagnose(problem, monkeypatch):
+    """super_resolve (Reconstruction.run) builds each (time, source) observation block once for
+    the guidance and the diagnostics, and on a flipped output grid gives the members and
+    diagnostics of sample + diagnostics (which rebuild the blocks and permute back)."""
+    prior, obs = problem
+    mean = _mean_ds()
+    lat, lon = mean.cf["latitude"].name, mean.cf["longitude"].name
+    target = xr.Dataset(coords={"time": TIMES[:2], lat: mean[lat].values[::-1],
+                                lon: mean[lon].values})
+    kw = dict(members=3, steps=4, seed=2)
+    rec = xdiffsr.Reconstruction(target, obs, [1.0, 0.5], model=prior, **kw)
+    data = rec.sample(device="cpu")
+    ref = rec.to_dataset(data, diagnostics=rec.diagnostics(data))
+    calls: list[tuple[str, np.datetime64]] = []
+    for cls in {type(s) for s in rec.sources}:
+        original = cls.at_time
+
+        def counted(self, time, prior, _original=original):
+            calls.append((self.describe(), np.datetime64(time, "ns")))
+            return _original(self, time, prior)
+
+        monkeypatch.setattr(cls, "at_time", counted)
+    ens = target.diffsr.super_resolve(obs, [1.0, 0.5], model=prior, **kw)
+    assert sorted(calls) == sorted({(s.describe(), t) for s in rec.sources for t in rec.times})
+    assert len(calls) == len(rec.sources) * len(rec.times)  # once each
+    assert np.all(np.diff(ens[lat].values) < 0)  # the caller's (flipped) order
+    xr.testing.assert_identical(ens.drop_attrs(), ref.drop_attrs())

@@ -29,7 +29,7 @@ from xdiffsr.core.memory import cuda_peak_probe
 from xdiffsr.core.runtime import NetworkRunner, with_network_options
 from xdiffsr.core.sampler import randn
 from xdiffsr.reconstruct.plan import make_plan
-from xdiffsr.reconstruct.sample import _denoiser_at, member_seed, member_seeds, sample_time
+from xdiffsr.reconstruct.sample import denoiser_at, member_seed, member_seeds, sample_time
 from xdiffsr.reconstruct.settings import SamplerSettings
 
 TIMES = pd.date_range("2021-01-01", periods=2, freq="6h")
@@ -247,7 +247,7 @@ def test_cuda_max_memory_fits_the_batch(model, device):
     kw = dict(model=model, device=device, **BASE)
     ref = _target().diffsr.super_resolve(_obs(), **kw)
     plan = make_plan(_target(), _obs(), None, model, SamplerSettings.from_options(**BASE))
-    den, _ = _denoiser_at(model, plan.sources, plan.weights, plan.times[0], device,
+    den, _ = denoiser_at(model, plan.sources, plan.weights, plan.times[0], device,
                           plan.settings)
     peak = cuda_peak_probe(den, model.state_shape, device, 80.0)  # the guided evaluation
     p1, p2 = peak(1), peak(2)

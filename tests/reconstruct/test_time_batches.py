@@ -243,11 +243,11 @@ def _pixel_op(n: int, seed: int) -> SparseOperator:
 
 
 def test_run_needs_one_batch_for_several_times(model):
-    from xdiffsr.reconstruct.sample import _draw
+    from xdiffsr.reconstruct.sample import draw_members
 
     settings = SamplerSettings.from_options(members=2, steps=2)
     with pytest.raises(ArgumentError, match="one batch"):
-        _draw(model.denoiser(), model, TIMES[:2].values, "cpu", settings, batch=2)
+        draw_members(model.denoiser(), model, TIMES[:2].values, "cpu", settings, batch=2)
 
 
 def test_cuda_rows_are_fitted_to_memory_when_times_can_fill_a_batch(model, monkeypatch):
@@ -269,7 +269,7 @@ def test_cuda_rows_are_fitted_to_memory_when_times_can_fill_a_batch(model, monke
 
     def rows(members, total, **kw):
         settings = SamplerSettings.from_options(members=members, **kw)
-        return sample._batch_size(den, model, cuda, settings, total)
+        return sample.batch_size_for(den, model, cuda, settings, total)
 
     assert rows(2, 2) == 2 and not probes  # one time: its members, no probe
     assert rows(2, 16) == 10 and len(probes) == 1  # several times: what fits "auto"

@@ -137,8 +137,8 @@ def super_resolve(
     if n_chunk is None:
         total = len(rec.times) * steps_per_time(model, rec.settings)
         with progress_bar(total=total, unit="step", desc="xdiffsr", disable=not progress) as bar:
-            data = rec.sample(device=device, progress=bar.update if progress else None)
-        return rec.to_dataset(data, diagnostics=rec.diagnostics(data, stacklevel=2))
+            return rec.run(device=device, progress=bar.update if progress else None,
+                           stacklevel=2)
     if progress:
         warnings.warn(
             "progress=True shows no bar for a lazy result (chunks or a dask-backed ds); "

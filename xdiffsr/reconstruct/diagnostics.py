@@ -286,17 +286,26 @@ def to_model_grid(data: np.ndarray, ilat: np.ndarray, ilon: np.ndarray) -> np.nd
 
 
 def result_diagnostics(
-    prior: Prior, sources, weights, times: np.ndarray, tname: str, data, ilat, ilon, stacklevel=4
+    prior: Prior,
+    sources,
+    weights,
+    times: np.ndarray,
+    tname: str,
+    members: np.ndarray,
+    *,
+    blocks: Sequence[Sequence[ObsBlock | None]] | None = None,
+    stacklevel: int = 4,
 ) -> xr.Dataset:
-    """Diagnostics and warnings of the members ``data`` (time, member, C, H, W) on the output
-    grid: builds each ObsBlock once for the climate check and the statistics. No sources: an
-    empty Dataset (the members are prior samples; :func:`super_resolve` warns)."""
+    """Diagnostics and warnings of physical ``members`` (time, member, C, H, W) on the model
+    grid. ``blocks[k][s]``: the ObsBlock of source ``s`` at ``times[k]`` (those the guidance
+    used; built here once for the climate check and the statistics if not given). No sources:
+    an empty Dataset (the members are prior samples; :func:`super_resolve` warns)."""
     if not len(sources):
         return xr.Dataset()
-    blocks = [[src.at_time(t, prior) for src in sources] for t in times]
+    if blocks is None:
+        blocks = [[src.at_time(t, prior) for src in sources] for t in times]
     check_climate(prior, sources, times, blocks, stacklevel=stacklevel)
-    members = to_model_grid(np.asarray(data), ilat, ilon)
-    sums = diagnose(prior, sources, weights, times, members, blocks)
+    sums = diagnose(prior, sources, weights, times, np.asarray(members), blocks)
     warn_inconsistent(sums, sources, weights, stacklevel=stacklevel)
     return diagnostics_dataset(sums, times, tname, sources, weights)
 
@@ -342,8 +351,8 @@ def observation_diagnostics(
     out_grid = grid_of(ensemble, argname="ensemble")
     order = [tname, "member", out_grid.lat_name, out_grid.lon_name]
     data = np.stack([ensemble[v].transpose(*order).values for v in model.variables], axis=2)
+    members = to_model_grid(data, np.asarray(ilat), np.asarray(ilon))
     if not warn:
-        members = to_model_grid(data, np.asarray(ilat), np.asarray(ilon))
         sums = diagnose(model, sources, w, times, members)
         return diagnostics_dataset(sums, times, tname, sources, w)
-    return result_diagnostics(model, sources, w, times, tname, data, ilat, ilon, stacklevel=3)
+    return result_diagnostics(model, sources, w, times, tname, members, stacklevel=3)

@@ -12,10 +12,17 @@ import torch
 import xarray as xr
 
 from xdiffsr.models.prior import Prior
-from xdiffsr.reconstruct.diagnostics import result_diagnostics
+from xdiffsr.observations.sources import ObsBlock
+from xdiffsr.reconstruct.diagnostics import result_diagnostics, to_model_grid
 from xdiffsr.reconstruct.output import to_dataset
 from xdiffsr.reconstruct.plan import Plan, make_plan
-from xdiffsr.reconstruct.sample import batch_size_for, denoiser_at, draw_members, run_times
+from xdiffsr.reconstruct.sample import (
+    batch_size_for,
+    denoiser_at,
+    draw_members,
+    observation_blocks,
+    run_times,
+)
 from xdiffsr.reconstruct.settings import SamplerSettings
 from xdiffsr.reconstruct.tasks import ChunkArgs, chunk_task_args
 
@@ -28,8 +35,11 @@ class Reconstruction:
     Validates everything :func:`xdiffsr.super_resolve` takes (the sources, one weight each, the
     times and output grid of ``target``, the sampler settings) when it is built; then
     :meth:`sample` draws the members, :meth:`to_dataset` turns them into the result Dataset
-    and :meth:`diagnostics` computes the observation-space diagnostics. ``super_resolve`` is
-    ``Reconstruction(...)``, ``sample``, ``diagnostics`` and ``to_dataset``.
+    and :meth:`diagnostics` computes the observation-space diagnostics; :meth:`run` does all
+    three, building each (time, source) observation block once for the guidance and the
+    diagnostics and permuting the members into the output grid once. ``super_resolve`` is
+    ``Reconstruction(...).run()``; :func:`xdiffsr.reconstruct_to_zarr` writes the tasks of
+    :meth:`window` into a store.
 
     Parameters
     ----------
@@ -95,10 +105,16 @@ class Reconstruction:
                   for src, w in zip(self.sources, self.weights)] or ["  sources:  none"]
         return "\n".join(lines)
 
-    def denoiser(self, time: np.datetime64, device) -> tuple[torch.nn.Module, list[int]]:
-        """The (guided) denoiser at ``time`` on ``device``, and each source's observation count
-        there."""
-        return denoiser_at(self.model, self.sources, self.weights, time, device, self.settings)
+    def blocks(self, time: np.datetime64) -> list[ObsBlock | None]:
+        """Each source's observation block at ``time`` (None where it has none)."""
+        return observation_blocks(self.model, self.sources, time)
+
+    def denoiser(self, time: np.datetime64, device,
+                 blocks: list[ObsBlock | None] | None = None) -> tuple[torch.nn.Module, list[int]]:
+        """The (guided) denoiser at ``time`` on ``device`` (from ``blocks``, those of
+        :meth:`blocks`, if given), and each source's observation count there."""
+        return denoiser_at(self.model, self.sources, self.weights, time, device, self.settings,
+                           blocks=blocks)
 
     def batch_size(self, denoiser: torch.nn.Module, device, rows: int | None = None) -> int:
         """Rows per network batch for ``denoiser`` on ``device`` (``batch_size``,
@@ -119,28 +135,52 @@ class Reconstruction:
         CPU; ``progress``: called after every sampler step (see
         :func:`xdiffsr.reconstruct.sample.run_times`).
         """
-        dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         times = self.times if times is None else np.asarray(times, dtype="datetime64[ns]")
-        return run_times(self.model, self.sources, self.weights, times, device=dev,
+        return run_times(self.model, self.sources, self.weights, times, device=_device(device),
                          settings=self.settings, ilat=self.plan.ilat, ilon=self.plan.ilon,
-                         n_sources=len(self.sources), progress=progress)
+                         progress=progress)
+
+    def run(self, *, device=None, progress: Callable[[float], Any] | None = None,
+            stacklevel: int = 1) -> xr.Dataset:
+        """The result Dataset of every target time with its diagnostics (what
+        :func:`xdiffsr.super_resolve` returns): each (time, source) block is built once for
+        the guidance and the diagnostics, the members are sampled and diagnosed on the model
+        grid and permuted into the output grid once. Warnings as :meth:`diagnostics`."""
+        p = self.plan
+        blocks = [self.blocks(t) for t in p.times]
+        members = run_times(self.model, p.sources, p.weights, p.times, device=_device(device),
+                            settings=p.settings, progress=progress, blocks=blocks)
+        diag = result_diagnostics(self.model, p.sources, p.weights, p.times, p.tname, members,
+                                  blocks=blocks, stacklevel=stacklevel + 3)
+        return self.to_dataset(members[..., p.ilat, :][..., p.ilon], diagnostics=diag)
 
     def diagnostics(self, data, *, stacklevel: int = 1) -> xr.Dataset:
         """Observation-space diagnostics (time, source) of the members ``data`` of
-        :meth:`sample` (all times), and the warnings of inconsistent sources (attributed to
-        the caller ``stacklevel`` frames up)."""
+        :meth:`sample` (all times, output grid), and the warnings of inconsistent sources
+        (attributed to the caller ``stacklevel`` frames up)."""
         p = self.plan
-        return result_diagnostics(self.model, p.sources, p.weights, p.times, p.tname, data,
-                                  p.ilat, p.ilon, stacklevel=stacklevel + 3)
+        members = to_model_grid(np.asarray(data), p.ilat, p.ilon)
+        return result_diagnostics(self.model, p.sources, p.weights, p.times, p.tname, members,
+                                  stacklevel=stacklevel + 3)
 
-    def to_dataset(self, data, *, diagnostics: xr.Dataset | None = None) -> xr.Dataset:
+    def to_dataset(self, data, *, diagnostics: xr.Dataset | None = None,
+                   caller_times: bool = True) -> xr.Dataset:
         """The result Dataset of the members ``data`` (all times; numpy or dask) under the
-        caller's names, with CF and provenance attributes and the ``diagnostics``."""
+        caller's names, with CF and provenance attributes and the ``diagnostics``; its times
+        are the target's own values (e.g. cftime dates), or datetime64 with
+        ``caller_times=False`` (a zarr store's)."""
         p = self.plan
+        options = p.output_options()
+        if not caller_times:
+            options["time_values"] = None
         return to_dataset(data, p.times, p.tname, p.grid, self.model, p.sources, p.weights,
-                          p.settings, diagnostics=diagnostics, **p.output_options())
+                          p.settings, diagnostics=diagnostics, **options)
 
     def window(self, times: np.ndarray, device=None) -> ChunkArgs:
         """What the dask task of ``times`` needs: the sources windowed to them, the weights,
         settings and output permutation (:func:`xdiffsr.reconstruct.tasks.compute_chunk`)."""
         return chunk_task_args(self.plan, times, device)
+
+
+def _device(device) -> torch.device:
+    return torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))

@@ -19,7 +19,7 @@ from xdiffsr.core.schedule import karras_sigmas
 from xdiffsr.errors import ArgumentError, XDiffSRWarning
 from xdiffsr.models.prior import Prior
 from xdiffsr.observations.likelihood import likelihoods
-from xdiffsr.observations.sources import Observations
+from xdiffsr.observations.sources import ObsBlock, Observations
 from xdiffsr.reconstruct.settings import SamplerSettings
 
 
@@ -61,7 +61,15 @@ def _member_generators(seed: int, time, members: int, device) -> list[torch.Gene
     ]
 
 
-def _denoiser_at(
+def observation_blocks(
+    prior: Prior, sources: Sequence[Observations], time: np.datetime64
+) -> list[ObsBlock | None]:
+    """Each source's observation block at ``time`` (None where it has none): built once per
+    (time, source) and shared by the guidance and the diagnostics."""
+    return [src.at_time(time, prior) for src in sources]
+
+
+def denoiser_at(
     prior: Prior,
     sources: Sequence[Observations],
     weights: Sequence[float],
@@ -69,18 +77,18 @@ def _denoiser_at(
     device,
     settings: SamplerSettings,
     network: torch.nn.Module | None = None,
+    blocks: Sequence[ObsBlock | None] | None = None,
 ) -> tuple[torch.nn.Module, list[int]]:
     """The (guided) denoiser at ``time`` with the network options of ``settings`` (or around
     ``network``, the prior denoiser with them, shared by the times of a run), and the number
-    of observations each source contributed."""
-    blocks, counts = [], []
-    for src, w in zip(sources, weights):
-        block = src.at_time(time, prior)
-        counts.append(0 if block is None else block.n_obs)
-        if block is not None and block.n_obs and w > 0:
-            blocks.append((block, w))
+    of observations each source contributed. ``blocks``: each source's block at ``time``
+    (:func:`observation_blocks`), built here if not given."""
+    if blocks is None:
+        blocks = observation_blocks(prior, sources, time)
+    counts = [0 if b is None else b.n_obs for b in blocks]
+    used = [(b, w) for b, w in zip(blocks, weights) if b is not None and b.n_obs and w > 0]
     den = network if network is not None else _network(prior, device, settings)
-    liks = likelihoods(blocks, prior, device)
+    liks = likelihoods(used, prior, device)
     if settings.guidance != "none" and liks:  # a row of the guidance table
         options = {**settings.as_dict(), "jf_cg_iters": JF_CG_ITERS}
         den = build_guidance(settings.guidance, den, liks, options,
@@ -101,7 +109,7 @@ def _sigmas(prior: Prior, settings: SamplerSettings) -> torch.Tensor:
     )
 
 
-def _batch_size(den, prior: Prior, device, settings: SamplerSettings,
+def batch_size_for(den, prior: Prior, device, settings: SamplerSettings,
                 rows: int | None = None) -> int:
     """Rows (members, of one time or of several) per network batch.
 
@@ -147,7 +155,7 @@ def _probe_sigma(den, sigmas: torch.Tensor) -> float:
     return den.probe_sigma(sigmas) if isinstance(den, Guidance) else float(sigmas[0])
 
 
-def _draw(
+def draw_members(
     den,
     prior: Prior,
     time: np.datetime64 | Sequence[np.datetime64],
@@ -211,15 +219,15 @@ def sample_time(
     The sampler settings are ``settings`` updated with ``sampler_options`` (any field of
     :class:`SamplerSettings`, validated by :meth:`SamplerSettings.from_options`). Members are
     drawn ``batch_size`` at a time (fitted to ``max_memory`` on CUDA; automatic if None, see
-    :func:`_batch_size`); each has its own
+    :func:`batch_size_for`); each has its own
     generator (:func:`member_seeds`), so the members do not depend on the batching. The
     callback (of :func:`xdiffsr.core.sampler.heun_sampler`) is called after every step; its
     dict gains ``"members"``, the slice of members of the current batch.
     """
     settings = SamplerSettings.from_options(settings, **sampler_options)
-    den, counts = _denoiser_at(prior, sources, weights, time, device, settings)
-    batch = _batch_size(den, prior, device, settings)
-    x = _draw(den, prior, time, device, settings, batch, callback)
+    den, counts = denoiser_at(prior, sources, weights, time, device, settings)
+    batch = batch_size_for(den, prior, device, settings)
+    x = draw_members(den, prior, time, device, settings, batch, callback)
     return prior.to_state(x, device), counts
 
 
@@ -251,18 +259,22 @@ def run_times(
     *,
     device,
     settings: SamplerSettings,
-    ilat: np.ndarray,
-    ilon: np.ndarray,
-    n_sources: int,
+    ilat: np.ndarray | None = None,
+    ilon: np.ndarray | None = None,
+    n_sources: int | None = None,
     progress: Callable[[float], Any] | None = None,
+    blocks: Sequence[Sequence[ObsBlock | None]] | None = None,
 ) -> np.ndarray:
     """Members at each of ``times``: float32 array (time, member, C, H, W) on the output grid
-    (model grid permuted by ``ilat``, ``ilon``). Warns about times without observations.
+    (model grid permuted by ``ilat``, ``ilon``; the model grid if they are None). Warns about
+    times without observations (``n_sources``: the sources of the whole run, default
+    ``len(srcs)``). ``blocks[k]``: the sources' blocks at ``times[k]``
+    (:func:`observation_blocks`), built here if not given.
 
     By default each batch holds members of one time, so the members of a time do not depend
     on the other times of the run (bit for bit, however a year run is chunked). With
     ``settings.batch_times`` batches are filled across times as well as members: when a batch
-    holds more rows than there are members (:func:`_batch_size` over all the rows of the run),
+    holds more rows than there are members (:func:`batch_size_for` over all the rows of the run),
     consecutive times of the same kind of denoiser share one network batch, each row guided by
     its own time's observations (:func:`~xdiffsr.core.likelihood.batch_guidances`); members
     are the same as sampled time by time (each has its own generator; float rounding of other
@@ -283,23 +295,25 @@ def run_times(
         kind = type(dens[0]).__name__
         cb = None if progress is None else _step_counter(progress, members)
         if len(ts) == 1:
-            x = _draw(dens[0], prior, ts[0], device, settings, batches[kind], cb)
+            x = draw_members(dens[0], prior, ts[0], device, settings, batches[kind], cb)
         else:
             den = batch_guidances(dens, [members] * len(ts))
-            x = _draw(den, prior, ts, device, settings, len(ts) * members, cb)
+            x = draw_members(den, prior, ts, device, settings, len(ts) * members, cb)
         x = prior.to_state(x, device).reshape(len(ts), members, *prior.state_shape)
         for k, t, c, xk in zip(ks, ts, counts, x):
             _warn_missing(t, c, srcs, n_sources)
-            out[k] = xk[:, :, ilat][:, :, :, ilon]
+            out[k] = xk if ilat is None else xk[:, :, ilat][:, :, :, ilon]
         pending.clear()
 
+    n_sources = len(srcs) if n_sources is None else n_sources
     network = _network(prior, device, settings)
     for k, t in enumerate(times):
-        den, counts = _denoiser_at(prior, srcs, weights, t, device, settings, network)
+        den, counts = denoiser_at(prior, srcs, weights, t, device, settings, network,
+                                  None if blocks is None else blocks[k])
         kind = type(den).__name__
         if kind not in batches:
             rows = members * len(times) if settings.batch_times else members
-            batches[kind] = _batch_size(den, prior, device, settings, rows)
+            batches[kind] = batch_size_for(den, prior, device, settings, rows)
         per_batch = max(1, batches[kind] // members)  # times per batch
         if pending and (type(pending[0][2]).__name__ != kind or len(pending) >= per_batch):
             flush()
@@ -317,7 +331,3 @@ def _step_counter(progress: Callable[[float], Any], members: int) -> Callable[[d
 
     return step
 
-
-#: the steps of a reconstruction under public names (:class:`~xdiffsr.reconstruct.Reconstruction`
-#: calls them; the private ones stay while the batching changes, issue 26)
-denoiser_at, batch_size_for, draw_members = _denoiser_at, _batch_size, _draw

@@ -63,16 +63,10 @@ from xdiffsr.reconstruct.integrity import (
     block_sha256,
     sources_content,
 )
-from xdiffsr.reconstruct.output import to_dataset
-from xdiffsr.reconstruct.plan import (
-    Plan,
-    check_device,
-    check_output_memory,
-    make_plan,
-    time_chunks,
-)
+from xdiffsr.reconstruct.plan import Plan, check_device, check_output_memory, time_chunks
+from xdiffsr.reconstruct.reconstruction import Reconstruction
 from xdiffsr.reconstruct.settings import SamplerSettings
-from xdiffsr.reconstruct.tasks import ChunkArgs, chunk_task_args, compute_chunk
+from xdiffsr.reconstruct.tasks import ChunkArgs, compute_chunk
 
 __all__ = ["DONE", "SHA", "StoreLockedError", "reconstruct_to_zarr", "write_chunk"]
 
@@ -212,20 +206,17 @@ def _check_existing(existing: xr.Dataset, record: dict, plan: Plan, store) -> No
         )
 
 
-def _create(target: _Target, plan: Plan, prior: Prior, record, n_chunk: int, overwrite: bool):
+def _create(target: _Target, rec: Reconstruction, record, n_chunk: int, overwrite: bool):
     import dask.array as da
 
     store, storage_options = target.store, target.storage_options
 
+    plan, prior = rec.plan, rec.model
     T = len(plan.times)
     shape = (T, plan.settings.members, *prior.state_shape)
     zeros = da.zeros(shape, chunks=(n_chunk, *shape[1:]), dtype=np.float32)
     # the caller's names, coordinate attributes and history; times stay datetime64 in a store
-    options = {**plan.output_options(), "time_values": None}
-    tmpl = to_dataset(
-        zeros, plan.times, plan.tname, plan.grid, prior, plan.sources, plan.weights, plan.settings,
-        **options,
-    )
+    tmpl = rec.to_dataset(zeros, caller_times=False)
     tmpl[DONE] = (plan.tname, da.zeros(T, chunks=n_chunk, dtype=np.uint8))
     tmpl[DONE].attrs["long_name"] = "1 once this time's chunk is completely written"
     tmpl[SHA] = ((plan.tname, SHA_DIM), da.zeros((T, 4), chunks=(n_chunk, 4), dtype=np.uint64))
@@ -426,10 +417,9 @@ def reconstruct_to_zarr(
     lock = StoreLock(store, storage_options, _store_exists)  # refuses a path that is a file
     ref = model_ref(model)  # None for an in-memory prior
     prior = model if isinstance(model, Prior) else ref.resolve("cpu")
-    plan = make_plan(
-        ds, obs, weights, prior, settings,
-        member_dim=member_dim, output_grid=output_grid, assume_units=assume_units,
-    )
+    rec = Reconstruction(ds, obs, weights, model=prior, settings=settings,
+                         member_dim=member_dim, output_grid=output_grid, assume_units=assume_units)
+    plan = rec.plan
     n_chunk = time_chunks(ds, plan.tname, chunks) or 1
     check_device(device, lazy=True)  # workers resolve it; the name is checked here
     check_output_memory(plan, prior, n_chunk)
@@ -438,13 +428,13 @@ def reconstruct_to_zarr(
     dims = (plan.tname, plan.member_dim, plan.grid.lat_name, plan.grid.lon_name)
     target = _Target(store, storage_options, plan.tname, prior.variables, dims)
     T = len(plan.times)
-    create = functools.partial(_create, target, plan, prior, record, n_chunk)
+    create = functools.partial(_create, target, rec, record, n_chunk)
     with lock.held(force_unlock, overwrite, create):
         if not lock.created:
             _check_existing(_open(store, storage_options, consolidated=None), record, plan, store)
         todo = _pending(target, T, n_chunk, client)
         if todo:
-            job = _Job(target, plan, ref, prior, n_chunk, device, int(retries))
+            job = _Job(target, rec, ref, n_chunk, device, int(retries))
             runner = _run_distributed if client is not None else _run_local
             with _progress(T, T - sum(min(n_chunk, T - i) for i in todo), progress) as bar:
 
@@ -464,15 +454,18 @@ class _Job:
     """What the runners need besides the client and the pending chunks."""
 
     target: _Target
-    plan: Plan
+    rec: Reconstruction
     ref: ModelRef | None
-    prior: Prior
     n_chunk: int
     device: Any
     retries: int
 
     def args(self, i0: int) -> ChunkArgs:
-        return chunk_task_args(self.plan, self.plan.times[i0 : i0 + self.n_chunk], self.device)
+        return self.rec.window(self.rec.times[i0 : i0 + self.n_chunk], self.device)
+
+    @property
+    def prior(self) -> Prior:
+        return self.rec.model
 
 
 def _run_distributed(client, job: _Job, todo: list[int], finished: Callable[[int], None]):
@@ -480,7 +473,7 @@ def _run_distributed(client, job: _Job, todo: list[int], finished: Callable[[int
     from distributed import as_completed
 
     handle = job.ref
-    run = tokenize(job.target.store, job.plan.settings.as_dict(), list(todo), uuid.uuid4().hex)
+    run = tokenize(job.target.store, job.rec.settings.as_dict(), list(todo), uuid.uuid4().hex)
     if handle is None:
         # a task holding the prior by value, not scattered data: if every worker holding its
         # result dies, the scheduler recomputes it from the graph instead of losing it
