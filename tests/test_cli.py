@@ -90,7 +90,14 @@ def test_version_and_help_show_defaults(capsys):
     out = capsys.readouterr().out
     assert "(default: 4)" in out and "(default: jf)" in out
     assert main(["evaluate", "--help"]) == 0
-    assert "(default: 12h)" in capsys.readouterr().out
+    out = " ".join(capsys.readouterr().out.split())
+    assert "(default: 12h)" in out
+    # an experiment's own sampler default (4 members) says the library's (SamplerSettings: 8)
+    assert ("ensemble members (this command's own default; the library's is "
+            f"{xdiffsr.SamplerSettings().members}) (default: 4)") in out
+    assert main(["super-resolve", "--help"]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert f"ensemble members (default: {xdiffsr.SamplerSettings().members})" in out
 
 
 @pytest.mark.parametrize(

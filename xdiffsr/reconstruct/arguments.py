@@ -39,14 +39,18 @@ def add_sampler_arguments(parser: argparse.ArgumentParser, names: Sequence[str],
     fields = {f.name: f for f in dataclasses.fields(SamplerSettings)}
     hints = typing.get_type_hints(SamplerSettings)
     base = SamplerSettings.from_options(**(defaults or {}))
+    library = SamplerSettings()
     for name in names:
         default = getattr(base, name)
         parse = _parser(name, hints[name])
+        text = fields[name].metadata["help"]
+        if default != getattr(library, name):  # say it: this command's default is its own
+            text += f" (this command's own default; the library's is {getattr(library, name)})"
         parser.add_argument(
             "--" + name.replace("_", "-"), dest=name, type=parse, default=default,
             choices=guidance_names() if name == "guidance" else None,
             metavar="LO,HI" if name == "mmps_sigmas" else None,
-            help=fields[name].metadata["help"],
+            help=text,
         )
 
 
