@@ -298,6 +298,45 @@ def test_bf16_is_recorded_and_lazy_path_uses_it(model):
     assert not np.allclose(_physical(fp32), _physical(eager), rtol=0, atol=1e-3)
 
 
+def test_explicit_bf16_without_native_support_is_refused(model, monkeypatch):
+    """Emulated bf16 is slower than fp32: asked for explicitly where the CPU lacks avx512_bf16
+    and amx_bf16, a typed error names the missing capability (never silently slower)."""
+    from xdiffsr.core import runtime
+
+    monkeypatch.setattr(runtime, "_cpu_flags", lambda: {"avx2", "fma"})
+    assert runtime.bf16_supported("cpu")[0] is False
+    with pytest.raises(xdiffsr.ArgumentError, match=r"precision='bf16' on cpu, but this CPU has "
+                       r"neither avx512_bf16 nor amx_bf16.*precision='fp32'"):
+        _target().diffsr.super_resolve(_obs(), model=model, device="cpu", precision="bf16",
+                                       **BASE)
+    monkeypatch.setattr(runtime, "_cpu_flags", lambda: {"avx512_bf16"})
+    runtime.check_precision("bf16", "cpu")  # supported: no error
+    runtime.check_precision("fp32", "cpu")
+
+
+def test_compile_failure_falls_back_to_eager_with_one_warning(model, monkeypatch):
+    from xdiffsr.core import runtime
+
+    calls = []
+
+    def broken(mode):
+        def run(*args):
+            calls.append(mode)
+            raise RuntimeError("InductorError: no working C++ compiler found\nmore detail")
+        return run
+
+    monkeypatch.setattr(runtime, "_compiled", broken)
+    monkeypatch.setattr(runtime, "_COMPILED", {})
+    ref = _members(model)
+    with pytest.warns(xdiffsr.XDiffSRWarning, match=r"compile='default': torch.compile failed "
+                      r"\(RuntimeError: InductorError: no working C\+\+ compiler found\); "
+                      r"running the network eagerly") as record:
+        x = _members(model, compile=True)
+    assert len([w for w in record if "torch.compile failed" in str(w.message)]) == 1
+    assert calls == ["default"]  # tried once, then eager for the rest of the process
+    np.testing.assert_array_equal(x, ref)
+
+
 @pytest.mark.parametrize("guidance", ["sda", "mmps"])
 def test_checkpoint_gives_the_same_members(model, guidance, monkeypatch):
     calls = []

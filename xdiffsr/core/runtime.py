@@ -15,21 +15,22 @@ References
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import torch
 from torch import nn
 
-from ..errors import ArgumentError
+from ..errors import ArgumentError, XDiffSRWarning
 from .precond import EDMPrecond
 
 __all__ = ["COMPILE_MODES", "PRECISIONS", "NetworkRunner", "bf16_supported",
-           "check_network_options", "with_network_options"]
+           "check_network_options", "check_precision", "with_network_options"]
 
 PRECISIONS = ("fp32", "bf16")
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 
-_COMPILED: dict[str, Any] = {}  # mode -> compiled _run (one per process)
+_COMPILED: dict[str, Any] = {}  # mode -> compiled _run (one per process); None: it failed
 
 
 def _cpu_flags() -> set[str]:
@@ -58,6 +59,24 @@ def bf16_supported(device: torch.device | str = "cpu") -> tuple[bool, str]:
     if found:
         return True, f"CPU with {' and '.join(found)}"
     return False, "this CPU has neither avx512_bf16 nor amx_bf16 (bf16 would be emulated)"
+
+
+def check_precision(precision: str, device: torch.device | str) -> None:
+    """Refuse ``precision='bf16'`` on a device without native bf16 (emulated bf16 is slower
+    than fp32: never silently slower).
+
+    Raises
+    ------
+    ArgumentError
+        Naming the device and the missing capability.
+    """
+    if precision != "bf16":
+        return
+    ok, why = bf16_supported(device)
+    if not ok:
+        raise ArgumentError(
+            f"precision='bf16' on {torch.device(device)}, but {why}; pass precision='fp32'."
+        )
 
 
 def _check_flag(value: Any, name: str) -> bool:
@@ -165,9 +184,25 @@ class NetworkRunner(nn.Module):
         self.checkpoint = opts["checkpoint"]
 
     def forward(self, x: torch.Tensor, noise_labels: torch.Tensor) -> torch.Tensor:
-        """``F(x, c_noise)`` of shape (B, C, H, W), bf16 under ``precision='bf16'``."""
-        run = _compiled(self.compile) if self.compile else _run
-        return run(self.net, x, noise_labels, self.precision, self.channels_last, self.checkpoint)
+        """``F(x, c_noise)`` of shape (B, C, H, W), bf16 under ``precision='bf16'``.
+
+        A compilation that fails falls back to the eager network, with one warning naming the
+        cause (per process and mode: later calls run eagerly without trying again).
+        """
+        args = (self.net, x, noise_labels, self.precision, self.channels_last, self.checkpoint)
+        if not self.compile or _COMPILED.get(self.compile, True) is None:
+            return _run(*args)
+        try:
+            return _compiled(self.compile)(*args)
+        except Exception as err:  # inductor needs a C++ compiler, dynamo may not trace, ...
+            _COMPILED[self.compile] = None
+            cause = (str(err).strip().splitlines() or [""])[0]
+            warnings.warn(
+                f"compile={self.compile!r}: torch.compile failed ({type(err).__name__}: "
+                f"{cause}); running the network eagerly (pass compile=False to silence this).",
+                XDiffSRWarning, stacklevel=2,
+            )
+            return _run(*args)
 
     def extra_repr(self) -> str:
         return (f"precision={self.precision!r}, channels_last={self.channels_last}, "

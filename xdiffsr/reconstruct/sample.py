@@ -13,7 +13,7 @@ import torch
 from xdiffsr.core.guidance import Guidance, batch_guidances, build_guidance
 from xdiffsr.core.guidance.jf import JF_CG_ITERS
 from xdiffsr.core.memory import auto_budget, cuda_peak_probe, fit_batch_size, host_batch_size
-from xdiffsr.core.runtime import with_network_options
+from xdiffsr.core.runtime import check_precision, with_network_options
 from xdiffsr.core.sampler import heun_sampler, randn
 from xdiffsr.core.schedule import karras_sigmas
 from xdiffsr.errors import ArgumentError, XDiffSRWarning
@@ -97,7 +97,9 @@ def denoiser_at(
 
 
 def _network(prior: Prior, device, settings: SamplerSettings) -> torch.nn.Module:
-    """The prior denoiser on ``device`` with the network options of ``settings``."""
+    """The prior denoiser on ``device`` with the network options of ``settings`` (bf16 only
+    where ``device`` runs it natively: :func:`~xdiffsr.core.runtime.check_precision`)."""
+    check_precision(settings.precision, device)
     return with_network_options(prior.denoiser(device), **settings.network_options())
 
 
