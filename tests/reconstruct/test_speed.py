@@ -26,7 +26,7 @@ import xdiffsr
 from tests.conftest import tiny_model, tiny_observations
 from xdiffsr.core import EDMPrecond, GaussianDenoiser, fit_batch_size, layers, parse_memory, unet
 from xdiffsr.core.memory import cuda_peak_probe
-from xdiffsr.core.runtime import NetworkRunner, with_network_options
+from xdiffsr.core.runtime import NetworkRunner, bf16_supported, with_network_options
 from xdiffsr.core.sampler import randn
 from xdiffsr.reconstruct.plan import make_plan
 from xdiffsr.reconstruct.sample import denoiser_at, member_seed, member_seeds, sample_time
@@ -271,7 +271,7 @@ def test_bf16_matches_fp32_and_runs_the_network_in_bf16(model):
         lambda mod, inp, out: dtypes.append(out.dtype)
     )
     try:
-        ref = _members(model)
+        ref = _members(model, precision="fp32")
         assert set(dtypes) == {torch.float32}
         dtypes.clear()
         x = _members(model, precision="bf16")
@@ -293,8 +293,13 @@ def test_bf16_is_recorded_and_lazy_path_uses_it(model):
     lazy = _target().diffsr.super_resolve(obs, chunks={"time": 1}, **kw)
     with dask.config.set(scheduler="sync"):
         np.testing.assert_array_equal(_physical(lazy.compute()), _physical(eager))
-    fp32 = _target().diffsr.super_resolve(obs, model=model, **BASE)
+    fp32 = _target().diffsr.super_resolve(obs, model=model, precision="fp32", **BASE)
     assert '"precision": "fp32"' in fp32.attrs["sampler"]
+    auto = _target().diffsr.super_resolve(obs, model=model, device="cpu", **BASE)  # the default
+    resolved = "bf16" if bf16_supported("cpu")[0] else "fp32"
+    assert f'"precision": "{resolved}"' in auto.attrs["sampler"]  # resolved, never "auto"
+    np.testing.assert_array_equal(_physical(auto), _physical(eager if resolved == "bf16"
+                                                             else fp32))
     assert not np.allclose(_physical(fp32), _physical(eager), rtol=0, atol=1e-3)
 
 
@@ -462,9 +467,10 @@ def test_zarr_resume_ignores_speed_options_but_not_precision(model, tmp_path):
         ref = _target(times).diffsr.super_resolve(_obs(times), model=model, **BASE)
         norm = model.normalise
         _assert_close(norm(_physical(out)), norm(_physical(ref)), 1e-5, "resumed store")
+        other = "fp32" if out.attrs["sampler"].count('"precision": "bf16"') else "bf16"
         with pytest.raises(xdiffsr.ArgumentError, match="precision"):
             xdiffsr.reconstruct_to_zarr(
-                _target(times), _obs(times), store, precision="bf16", **kw
+                _target(times), _obs(times), store, precision=other, **kw
             )
 
 

@@ -173,7 +173,8 @@ OPTIONS = {
 @pytest.mark.parametrize("name", list(OPTIONS))
 def test_run_fills_batches_across_times_with_the_same_members(model, name):
     obs = tiny_observations(TIMES)
-    kw = dict(members=2, steps=4, seed=3, S_churn=5.0, **OPTIONS[name])
+    # fp32: the bound below is fp32 rounding (bf16 kernels of other batch shapes round at 1e-4)
+    kw = dict(members=2, steps=4, seed=3, S_churn=5.0, precision="fp32", **OPTIONS[name])
     ref, ref_calls = _run(model, obs, batch_size=2, **kw)  # one time per batch
     x, calls = _run(model, obs, batch_size=None, **kw)  # automatic: HOST_BATCH rows
     assert set(ref_calls) == {1}

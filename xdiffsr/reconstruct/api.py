@@ -87,7 +87,8 @@ def super_resolve(
         ``cg_tol``, ``S_churn``, ``S_tmin``, ``S_tmax``,
         ``S_noise``, ``corrector_guidance``, ``sigma_min``, ``sigma_max``, and the speed and
         memory options ``batch_size``, ``max_memory`` (``"40GB"``, ``"auto"``; CUDA),
-        ``precision`` ('fp32', 'bf16'), ``channels_last``, ``compile`` and ``checkpoint``.
+        ``precision`` ('auto': bf16 where the device runs it natively, else fp32; 'fp32',
+        'bf16'), ``channels_last``, ``compile`` and ``checkpoint``.
         Members depend only on (seed, timestamp, member index): not on ``batch_size``, the
         chunks or the workers.
 
@@ -128,7 +129,7 @@ def super_resolve(
     Chakraborty et al. (2025), Multimodal atmospheric super-resolution with deep generative
     models. Karras et al. (2022). Rozet & Louppe (2023). Rozet et al. (2024).
     """
-    rec = Reconstruction(ds, obs, weights, model=model, settings=settings,
+    rec = Reconstruction(ds, obs, weights, model=model, settings=settings, device=device,
                          member_dim=member_dim, output_grid=output_grid,
                          assume_units=assume_units, **sampler_options)
     n_chunk = time_chunks(ds, rec.plan.tname, chunks)

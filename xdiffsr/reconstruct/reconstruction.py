@@ -15,7 +15,7 @@ from xdiffsr.models.prior import Prior
 from xdiffsr.observations.sources import ObsBlock
 from xdiffsr.reconstruct.diagnostics import result_diagnostics, to_model_grid
 from xdiffsr.reconstruct.output import to_dataset
-from xdiffsr.reconstruct.plan import Plan, make_plan
+from xdiffsr.reconstruct.plan import Plan, check_device, make_plan
 from xdiffsr.reconstruct.sample import (
     batch_size_for,
     denoiser_at,
@@ -53,6 +53,9 @@ class Reconstruction:
         The prior.
     settings : SamplerSettings, optional
         Sampler settings; ``**sampler_options`` change some of them.
+    device : str or torch.device, optional
+        Where to sample by default (CUDA when available, else the CPU); ``precision='auto'``
+        is resolved for it (recorded in the provenance as bf16 or fp32).
     member_dim, output_grid, assume_units
         As in :func:`xdiffsr.super_resolve`.
 
@@ -66,12 +69,18 @@ class Reconstruction:
 
     def __init__(self, target: xr.Dataset, obs: Sequence[Any] = (),
                  weights: Sequence[float] | None = None, *, model: Prior,
-                 settings: SamplerSettings | None = None, member_dim: str = "member",
-                 output_grid: str = "ds", assume_units: bool = False, **sampler_options: Any):
+                 settings: SamplerSettings | None = None, device=None,
+                 member_dim: str = "member", output_grid: str = "ds",
+                 assume_units: bool = False, **sampler_options: Any):
+        self.device = _device(check_device(device, lazy=True))
         settings = SamplerSettings.from_options(settings, **sampler_options)
+        settings = settings.for_device(self.device)  # precision 'auto' -> bf16 or fp32 here
         self.model = model
         self.plan: Plan = make_plan(target, obs, weights, model, settings, member_dim=member_dim,
                                     output_grid=output_grid, assume_units=assume_units)
+
+    def _on(self, device) -> torch.device:
+        return self.device if device is None else torch.device(device)
 
     @property
     def settings(self) -> SamplerSettings:
@@ -100,7 +109,7 @@ class Reconstruction:
                  f"  grid:     {self.plan.grid.shape[0]} x {self.plan.grid.shape[1]} "
                  f"({self.plan.grid.lat_name}, {self.plan.grid.lon_name})",
                  f"  sampler:  {s.members} members, {s.steps} steps, guidance {s.guidance!r}, "
-                 f"seed {s.seed}"]
+                 f"seed {s.seed}, {s.precision} on {self.device}"]
         lines += [f"  source:   {src.describe()} (weight {w:g})"
                   for src, w in zip(self.sources, self.weights)] or ["  sources:  none"]
         return "\n".join(lines)
@@ -131,12 +140,12 @@ class Reconstruction:
                progress: Callable[[float], Any] | None = None) -> np.ndarray:
         """Members (time, member, C, H, W), float32, physical units, on the output grid.
 
-        ``times``: all the target times by default; ``device``: CUDA when available, else the
-        CPU; ``progress``: called after every sampler step (see
+        ``times``: all the target times by default; ``device``: the reconstruction's
+        (:attr:`device`) by default; ``progress``: called after every sampler step (see
         :func:`xdiffsr.reconstruct.sample.run_times`).
         """
         times = self.times if times is None else np.asarray(times, dtype="datetime64[ns]")
-        return run_times(self.model, self.sources, self.weights, times, device=_device(device),
+        return run_times(self.model, self.sources, self.weights, times, device=self._on(device),
                          settings=self.settings, ilat=self.plan.ilat, ilon=self.plan.ilon,
                          progress=progress)
 
@@ -148,7 +157,7 @@ class Reconstruction:
         grid and permuted into the output grid once. Warnings as :meth:`diagnostics`."""
         p = self.plan
         blocks = [self.blocks(t) for t in p.times]
-        members = run_times(self.model, p.sources, p.weights, p.times, device=_device(device),
+        members = run_times(self.model, p.sources, p.weights, p.times, device=self._on(device),
                             settings=p.settings, progress=progress, blocks=blocks)
         diag = result_diagnostics(self.model, p.sources, p.weights, p.times, p.tname, members,
                                   blocks=blocks, stacklevel=stacklevel + 3)

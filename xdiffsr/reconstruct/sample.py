@@ -99,6 +99,7 @@ def denoiser_at(
 def _network(prior: Prior, device, settings: SamplerSettings) -> torch.nn.Module:
     """The prior denoiser on ``device`` with the network options of ``settings`` (bf16 only
     where ``device`` runs it natively: :func:`~xdiffsr.core.runtime.check_precision`)."""
+    settings = settings.for_device(device)  # 'auto' when called without a Reconstruction
     check_precision(settings.precision, device)
     return with_network_options(prior.denoiser(device), **settings.network_options())
 

@@ -16,9 +16,11 @@ from dataclasses import dataclass, field
 from numbers import Integral, Real
 from typing import Any
 
+import torch
+
 from xdiffsr.core.guidance.registry import guidance_names
 from xdiffsr.core.memory import parse_memory
-from xdiffsr.core.runtime import check_network_options
+from xdiffsr.core.runtime import AUTO, check_network_options, resolve_precision
 from xdiffsr.errors import ArgumentError
 
 #: The guidance methods of the package (:data:`xdiffsr.core.guidance.GUIDANCE_BUILDERS`) and
@@ -106,8 +108,13 @@ class SamplerSettings:
         (it changes the rounding), so a store is resumed with the value it was written with.
     max_memory : int, float or str, optional
         CUDA memory budget: bytes, a size such as ``"40GB"``, or ``"auto"``. Speed only.
-    precision : {'fp32', 'bf16'}
-        Network precision (bf16 autocast). Changes the numbers, so it is provenance.
+    precision : {'auto', 'fp32', 'bf16'}
+        Network precision (bf16 autocast). ``'auto'`` (the default) is bf16 where the device
+        runs it natively (CPUs with avx512_bf16 or amx_bf16, CUDA compute capability 8.0+),
+        else fp32: on this project's CPU bf16 sampling took 0.71x the time of fp32 with RMSE and
+        CRPS within 0.3 % (``benchmarks/RESULTS.md``, issue 28). Resolved for the device when a
+        reconstruction is built (:meth:`for_device`); changes the numbers, so the resolved
+        value is provenance. An explicit 'bf16' on a device without it is an error.
     channels_last, compile, checkpoint
         Network speed options (:func:`xdiffsr.core.runtime.check_network_options`). Speed only.
     """
@@ -140,7 +147,8 @@ class SamplerSettings:
         "chunking by float rounding)"))
     max_memory: int | str | None = field(default=None, metadata=_help(
         "CUDA memory budget, e.g. 40GB or auto", **_SPEED))
-    precision: str = field(default="fp32", metadata=_help("fp32 or bf16", **_NETWORK))
+    precision: str = field(default=AUTO, metadata=_help(
+        "fp32, bf16, or auto (bf16 where the device runs it natively, else fp32)", **_NETWORK))
     channels_last: bool = field(default=False, metadata=_help(
         "channels-last memory format", **_SPEED, **_NETWORK))
     compile: bool | str = field(default=False, metadata=_help(
@@ -176,8 +184,12 @@ class SamplerSettings:
             if not isinstance(getattr(self, name), bool):
                 raise ArgumentError(f"{name}={getattr(self, name)!r} must be True or False.")
         self._set("max_memory", parse_memory(self.max_memory, "max_memory"))
-        for name, value in check_network_options(**self._network_fields()).items():
-            self._set(name, value)
+        fields = self._network_fields()
+        auto = fields["precision"] == AUTO  # resolved per device (for_device)
+        checked = check_network_options(**{**fields, "precision": "fp32" if auto else
+                                           fields["precision"]})
+        for name, value in checked.items():
+            self._set(name, AUTO if name == "precision" and auto else value)
 
     def _set(self, name: str, value: Any) -> None:
         object.__setattr__(self, name, value)  # normalising a frozen dataclass's own fields
@@ -204,6 +216,13 @@ class SamplerSettings:
                     f"unknown sampler option {key!r}.{hint} Valid options: {', '.join(names)}."
                 )
         return dataclasses.replace(base or cls(), **options)
+
+    def for_device(self, device: torch.device | str) -> SamplerSettings:
+        """These settings with ``precision='auto'`` resolved for ``device``
+        (:func:`~xdiffsr.core.runtime.resolve_precision`); explicit precisions unchanged."""
+        precision = resolve_precision(self.precision, device)
+        return self if precision == self.precision else dataclasses.replace(
+            self, precision=precision)
 
     def replace(self, **options: Any) -> SamplerSettings:
         """A copy with ``options`` changed (validated as in :meth:`from_options`)."""

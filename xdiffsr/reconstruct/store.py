@@ -417,7 +417,7 @@ def reconstruct_to_zarr(
     lock = StoreLock(store, storage_options, _store_exists)  # refuses a path that is a file
     ref = model_ref(model)  # None for an in-memory prior
     prior = model if isinstance(model, Prior) else ref.resolve("cpu")
-    rec = Reconstruction(ds, obs, weights, model=prior, settings=settings,
+    rec = Reconstruction(ds, obs, weights, model=prior, settings=settings, device=device,
                          member_dim=member_dim, output_grid=output_grid, assume_units=assume_units)
     plan = rec.plan
     n_chunk = time_chunks(ds, plan.tname, chunks) or 1
