@@ -51,6 +51,12 @@ CONFIGS = {
     "lib-bf16": {"precision": "bf16"},
     "lib-compile": {"compile": True},
     "lib-bf16-compile": {"precision": "bf16", "compile": True},
+    "lib-fp32": {"precision": "fp32"},
+    "lib-before": {"precision": "fp32", "channels_last": False},  # the defaults before issue 28
+    "mmps18-fp32": {"steps": 18, "guidance": "mmps", "cg_iters": 2, "precision": "fp32",
+                    "channels_last": False},  # issue 28's baseline
+    "lib-cl": {"precision": "fp32", "channels_last": True},
+    "lib-bf16-cl": {"precision": "bf16", "channels_last": True},
 }
 
 

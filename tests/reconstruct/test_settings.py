@@ -53,7 +53,7 @@ def test_defaults_are_unchanged():
         corrector_guidance=True,
         sigma_min=None, sigma_max=None, batch_size=None, batch_times=False, max_memory=None,
         precision="auto",  # issue 28: bf16 where native (same quality, 0.71x the CPU time)
-        channels_last=False, compile=False, checkpoint=False,
+        channels_last="auto", compile=False, checkpoint=False,
     )
     assert SAMPLER_DEFAULTS == SamplerSettings().as_dict()
     assert NETWORK_SETTINGS == ("precision", "channels_last", "compile", "checkpoint")
@@ -75,6 +75,11 @@ def test_auto_precision_resolves_per_device_and_says_its_fallback_once(monkeypat
     assert said == ["xdiffsr: precision='auto' runs the network in fp32 on cpu: this CPU has "
                     "neither avx512_bf16 nor amx_bf16 (bf16 would be emulated)"]  # once
     assert SamplerSettings().record()["precision"] == "auto"  # unresolved until a device
+    # channels-last: on the CPU only (measured there), speed only (not in the record)
+    assert SamplerSettings().for_device("cpu").channels_last is True
+    assert SamplerSettings().for_device("cuda").channels_last is False
+    assert SamplerSettings(channels_last=False).for_device("cpu").channels_last is False
+    assert "channels_last" not in SamplerSettings().record()
     with pytest.raises(xdiffsr.ArgumentError, match="precision='fp16'"):
         SamplerSettings(precision="fp16")
 
@@ -100,7 +105,7 @@ def test_settings_are_frozen_and_normalised():
     assert t.members == 2 and s.members == 4 and t.steps == 6
     assert SamplerSettings.from_options(s, seed=3).members == 4
     assert s.network_options() == dict(
-        precision="auto", channels_last=False, compile="default", checkpoint=False
+        precision="auto", channels_last="auto", compile="default", checkpoint=False
     )
 
 

@@ -26,8 +26,8 @@ from ..errors import ArgumentError, XDiffSRWarning
 from .precond import EDMPrecond
 
 __all__ = ["AUTO", "COMPILE_MODES", "PRECISIONS", "NetworkRunner", "bf16_supported",
-           "check_network_options", "check_precision", "resolve_precision",
-           "with_network_options"]
+           "check_network_options", "check_precision", "resolve_channels_last",
+           "resolve_precision", "with_network_options"]
 
 PRECISIONS = ("fp32", "bf16")
 #: The automatic precision: bf16 where the device runs it natively, else fp32
@@ -105,6 +105,16 @@ def resolve_precision(precision: str, device: torch.device | str) -> str:
         logging.getLogger("xdiffsr").warning("xdiffsr: precision='auto' runs the network in "
                                              "fp32 on %s: %s", kind, why)
     return "fp32"
+
+
+def resolve_channels_last(channels_last: bool | str, device: torch.device | str) -> bool:
+    """Whether the network runs channels-last on ``device``: ``'auto'`` is True on the CPU
+    (measured faster there: 0.70x the time in fp32, 0.91x in bf16, same members to float
+    rounding; ``benchmarks/RESULTS.md``, issue 28) and False elsewhere (not measured on GPUs);
+    True and False are returned as given."""
+    if channels_last != AUTO:
+        return channels_last
+    return torch.device(device).type == "cpu"
 
 
 def _check_flag(value: Any, name: str) -> bool:
