@@ -35,7 +35,8 @@ def config(args: argparse.Namespace) -> TrainConfig:
         data=str(args.data), variables=VARIABLES, train_end=args.train_end,
         val_start=args.val_start, val_end=args.val_end, val_samples=32,
         init_from=args.init_from, unet={"lat_padding": args.padding},
-        sigma_mix=args.sigma_mix, sigma_mix_range=(0.3, 10.0), area_weighted=True,
+        sigma_mix=args.sigma_mix, sigma_mix_range=(0.3, 10.0),
+        area_weighted=not args.equal_rows,
         batch_size=args.batch_size, lr=args.lr, warmup_steps=100, steps=args.steps,
         ema_halflife_samples=args.ema_halflife, ema_rampup_ratio=0.1, grad_clip=1.0,
         val_every=args.val_every, log_every=25, ckpt_every=100_000,
@@ -55,6 +56,9 @@ def main() -> None:
     p.add_argument("--minutes", type=float, default=None, help="stop after this long")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--padding", default="zeros", choices=("zeros", "pole"))
+    p.add_argument("--equal-rows", action="store_true",
+                   help="weight every latitude row equally in the loss (default: cos-latitude "
+                        "weights, which leave the polar rows almost untrained)")
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--lr", type=float, default=1e-4)
     p.add_argument("--sigma-mix", type=float, default=0.5)
