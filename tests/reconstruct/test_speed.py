@@ -407,6 +407,20 @@ def test_compile_gives_the_same_members(model):
     _assert_close(x, ref, 1e-5, "compile")
 
 
+def test_network_options_resolve_auto_for_the_network_device(model, monkeypatch):
+    """'auto' is resolved where the network runs (any caller, not only a Reconstruction)."""
+    from xdiffsr.core import runtime
+
+    pre = model.precond
+    monkeypatch.setattr(runtime, "_cpu_flags", lambda: {"amx_bf16"})
+    fast = with_network_options(pre, precision="auto", channels_last="auto")
+    assert (fast.net.precision, fast.net.channels_last) == ("bf16", True)  # CPU parameters
+    monkeypatch.setattr(runtime, "_cpu_flags", lambda: set())
+    assert with_network_options(pre, precision="auto", channels_last=False) is pre  # fp32
+    with pytest.raises(xdiffsr.ArgumentError, match="amx_bf16"):
+        with_network_options(pre, precision="bf16")
+
+
 def test_network_options_share_the_model_and_skip_priors_without_a_network(model):
     pre = model.precond
     assert with_network_options(pre) is pre  # default options: the model itself

@@ -131,15 +131,18 @@ def check_network_options(
     checkpoint: bool = False,
 ) -> dict[str, Any]:
     """Validate the network options; returns them normalised (``compile``: False or a mode).
+    ``precision`` and ``channels_last`` may be ``AUTO`` ("auto"), resolved for the network's
+    device by :func:`with_network_options` (:func:`resolve_precision`,
+    :func:`resolve_channels_last`).
 
     Raises
     ------
     ArgumentError
-        A precision other than ``PRECISIONS``, a compile mode other than ``COMPILE_MODES``, or a
-        flag that is not a bool.
+        A precision other than ``PRECISIONS`` or "auto", a compile mode other than
+        ``COMPILE_MODES``, or a flag that is not a bool (or "auto" for ``channels_last``).
     """
-    if precision not in PRECISIONS:
-        raise ArgumentError(f"precision={precision!r}; choose one of {PRECISIONS}.")
+    if precision not in (*PRECISIONS, AUTO):
+        raise ArgumentError(f"precision={precision!r}; choose one of {(*PRECISIONS, AUTO)}.")
     if isinstance(compile, bool):
         mode: bool | str = "default" if compile else False
     elif isinstance(compile, str) and compile in COMPILE_MODES:
@@ -150,7 +153,8 @@ def check_network_options(
         )
     return dict(
         precision=precision,
-        channels_last=_check_flag(channels_last, "channels_last"),
+        channels_last=AUTO if channels_last == AUTO else _check_flag(channels_last,
+                                                                     "channels_last"),
         compile=mode,
         checkpoint=_check_flag(checkpoint, "checkpoint"),
     )
@@ -261,7 +265,9 @@ def with_network_options(denoiser: nn.Module, **options: Any) -> nn.Module:
         ``D(x, sigma)``.
     **options
         ``precision``, ``channels_last``, ``compile``, ``checkpoint`` (validated by
-        :func:`check_network_options`).
+        :func:`check_network_options`; "auto" resolved for the device of the denoiser's
+        parameters, and an explicit bf16 refused where that device lacks it,
+        :func:`check_precision`).
 
     Returns
     -------
@@ -269,7 +275,14 @@ def with_network_options(denoiser: nn.Module, **options: Any) -> nn.Module:
         A denoiser with the same signature and fp32 output.
     """
     opts = check_network_options(**options)
-    if not isinstance(denoiser, EDMPrecond) or opts == check_network_options():
+    if not isinstance(denoiser, EDMPrecond):
+        return denoiser
+    param = next(denoiser.parameters(), None)
+    device = param.device if param is not None else torch.device("cpu")
+    opts["precision"] = resolve_precision(opts["precision"], device)
+    check_precision(opts["precision"], device)  # never emulated bf16
+    opts["channels_last"] = resolve_channels_last(opts["channels_last"], device)
+    if opts == check_network_options():
         return denoiser
     runner = NetworkRunner(denoiser.net, **opts)
     return EDMPrecond(

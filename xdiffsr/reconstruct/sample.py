@@ -13,7 +13,7 @@ import torch
 from xdiffsr.core.guidance import Guidance, batch_guidances, build_guidance
 from xdiffsr.core.guidance.jf import JF_CG_ITERS
 from xdiffsr.core.memory import auto_budget, cuda_peak_probe, fit_batch_size, host_batch_size
-from xdiffsr.core.runtime import check_precision, with_network_options
+from xdiffsr.core.runtime import with_network_options
 from xdiffsr.core.sampler import heun_sampler, randn
 from xdiffsr.core.schedule import karras_sigmas
 from xdiffsr.errors import ArgumentError, XDiffSRWarning
@@ -97,10 +97,7 @@ def denoiser_at(
 
 
 def _network(prior: Prior, device, settings: SamplerSettings) -> torch.nn.Module:
-    """The prior denoiser on ``device`` with the network options of ``settings`` (bf16 only
-    where ``device`` runs it natively: :func:`~xdiffsr.core.runtime.check_precision`)."""
-    settings = settings.for_device(device)  # 'auto' when called without a Reconstruction
-    check_precision(settings.precision, device)
+    """The prior denoiser on ``device`` with the network options of ``settings``."""
     return with_network_options(prior.denoiser(device), **settings.network_options())
 
 
@@ -113,7 +110,7 @@ def _sigmas(prior: Prior, settings: SamplerSettings) -> torch.Tensor:
 
 
 def batch_size_for(den, prior: Prior, device, settings: SamplerSettings,
-                rows: int | None = None) -> int:
+                   rows: int | None = None) -> int:
     """Rows (members, of one time or of several) per network batch.
 
     ``rows`` is the most worth batching: the members of one time (the default) or, in a run of
@@ -333,4 +330,3 @@ def _step_counter(progress: Callable[[float], Any], members: int) -> Callable[[d
         progress(1 if n == members else n / members)
 
     return step
-

@@ -193,12 +193,8 @@ class SamplerSettings:
             if not isinstance(getattr(self, name), bool):
                 raise ArgumentError(f"{name}={getattr(self, name)!r} must be True or False.")
         self._set("max_memory", parse_memory(self.max_memory, "max_memory"))
-        fields = self._network_fields()
-        auto = {k for k in ("precision", "channels_last") if fields[k] == AUTO}  # for_device
-        stand_in = {"precision": "fp32", "channels_last": False}
-        checked = check_network_options(**{**fields, **{k: stand_in[k] for k in auto}})
-        for name, value in checked.items():
-            self._set(name, AUTO if name in auto else value)
+        for name, value in check_network_options(**self._network_fields()).items():
+            self._set(name, value)
 
     def _set(self, name: str, value: Any) -> None:
         object.__setattr__(self, name, value)  # normalising a frozen dataclass's own fields

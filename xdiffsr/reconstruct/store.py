@@ -63,7 +63,7 @@ from xdiffsr.reconstruct.integrity import (
     block_sha256,
     sources_content,
 )
-from xdiffsr.reconstruct.plan import Plan, check_device, check_output_memory, time_chunks
+from xdiffsr.reconstruct.plan import Plan, check_output_memory, time_chunks
 from xdiffsr.reconstruct.reconstruction import Reconstruction
 from xdiffsr.reconstruct.settings import SamplerSettings
 from xdiffsr.reconstruct.tasks import ChunkArgs, compute_chunk
@@ -421,7 +421,6 @@ def reconstruct_to_zarr(
                          member_dim=member_dim, output_grid=output_grid, assume_units=assume_units)
     plan = rec.plan
     n_chunk = time_chunks(ds, plan.tname, chunks) or 1
-    check_device(device, lazy=True)  # workers resolve it; the name is checked here
     check_output_memory(plan, prior, n_chunk)
     client = client or _default_client()
     record = _run_record(plan, prior, n_chunk, client)
