@@ -16,6 +16,14 @@ the processor has it; a checkpoint every ``--ckpt-minutes``. Training state live
         --minutes 70 --threads 1          # stop any time (SIGTERM/Ctrl-C); rerun to continue
 
 Rerunning with the same arguments resumes from the newest checkpoint in ``--out``.
+
+Version 3's recipe (docs/model-card.md): the seed-1 run extended (``days=800``), the validation
+and evaluation periods left out (``--exclude``), and the Held-Suarez symmetries as augmentation
+(``--augment lat_mirror --augment lon_roll``; never for real data):
+
+    python tools/finetune_default.py --data nature-seed1.zarr --out ft --equal-rows \
+        --train-end 2002-03-10T18 --exclude 2000-05-11..2000-07-24T18 \
+        --val-start 2000-05-11 --val-end 2000-05-20T18 --augment lat_mirror --augment lon_roll
 """
 
 from __future__ import annotations
@@ -32,7 +40,9 @@ VARIABLES = ("t850", "t500", "t250", "u850", "u500", "u250", "v850", "v500", "v2
 
 def config(args: argparse.Namespace) -> TrainConfig:
     return TrainConfig(
-        data=str(args.data), variables=VARIABLES, train_end=args.train_end,
+        data=str(args.data), variables=VARIABLES, train_start=args.train_start,
+        train_end=args.train_end, train_exclude=tuple(tuple(p.split("..")) for p in args.exclude),
+        augment=tuple(args.augment),
         val_start=args.val_start, val_end=args.val_end, val_samples=32,
         init_from=args.init_from, unet={"lat_padding": args.padding},
         sigma_mix=args.sigma_mix, sigma_mix_range=(0.3, 10.0),
@@ -50,7 +60,12 @@ def main() -> None:
     p.add_argument("--data", type=Path, required=True, help="nature-run zarr store")
     p.add_argument("--out", type=Path, required=True, help="folder of checkpoints and log")
     p.add_argument("--init-from", default="default", help="model file or registered name")
+    p.add_argument("--train-start", default=None, help="first training time (inclusive)")
     p.add_argument("--train-end", required=True, help="last training time (inclusive)")
+    p.add_argument("--exclude", action="append", default=[], metavar="START..END",
+                   help="a period left out of training (validation, evaluation); repeatable")
+    p.add_argument("--augment", action="append", default=[], choices=("lon_roll", "lat_mirror"),
+                   help="symmetry of the Held-Suarez climate applied to the batches; repeatable")
     p.add_argument("--val-start", default=None)
     p.add_argument("--val-end", default=None)
     p.add_argument("--minutes", type=float, default=None, help="stop after this long")

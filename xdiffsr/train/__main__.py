@@ -31,6 +31,7 @@ import torch
 from xdiffsr._cli import run_cli
 from xdiffsr.errors import ArgumentError
 
+from .augment import SYMMETRIES
 from .config import TrainConfig
 from .loop import train
 
@@ -86,6 +87,14 @@ def _checked(typ, nonneg: bool = True):
     return parse
 
 
+def _period(text: str) -> list[str]:
+    start, sep, end = text.partition("..")
+    if not sep or not start or not end:
+        raise ArgumentError(f"--train-exclude {text!r}: write a period as START..END, e.g. "
+                            "2000-05-11..2000-07-24T18")
+    return [start, end]
+
+
 def _device(text: str) -> str:
     try:
         dev = torch.device(text)
@@ -121,6 +130,12 @@ def parser(prog: str = "python -m xdiffsr.train", label: str = PROG) -> argparse
         p.add_argument("--" + name.replace("_", "-"), dest=name,
                        type=_existing if name == "data" else _checked(typ, name != "P_mean"),
                        help=f"TrainConfig.{name} (default: from --config or TrainConfig)")
+    p.add_argument("--train-exclude", nargs="+", metavar="START..END",
+                   help="inclusive periods left out of the training split, e.g. "
+                        "2000-05-11..2000-07-24")
+    p.add_argument("--augment", nargs="+", choices=list(SYMMETRIES),
+                   help="symmetries of the data's climate applied to the training batches "
+                        "(zonally/hemispherically symmetric climates only: docs/training.md)")
     p.add_argument("--unet", help="JSON object of UNetConfig overrides, e.g. "
                                   "'{\"model_channels\": 32}'")
     p.add_argument("--bf16", choices=["auto", "on", "off"], default=None,
@@ -136,8 +151,10 @@ def parser(prog: str = "python -m xdiffsr.train", label: str = PROG) -> argparse
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
     """Merge ``--config`` (if any) with the options given on the command line."""
     base = TrainConfig.from_json(args.config).to_dict() if args.config else {}
-    over = {k: getattr(args, k) for k in (*_SIMPLE, "variables", "names")
+    over = {k: getattr(args, k) for k in (*_SIMPLE, "variables", "names", "augment")
             if getattr(args, k) is not None}
+    if args.train_exclude is not None:
+        over["train_exclude"] = [_period(text) for text in args.train_exclude]
     if args.unet is not None:
         try:
             over["unet"] = json.loads(args.unet)

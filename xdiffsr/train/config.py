@@ -9,8 +9,11 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
+
 from xdiffsr.core.unet import UNetConfig
 from xdiffsr.errors import ArgumentError
+from xdiffsr.train.augment import check_augment
 
 __all__ = ["RESUMABLE_CHANGES", "TrainConfig"]
 
@@ -45,6 +48,26 @@ def _number(value: Any, name: str, *, positive: bool = False,
     return float(value)
 
 
+def _periods(value: Any, name: str) -> tuple[tuple[str, str], ...]:
+    """``value`` as a tuple of (start, end) ISO-date pairs with start <= end, or ArgumentError."""
+    how = f"{name} must be a list of (start, end) date pairs such as [('2000-05-11', " \
+          f"'2000-07-19')], got {value!r}"
+    if isinstance(value, str) or not isinstance(value, Sequence):
+        raise ArgumentError(how + ".")
+    out = []
+    for pair in value:
+        if isinstance(pair, str) or not isinstance(pair, Sequence) or len(pair) != 2:
+            raise ArgumentError(how + ".")
+        try:
+            start, end = (pd.Timestamp(str(v)) for v in pair)
+        except ValueError as err:
+            raise ArgumentError(f"{how}: {err}.") from err
+        if start > end:
+            raise ArgumentError(f"{name}: the period {tuple(pair)!r} ends before it starts.")
+        out.append((str(pair[0]), str(pair[1])))
+    return tuple(out)
+
+
 @dataclasses.dataclass(frozen=True)
 class TrainConfig:
     """Everything that defines a training run of an EDM prior (frozen, JSON round-trip).
@@ -65,6 +88,9 @@ class TrainConfig:
         Channel names (same length as ``variables``); filled in from a mapping.
     train_start, train_end : str, optional
         Inclusive time bounds of the training split (ISO dates); default the whole record.
+    train_exclude : sequence of (str, str), optional
+        Inclusive periods left out of the training split: e.g. the validation and evaluation
+        periods of a record whose training data lie on both sides of them.
     val_start, val_end : str, optional
         Inclusive bounds of the validation split; default the times after ``train_end``.
     val_samples : int, default 64
@@ -100,6 +126,12 @@ class TrainConfig:
         more training at the mid and high noise levels where a denoiser leaks noise.
     sigma_mix_range : (float, float), default (0.3, 10)
         Range of the log-uniform noise levels.
+    augment : sequence of str, default ()
+        Symmetries of the data's climate applied to each training batch: ``"lon_roll"``
+        (random zonal shifts; zonally symmetric climates) and ``"lat_mirror"`` (reflection
+        across the equator, northward wind sign-flipped; climates symmetric between the
+        hemispheres). Neither holds for the real atmosphere: see
+        :mod:`xdiffsr.train.augment`.
     area_weighted : bool, default False
         Weight the loss by the cosine of latitude (normalised to mean 1 over the rows), so the
         many small polar cells of a regular grid do not dominate it.
@@ -143,6 +175,7 @@ class TrainConfig:
     names: tuple[str, ...] | None = None
     train_start: str | None = None
     train_end: str | None = None
+    train_exclude: tuple[tuple[str, str], ...] = ()
     val_start: str | None = None
     val_end: str | None = None
     val_samples: int = 64
@@ -168,6 +201,7 @@ class TrainConfig:
     sigma_mix: float = 0.0
     sigma_mix_range: tuple[float, float] = (0.3, 10.0)
     area_weighted: bool = False
+    augment: tuple[str, ...] = ()
     init_from: str | None = None
     val_every: int = 1000
     log_every: int = 100
@@ -214,6 +248,8 @@ class TrainConfig:
         if self.lr_decay not in _DECAYS:
             raise ArgumentError(f"lr_decay must be one of {_DECAYS}, got {self.lr_decay!r}.")
         self._check_finetuning()
+        object.__setattr__(self, "augment", check_augment(self.augment))
+        object.__setattr__(self, "train_exclude", _periods(self.train_exclude, "train_exclude"))
         if self.bf16 not in (None, True, False):
             raise ArgumentError(f"bf16 must be True, False or None (auto), got {self.bf16!r}.")
         if not isinstance(self.unet, Mapping):
@@ -290,9 +326,11 @@ class TrainConfig:
         if bad:
             raise ArgumentError(f"unknown TrainConfig keys {bad}; valid keys: {sorted(known)}.")
         kw = dict(data)
-        for k in ("variables", "names", "adam_betas", "sigma_mix_range"):
+        for k in ("variables", "names", "adam_betas", "sigma_mix_range", "augment"):
             if isinstance(kw.get(k), list):
                 kw[k] = tuple(kw[k])
+        if isinstance(kw.get("train_exclude"), list):
+            kw["train_exclude"] = tuple(tuple(p) for p in kw["train_exclude"])
         return cls(**kw)
 
     @classmethod

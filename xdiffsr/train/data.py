@@ -231,23 +231,46 @@ def _time_slice(ds: xr.Dataset, tname: str, start: str | None, end: str | None,
 
 
 def split_by_time(ds: xr.Dataset, train_start: str | None = None, train_end: str | None = None,
-                  val_start: str | None = None, val_end: str | None = None
+                  val_start: str | None = None, val_end: str | None = None,
+                  exclude: Sequence[tuple[str, str]] = ()
                   ) -> tuple[xr.Dataset, xr.Dataset | None]:
     """Training and validation splits by inclusive time bounds.
 
-    The validation split defaults to the times after ``train_end`` (None when there are none).
+    Without ``val_start``, the validation split starts after ``train_end`` (None when no times
+    follow it, or without ``train_end``: then there is no validation split). ``exclude`` lists
+    inclusive (start, end) periods dropped from the training split. A validation split that
+    shares times with the training split is refused (its loss would not measure
+    generalisation).
     """
     tname = find_time(ds, argname="data")
     if not ds.indexes[tname].is_monotonic_increasing:
         ds = ds.sortby(tname)
     train = _time_slice(ds, tname, train_start, train_end, "training")
+    if exclude:
+        t = pd.DatetimeIndex(train[tname].values)
+        keep = np.ones(t.size, bool)
+        for start, end in exclude:
+            keep &= ~((t >= pd.Timestamp(start)) & (t <= pd.Timestamp(end)))
+        if not keep.any():
+            raise ArgumentError(f"train_exclude={[tuple(p) for p in exclude]} leaves no "
+                                f"training times of {t[0]}..{t[-1]}.")
+        train = train.isel({tname: keep})
+    if val_start is None and train_end is not None:  # validation follows the training split
+        after = ds.isel({tname: ds[tname].values > train[tname].values[-1]})
+        if val_end is None:
+            return train, (after if after.sizes[tname] else None)
+        return train, _time_slice(after, tname, None, val_end, "validation")
     if val_start is None and val_end is None:
-        if train_end is None:
-            return train, None
-        t_end = train[tname].values[-1]
-        rest = ds.isel({tname: ds[tname].values > t_end})
-        return train, (rest if rest.sizes[tname] else None)
-    return train, _time_slice(ds, tname, val_start, val_end, "validation")
+        return train, None
+    val = _time_slice(ds, tname, val_start, val_end, "validation")
+    shared = np.intersect1d(train[tname].values, val[tname].values)
+    if shared.size:
+        raise ArgumentError(
+            f"the validation split {val_start!r}..{val_end!r} shares {shared.size} times with "
+            f"the training split ({pd.Timestamp(shared[0])}..{pd.Timestamp(shared[-1])}); move "
+            f"train_start/train_end or leave the period out with "
+            f"train_exclude=[({val_start!r}, {val_end!r})].")
+    return train, val
 
 
 def normalisation_stats(ds: xr.Dataset) -> tuple[np.ndarray, np.ndarray]:

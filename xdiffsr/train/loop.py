@@ -56,6 +56,7 @@ from xdiffsr.models.registry import load_model
 from xdiffsr.progress import progress_bar
 
 from . import checkpoint as ck
+from .augment import Augmentation
 from .config import RESUMABLE_CHANGES, TrainConfig
 from .data import (
     ChunkedSource,
@@ -253,9 +254,10 @@ class Trainer:
             dataset = open_data(cfg.data)
         flat = select_variables(dataset, cfg.variables, cfg.names)
         self.train_ds, self.val_ds = split_by_time(flat, cfg.train_start, cfg.train_end,
-                                                   cfg.val_start, cfg.val_end)
+                                                   cfg.val_start, cfg.val_end, cfg.train_exclude)
         self.variables = list(map(str, flat.data_vars))
         self.grid = grid_of(flat, argname="data")
+        self.augmentation = Augmentation(cfg.augment, self.grid, self.variables)
         if self.base is not None:
             check_base_model(self.base, self.variables, self.grid, self.config.init_from)
             center, scale = self.base.center, self.base.scale
@@ -334,6 +336,10 @@ class Trainer:
         for g in self.optimizer.param_groups:
             g["lr"] = learning_rate(cfg, step)
         self.optimizer.zero_grad(set_to_none=True)
+        if self.augmentation:  # its own stream: runs without augmentation keep their noise
+            gen.manual_seed(derived_seed(cfg.seed, step, rank, 3))
+            x = self.augmentation(x, gen)
+            gen.manual_seed(derived_seed(cfg.seed, step, rank, 1))
         with self._autocast():
             loss = self._weighted(self.loss_fn(self.ddp, x, generator=gen)).mean()
         loss.backward()
