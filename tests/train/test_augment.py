@@ -9,6 +9,7 @@ import pytest
 import torch
 from test_train import TIMES, synthetic, tiny_config  # tests/train is on sys.path
 
+from xdiffsr import load_model
 from xdiffsr.errors import ArgumentError
 from xdiffsr.grid import grid_of
 from xdiffsr.train import TrainConfig, Trainer, split_by_time
@@ -120,7 +121,9 @@ def test_training_sees_the_same_batches_some_mirrored(tmp_path, monkeypatch):
         return loss_fn(net, x, generator=generator)
 
     monkeypatch.setattr(tr, "loss_fn", spy)
-    tr.run()
+    meta = load_model(tr.run()).metadata["data"]
+    assert meta["augment"] == ["lat_mirror"] and meta["train"]["times"] == 44
+    assert meta["train"]["excluded"] == [["2000-01-02", "2000-01-02T18"]]
     plain = Trainer(tiny_config(steps=3, train_exclude=[("2000-01-02", "2000-01-02T18")]),
                     out_dir=tmp_path / "b", dataset=synthetic(), progress=False)
     raw = []

@@ -433,6 +433,10 @@ class Trainer:
                           "the training split; x = (state - center) / scale",
                 "center": self.center.tolist(), "scale": self.scale.tolist()},
         }
+        if cfg.train_exclude:
+            meta["data"]["train"]["excluded"] = [list(p) for p in cfg.train_exclude]
+        if cfg.augment:
+            meta["data"]["augment"] = list(cfg.augment)
         precond = copy.deepcopy(self.ema).cpu().eval()
         return DiffusionModel(precond, self.variables, units, self.grid, self.center,
                               self.scale, attrs=attrs, name=cfg.name, metadata=meta)
