@@ -1,11 +1,15 @@
 """The members of the default settings are those of the last release (0.x, before the guidance
 family of issue 25): the library's members equal an independent reference written here from the
-method's equations (Heun sampler; Jacobian-free moment matching with MMPS in the noise band
-(1.3, 3.0); Jacobi-preconditioned conjugate gradients with Steihaug's stop; the observation-space
-trust region), each member's system solved on its own and every product formed densely.
+method's equations (Heun sampler, with the stochastic churn of Karras et al. 2022, Algorithm 2,
+where asked for; Jacobian-free moment matching with MMPS in the noise band (1.3, 3.0);
+Jacobi-preconditioned conjugate gradients with Steihaug's stop; the observation-space trust
+region), each member's system solved on its own and every product formed densely. A Gaussian
+prior's own churn is 0.
 """
 
 from __future__ import annotations
+
+import math
 
 import numpy as np
 import pandas as pd
@@ -115,20 +119,30 @@ def _reference_members(prior, source, settings: SamplerSettings) -> np.ndarray:
     for seed in member_seeds(settings.seed, TIME, settings.members):
         gen = torch.Generator().manual_seed(seed)
         x = torch.randn((C, H, W), generator=gen) * t[0]
-        for i in range(len(t) - 1):
-            d = (x - posterior(x, t[i])) / t[i]
-            x_next = x + (t[i + 1] - t[i]) * d
+        n = len(t) - 1
+        for i in range(n):
+            # Algorithm 2: raise the noise from t_i to t_hat with fresh noise of the member's own
+            churn = prior.S_churn if settings.S_churn is None else settings.S_churn
+            gamma = min(churn / n, math.sqrt(2) - 1) \
+                if settings.S_tmin <= t[i] <= settings.S_tmax else 0.0
+            t_hat = t[i] * (1 + gamma)
+            if t_hat > t[i]:
+                eps = torch.randn((C, H, W), generator=gen)
+                x = x + math.sqrt(t_hat**2 - t[i] ** 2) * settings.S_noise * eps
+            d = (x - posterior(x, t_hat)) / t_hat
+            x_next = x + (t[i + 1] - t_hat) * d
             if t[i + 1] > 0:
                 d2 = (x_next - posterior(x_next, t[i + 1])) / t[i + 1]
-                x_next = x + (t[i + 1] - t[i]) * (0.5 * d + 0.5 * d2)
+                x_next = x + (t[i + 1] - t_hat) * (0.5 * d + 0.5 * d2)
             x = x_next
         out.append(x.double().numpy())
     return prior.to_state(np.stack(out))
 
 
-def test_default_members_equal_the_reference(problem):
+@pytest.mark.parametrize("churn", [{}, {"S_churn": 10.0}])
+def test_default_members_equal_the_reference(problem, churn):
     prior, source = problem
-    settings = SamplerSettings(members=3)
+    settings = SamplerSettings(members=3, **churn)
     with torch.no_grad():
         got, counts = sample_time(prior, [source], [1.0], TIME, device="cpu", settings=settings)
     ref = _reference_members(prior, source, settings)

@@ -49,7 +49,8 @@ def test_defaults_are_unchanged():
     # (benchmarks/RESULTS.md)
     assert SamplerSettings().as_dict() == dict(
         members=8, steps=15, seed=0, guidance="jf", lambda_g=1.0, clip=None, cg_iters=2,
-        mmps_sigmas=(1.3, 3.0), cg_tol=1e-3, S_churn=0.0, S_tmin=0.0, S_tmax=math.inf, S_noise=1.0,
+        mmps_sigmas=(1.3, 3.0), cg_tol=1e-3, S_tmin=0.0, S_tmax=math.inf, S_noise=1.0,
+        S_churn=None,  # issue 24: the prior's own (the packaged default model's: 10)
         corrector_guidance=True,
         sigma_min=None, sigma_max=None, batch_size=None, batch_times=False, max_memory=None,
         precision="auto",  # issue 28: bf16 where native (same quality, 0.71x the CPU time)

@@ -35,6 +35,17 @@ def fingerprint_unet_config(config: Mapping[str, Any] | None) -> Mapping[str, An
             if not (k in _LATER_UNET_FIELDS and v == _LATER_UNET_FIELDS[k])}
 
 
+def sampling_churn(metadata: Mapping[str, Any], name: str) -> float:
+    """The stochastic churn a model file records for its sampler (``metadata["sampling"]
+    ["S_churn"]``, a finite number >= 0), 0 where it records none; ModelError otherwise."""
+    value = (metadata.get("sampling") or {}).get("S_churn", 0.0)
+    if isinstance(value, bool) or not isinstance(value, int | float) \
+            or not np.isfinite(value) or value < 0:
+        raise ModelError(f"model {name!r}: metadata['sampling']['S_churn'] = {value!r} is not a "
+                         "finite number >= 0; the file was edited or written by another tool.")
+    return float(value)
+
+
 class DiffusionModel(Prior):
     """A trained EDM diffusion prior: network, preconditioning and metadata.
 
@@ -71,6 +82,7 @@ class DiffusionModel(Prior):
         self.reference = reference
         self.sigma_min = float(getattr(precond, "sigma_min", 0.002))
         self.sigma_max = float(getattr(precond, "sigma_max", 80.0))
+        self.S_churn = sampling_churn(self.metadata, name)
 
     def _build_denoiser(self) -> nn.Module:
         return self.precond

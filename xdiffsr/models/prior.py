@@ -58,6 +58,10 @@ class Prior:
         Normalisation: ``x = (state - center) / scale``.
     sigma_min, sigma_max : float
         Default noise range of the sampler.
+    S_churn : float
+        Default stochastic churn of the sampler (Karras et al. 2022, Algorithm 2) for this
+        prior, used when the settings leave ``S_churn=None``: 0 (deterministic) unless a model
+        file records the churn measured for it (``metadata["sampling"]["S_churn"]``).
     reference : ModelRef or None
         The file the prior was loaded from (:class:`xdiffsr.ModelRef`: sha256, path, registered
         name), set by :func:`xdiffsr.load_model`; None for an in-memory prior. Lazy tasks carry
@@ -67,6 +71,7 @@ class Prior:
     name: str = "prior"
     sigma_min: float = 0.002
     sigma_max: float = 80.0
+    S_churn: float = 0.0
     reference: Any = None
 
     def __init__(
@@ -228,6 +233,7 @@ class Prior:
             ("center", self.center),
             ("scale", self.scale),
             ("sigma", [float(self.sigma_min), float(self.sigma_max)]),
+            *([("S_churn", float(self.S_churn))] if self.S_churn else []),
         ]
 
     def __repr__(self) -> str:

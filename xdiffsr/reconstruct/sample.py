@@ -101,6 +101,11 @@ def _network(prior: Prior, device, settings: SamplerSettings) -> torch.nn.Module
     return with_network_options(prior.denoiser(device), **settings.network_options())
 
 
+def churn_of(prior: Prior, settings: SamplerSettings) -> float:
+    """The stochastic churn of ``settings`` (None: the prior's own, :attr:`Prior.S_churn`)."""
+    return float(prior.S_churn if settings.S_churn is None else settings.S_churn)
+
+
 def _sigmas(prior: Prior, settings: SamplerSettings) -> torch.Tensor:
     return karras_sigmas(
         settings.steps,
@@ -190,7 +195,7 @@ def draw_members(
                 den,
                 latents,
                 sigmas,
-                S_churn=settings.S_churn,
+                S_churn=churn_of(prior, settings),
                 S_tmin=settings.S_tmin,
                 S_tmax=settings.S_tmax,
                 S_noise=settings.S_noise,

@@ -93,6 +93,12 @@ class SamplerSettings:
     S_churn, S_tmin, S_tmax, S_noise : float
         Stochastic churn of Karras et al. (2022), Algorithm 2: amount (>= 0), noise range
         ``[S_tmin, S_tmax]`` where it applies (``S_tmax`` may be ``inf``) and noise inflation.
+        ``S_churn=None`` (the default) is the prior's own (:attr:`Prior.S_churn
+        <xdiffsr.Prior.S_churn>`): the churn measured best for that model and recorded in its
+        file (the packaged default model: 10, which lowered RMSE and CRPS of every variable on
+        held-out states; ``benchmarks/RESULTS.md``, "Stochastic churn"), else 0, the
+        deterministic Heun sampler of the paper. Churn corrects part of a learned denoiser's
+        error; with an exact denoiser (Gaussian priors) it only adds discretisation spread.
     corrector_guidance : bool
         Guide the Heun corrector evaluation too.
     sigma_min, sigma_max : float, optional
@@ -139,7 +145,8 @@ class SamplerSettings:
     mmps_sigmas: tuple[float, float] | None = field(default=(1.3, 3.0), metadata=_help(
         "with guidance jf: noise levels where MMPS (the network's Jacobian) is used, or none"))
     cg_tol: float = field(default=1e-3, metadata=_help("relative tolerance of CG"))
-    S_churn: float = field(default=0.0, metadata=_help("stochastic churn"))
+    S_churn: float | None = field(default=None, metadata=_help(
+        "stochastic churn (none: the prior's own; 0: deterministic)"))
     S_tmin: float = field(default=0.0, metadata=_help("lowest noise level of the churn"))
     S_tmax: float = field(default=math.inf, metadata=_help("highest noise level of the churn"))
     S_noise: float = field(default=1.0, metadata=_help("noise inflation of the churn"))
@@ -173,8 +180,10 @@ class SamplerSettings:
             self._set("batch_size", _integer("batch_size", self.batch_size, minimum=1))
         if self.guidance not in guidance_names():
             raise ArgumentError(f"guidance={self.guidance!r}; choose one of {guidance_names()}.")
-        for name in ("lambda_g", "S_churn", "S_tmin", "S_noise"):
+        for name in ("lambda_g", "S_tmin", "S_noise"):
             self._set(name, _number(name, getattr(self, name), minimum=0.0))
+        if self.S_churn is not None:
+            self._set("S_churn", _number("S_churn", self.S_churn, minimum=0.0))
         self._set("S_tmax", _number("S_tmax", self.S_tmax, minimum=self.S_tmin, inf=True))
         self._set("cg_tol", _number("cg_tol", self.cg_tol, minimum=0.0))
         if self.cg_tol >= 1.0:
