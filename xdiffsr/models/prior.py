@@ -233,7 +233,6 @@ class Prior:
             ("center", self.center),
             ("scale", self.scale),
             ("sigma", [float(self.sigma_min), float(self.sigma_max)]),
-            *([("S_churn", float(self.S_churn))] if self.S_churn else []),
         ]
 
     def __repr__(self) -> str:

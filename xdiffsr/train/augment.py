@@ -30,7 +30,7 @@ from xdiffsr.errors import ArgumentError
 from xdiffsr.grid import Grid
 from xdiffsr.names import QUANTITIES, parse_channel
 
-__all__ = ["SYMMETRIES", "Augmentation", "check_augment", "northward_channels"]
+__all__ = ["SYMMETRIES", "Augmentation", "channels_of", "check_augment", "northward_channels"]
 
 #: The symmetries :class:`TrainConfig.augment <xdiffsr.train.TrainConfig>` accepts.
 SYMMETRIES = ("lon_roll", "lat_mirror")
@@ -50,14 +50,20 @@ def check_augment(augment: Sequence[str]) -> tuple[str, ...]:
     return tuple(augment)
 
 
-def northward_channels(variables: Sequence[str]) -> tuple[int, ...]:
-    """Indices of the channels that are northward wind components (v850, v10, ...)."""
+def channels_of(variables: Sequence[str], standard_names: Sequence[str]) -> tuple[int, ...]:
+    """Indices of the channels whose quantity has one of ``standard_names`` (found by name:
+    u850, v10, ...)."""
     out = []
     for i, name in enumerate(variables):
         q = QUANTITIES.get(parse_channel(name)[0])
-        if q is not None and q.standard_name == "northward_wind":
+        if q is not None and q.standard_name in standard_names:
             out.append(i)
     return tuple(out)
+
+
+def northward_channels(variables: Sequence[str]) -> tuple[int, ...]:
+    """Indices of the channels that are northward wind components (v850, v10, ...)."""
+    return channels_of(variables, ("northward_wind",))
 
 
 def _check_grid(augment: tuple[str, ...], grid: Grid) -> None:

@@ -18,7 +18,7 @@ from xdiffsr.core.unet import UNetConfig
 from xdiffsr.errors import ArgumentError
 from xdiffsr.grid import Grid
 from xdiffsr.models.diffusion import DiffusionModel
-from xdiffsr.names import QUANTITIES, parse_channel
+from xdiffsr.train.augment import channels_of
 
 __all__ = ["base_unet_config", "check_base_model", "check_pole_grid", "lat_weights",
            "pole_padding_config", "wind_channels"]
@@ -67,13 +67,7 @@ def base_unet_config(base: DiffusionModel, overrides: Mapping[str, Any],
 
 def wind_channels(variables: Sequence[str]) -> tuple[int, ...]:
     """Indices of the channels that are east/north wind components (u850, v10, ...)."""
-    out = []
-    for i, name in enumerate(variables):
-        short, _ = parse_channel(name)
-        q = QUANTITIES.get(short)
-        if q is not None and q.standard_name in _WIND:
-            out.append(i)
-    return tuple(out)
+    return channels_of(variables, _WIND)
 
 
 def check_pole_grid(grid: Grid) -> None:
