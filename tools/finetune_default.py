@@ -47,7 +47,8 @@ def config(args: argparse.Namespace) -> TrainConfig:
         init_from=args.init_from, unet={"lat_padding": args.padding},
         sigma_mix=args.sigma_mix, sigma_mix_range=(0.3, 10.0),
         area_weighted=not args.equal_rows,
-        batch_size=args.batch_size, lr=args.lr, warmup_steps=100, steps=args.steps,
+        batch_size=args.batch_size, lr=args.lr, lr_decay=args.lr_decay, warmup_steps=100,
+        steps=args.steps,
         ema_halflife_samples=args.ema_halflife, ema_rampup_ratio=0.1, grad_clip=1.0,
         val_every=args.val_every, log_every=25, ckpt_every=100_000,
         ckpt_minutes=args.ckpt_minutes, keep_checkpoints=2, seed=args.seed,
@@ -76,6 +77,8 @@ def main() -> None:
                         "weights, which leave the polar rows almost untrained)")
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--lr", type=float, default=1e-4)
+    p.add_argument("--lr-decay", default="constant", choices=("constant", "cosine"),
+                   help="cosine: the learning rate falls to 0 at --steps (a run of known length)")
     p.add_argument("--sigma-mix", type=float, default=0.5)
     p.add_argument("--ema-halflife", type=float, default=4000.0, help="in samples")
     p.add_argument("--steps", type=int, default=1_000_000)
