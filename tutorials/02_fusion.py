@@ -14,10 +14,10 @@
 # 3. score the ensembles (RMSE of the ensemble mean and fair CRPS) against the truth and against
 #    bicubic interpolation of the coarse field, and draw the result.
 #
-# **Cost.** A guided member costs about 8 s with the default 18 sampler steps on 2 idle CPU
-# cores, roughly proportional to the steps. To keep this notebook under a minute it draws
-# **2 members with 10 steps** per configuration (the demo uses 4 members and 12 steps, the
-# evaluation suite and the model card 8 and 18). Fewer steps leave the members further from the
+# **Cost.** A guided member costs a few seconds with the default 15 sampler steps on a CPU,
+# roughly proportional to the steps. To keep this notebook under a minute it draws
+# **2 members with 10 steps** per configuration (the demo uses 4 members and the default 15
+# steps, the model card's held-out scores 8 members). Fewer steps leave the members further from the
 # data: the errors below are clearly larger than those of the [evaluation](../evaluation.md) and
 # the model card. One state and two members is a demonstration of the API, not an evaluation:
 # differences of a few percent between configurations are within the noise of the members.
@@ -39,14 +39,16 @@ start = time.perf_counter()
 model = xdiffsr.load_model("default")
 truth = load_heldout().isel(time=[0])  # 2003-12-30 00Z: the truth, never seen in training
 stations = load_stations()  # id, lat, lon of the IGRA v2 stations reporting in 2023
-coarse, sondes = observe(truth, stations, seed=0)  # 16 x 32 conservative field, soundings
+coarse, sondes = observe(truth, stations, seed=0)  # 16 x 32 field with errors, soundings
 bicubic = interpolation_baseline(coarse, truth, "bicubic")
 print(model)
 print(f"truth at {truth.time.values[0]}; {sondes.station.nunique()} simulated soundings, "
       f"coarse field {coarse.sizes['lat']} x {coarse.sizes['lon']}")
 
 # %% [markdown]
-# `observe` is the demo's helper: `xdiffsr.osse.coarsen` for the coarse field and
+# `observe` is the demo's helper: `xdiffsr.osse.coarsen` for the coarse field, plus Gaussian
+# errors of the nominal table (`xdiffsr.observations.default_error_std`: the errors the
+# assimilation assumes for it; `coarse_errors=False` gives the exact average), and
 # `xdiffsr.osse.stations.simulate_soundings` for the radiosondes, which interpolates the truth to
 # each station and adds noise of the nominal radiosonde errors (1 K, 2 m/s, 10 gpm). The
 # soundings have the schema of real IGRA files (`xdiffsr.io.igra.read_igra`; see the IGRA
@@ -166,12 +168,12 @@ print(f"total {time.perf_counter() - start:.0f} s (information only; it varies w
 # than either alone on the four variables shown, and every guided configuration is far better
 # than the unguided prior, whose error is that of a random state of the model's climate. The
 # coarse field alone carries most of the large-scale information; the soundings alone leave the
-# regions without stations (oceans, the Southern Hemisphere) to the prior. With 10 steps the
-# members keep some grid-scale noise (the speckle in the maps of the mean and the spread), which
-# is most of the error of the mean here; it is also why the fusion beats bicubic interpolation on
-# u500, z500 and sp but not on t850 in this notebook. Whether a weight of 0.5, 1 or 2 is best
-# depends on one state and two members: the model card reports the same comparison with 8
-# members and 18 steps (IGRA+LR beats bicubic on all 13 variables there), and
+# regions without stations (oceans, the Southern Hemisphere) to the prior. The fusion beats
+# bicubic interpolation of the coarse field on all four variables, by the most on z500, whose
+# field is the smoothest; with 10 steps and 2 members the members still carry some grid-scale
+# noise (the speckle in the maps of the mean and the spread). Whether a weight of 0.5, 1 or 2 is
+# best depends on one state and two members: the model card reports IGRA+LR against bicubic
+# on 12 held-out states with 8 members (better on all 13 variables there), and
 # [the evaluation page](../evaluation.md) explains how to run it on many states
 # (`xdiffsr evaluate`). Remember also that this is an OSSE: the prior was trained on the same
 # simulated climate as the truth, the most favourable case for a learned prior.

@@ -36,7 +36,12 @@ def test_packaged_heldout_state():
 
 
 def test_demo_reduced_size(tmp_path, capsys):
-    table = run_demo(out=tmp_path, members=2, steps=3, cg_iters=1, figure=True)
+    import warnings
+
+    with warnings.catch_warnings(record=True) as caught:  # 6 steps: the fewest the sampler's
+        warnings.simplefilter("always")  # divergence message calls sound
+        table = run_demo(out=tmp_path, members=2, steps=6, cg_iters=1, figure=True)
+    assert not [w for w in caught if "diverged" in str(w.message)]
     assert len(table) == 13
     assert np.isfinite(table[["ensemble_mean", "bicubic", "spread"]].to_numpy()).all()
     assert (table["bicubic"] > 0).all()
@@ -68,13 +73,39 @@ def test_demo_and_evaluate_observe_on_the_same_coarse_grid():
     truth = load_heldout().isel(time=[0])[["t850", "u500"]]
     stations = load_stations().iloc[:5]
     demo_lr, _ = observe(truth, stations)
+    exact_lr, _ = observe(truth, stations, coarse_errors=False)
     suite_lr = coarsen(truth, *COARSE_GRID)  # what evaluate's LR configuration observes
     lat, lon = cell_centre_grid(*COARSE_GRID)
-    for lr in (demo_lr, suite_lr, coarse_grid()):
+    for lr in (demo_lr, exact_lr, suite_lr, coarse_grid()):
         np.testing.assert_array_equal(lr["lat"], lat)
         np.testing.assert_array_equal(lr["lon"], lon)
     assert lon[:2].tolist() == [0.0, 11.25] and lat[0] == -84.375
-    xr.testing.assert_allclose(demo_lr, suite_lr)
+    xr.testing.assert_allclose(exact_lr, suite_lr)
+
+
+def test_demo_coarse_field_carries_the_errors_it_is_assimilated_with():
+    """The demo's coarse field = exact average + Gaussian errors of the std ``super_resolve``
+    assumes for it (the nominal table), so its innovation chi-square can read 1; seeded."""
+    from xdiffsr.evaluation.demo import observe
+    from xdiffsr.observations import default_error_std
+    from xdiffsr.osse import COARSE_GRID, coarsen
+
+    truth = load_heldout().isel(time=[0])[["t850", "u250", "z500", "sp"]]
+    stations = load_stations().iloc[:5]
+    exact = coarsen(truth, *COARSE_GRID)
+    noisy, sondes = observe(truth, stations, seed=3)
+    for v in truth.data_vars:
+        err = (noisy[v] - exact[v]).values.ravel()  # 512 independent draws
+        s = default_error_std(v)
+        assert abs(err.std() / s - 1) < 0.15, v
+        assert abs(err.mean()) < 4 * s / np.sqrt(err.size), v
+        assert noisy[v].attrs == exact[v].attrs  # units travel
+    again, sondes2 = observe(truth, stations, seed=3)
+    xr.testing.assert_identical(noisy, again)
+    pd.testing.assert_frame_equal(sondes, sondes2)
+    other, _ = observe(truth, stations, seed=4)
+    assert not np.allclose(other["t850"], noisy["t850"])
+    pd.testing.assert_frame_equal(sondes, observe(truth, stations, seed=3, coarse_errors=False)[1])
 
 
 def test_demo_figure_is_drawn_by_plot_maps(tmp_path, monkeypatch):
