@@ -39,12 +39,15 @@ VARIABLES = ("t850", "t500", "t250", "u850", "u500", "u250", "v850", "v500", "v2
 
 
 def config(args: argparse.Namespace) -> TrainConfig:
+    unet = {"lat_padding": args.padding}
+    if args.lat_embedding:  # only when asked: runs without it resume with the same config
+        unet["lat_embedding"] = True
     return TrainConfig(
         data=str(args.data), variables=VARIABLES, train_start=args.train_start,
         train_end=args.train_end, train_exclude=tuple(tuple(p.split("..")) for p in args.exclude),
         augment=tuple(args.augment),
         val_start=args.val_start, val_end=args.val_end, val_samples=32,
-        init_from=args.init_from, unet={"lat_padding": args.padding},
+        init_from=args.init_from, unet=unet,
         sigma_mix=args.sigma_mix, sigma_mix_range=(0.3, 10.0),
         area_weighted=not args.equal_rows,
         batch_size=args.batch_size, lr=args.lr, lr_decay=args.lr_decay, warmup_steps=100,
@@ -72,6 +75,9 @@ def main() -> None:
     p.add_argument("--minutes", type=float, default=None, help="stop after this long")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--padding", default="zeros", choices=("zeros", "pole"))
+    p.add_argument("--lat-embedding", action="store_true",
+                   help="add a learned latitude embedding (zero at the start), which gives the "
+                        "network the latitude that --padding pole takes away")
     p.add_argument("--equal-rows", action="store_true",
                    help="weight every latitude row equally in the loss (default: cos-latitude "
                         "weights, which leave the polar rows almost untrained)")

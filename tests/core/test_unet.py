@@ -329,3 +329,39 @@ def test_pole_padding_config_checks():
     for key in ("lat_padding", "vector_channels"):  # files written before the option load as zeros
         old.pop(key)
     assert UNetConfig.from_dict(old).lat_padding == "zeros"
+
+
+def test_lat_embedding_starts_as_the_same_function_and_is_a_row_bias():
+    """lat_embedding=True adds a zero (C, H) bias after the input convolution: with the other
+    weights shared the network is unchanged until the bias moves; a bias is constant along
+    longitude (longitude equivariance kept) and varies by row (the network learns latitude)."""
+    plain = _randomise(_tiny(2, (8, 32))).double().eval()
+    emb = _tiny(2, (8, 32), lat_embedding=True).double().eval()
+    missing = emb.load_state_dict(plain.state_dict(), strict=False).missing_keys
+    ch = emb.config.model_channels
+    assert missing == ["lat_embed"] and emb.lat_embed.shape == (1, ch, 8, 1)
+    x = torch.randn(2, 2, 8, 32, dtype=torch.float64)
+    s = torch.tensor([0.3, -1.0], dtype=torch.float64)
+    with torch.no_grad():
+        torch.testing.assert_close(emb(x, s), plain(x, s), rtol=0, atol=0)
+        emb.lat_embed.copy_(torch.randn(1, ch, 8, 1, dtype=torch.float64))
+        y = emb(x, s)
+        assert (y - plain(x, s)).abs().max() > 1e-3
+        torch.testing.assert_close(emb(x.roll(4, -1), s), y.roll(4, -1), rtol=1e-10, atol=1e-10)
+        # the same bias by hand: enc_in(x) + bias, then the rest of the network
+        feats = []
+        hook = emb.enc["8x32_block0"].register_forward_pre_hook(lambda m, a: feats.append(a[0]))
+        emb(x, s)
+        hook.remove()
+        torch.testing.assert_close(feats[0], emb.enc_in(x) + emb.lat_embed)
+
+
+def test_lat_embedding_config():
+    cfg = dataclasses.replace(UNetConfig.tiny(2, (16, 32)), lat_embedding=True)
+    assert UNetConfig.from_dict(json.loads(json.dumps(cfg.to_dict()))) == cfg
+    with pytest.raises(ArgumentError, match="lat_embedding must be True or False, got 'yes'"):
+        dataclasses.replace(cfg, lat_embedding="yes")
+    old = UNetConfig.tiny(2, (16, 32)).to_dict()
+    old.pop("lat_embedding")  # files written before the option: no embedding
+    assert UNetConfig.from_dict(old).lat_embedding is False
+    assert not hasattr(SongUNet.from_config(UNetConfig.from_dict(old)), "lat_embed")

@@ -58,6 +58,29 @@ def test_finetune_starts_from_the_model_and_keeps_its_normalisation(tmp_path, ba
     assert any(not torch.equal(a[k], b[k]) for k in a)
 
 
+def test_finetune_adds_a_latitude_embedding_that_starts_at_zero(tmp_path, base_model):
+    """Pole padding takes the edges away; a fine-tuning can add the latitude embedding (a new
+    parameter, zero at the start: the base model's function) and never remove it."""
+    from xdiffsr import load_model
+
+    base = load_model(base_model)
+    assert base.precond.net.config.lat_embedding is False
+    unet = {"lat_padding": "pole", "lat_embedding": True}
+    tr = Trainer(tiny_config(init_from=str(base_model), unet=unet, steps=4), out_dir=tmp_path,
+                 dataset=synthetic(), progress=False)
+    for k, v in base.precond.state_dict().items():
+        torch.testing.assert_close(tr.precond.state_dict()[k], v, rtol=0, atol=0, msg=k)
+    assert torch.equal(tr.ema.net.lat_embed, torch.zeros_like(tr.ema.net.lat_embed))
+    path = tr.run()
+    tuned = load_model(path)
+    cfg = tuned.precond.net.config
+    assert cfg.lat_embedding and cfg.lat_padding == "pole"
+    assert tuned.precond.net.lat_embed.abs().max() > 0  # trained, saved, loaded
+    with pytest.raises(ArgumentError, match=r"'unet.lat_embedding' differs.*drop trained"):
+        Trainer(tiny_config(init_from=str(path), unet={"lat_embedding": False}),
+                out_dir=tmp_path / "back", dataset=synthetic(), progress=False)
+
+
 def test_finetune_refuses_another_model(tmp_path, base_model):
     ds = synthetic()
     with pytest.raises(ArgumentError, match=r"field 'variables' differs.*\['t850', 'z500'\]"):

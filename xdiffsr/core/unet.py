@@ -10,6 +10,10 @@ A re-implementation of the DDPM++ U-Net of Song et al. (2021) in the form used b
   (``"pole"``: the row beyond a pole is the row inside it, 180 deg of longitude away, with the
   wind components' signs flipped at the input), so polar rows see a neighbourhood instead of
   a wall of zeros;
+* optionally a learned **latitude embedding** (``lat_embedding=True``): a bias per latitude row
+  and channel added after the input convolution, zero at initialisation. The convolutions are
+  equivariant along latitude except at the padded edges, so with padding across the poles the
+  network has no other way to know its latitude;
 * self-attention through :func:`torch.nn.functional.scaled_dot_product_attention`;
 * no data-dependent Python control flow or host synchronisation in ``forward``, so the
   network can be compiled, captured in CUDA graphs and run under bf16 autocast;
@@ -116,6 +120,11 @@ class UNetConfig:
     vector_channels : tuple of int, default ()
         Input channels that change sign across a pole (east/north wind components); only
         used with ``lat_padding="pole"``.
+    lat_embedding : bool, default False
+        Add a learned bias of shape ``(model_channels, H)`` (one per channel and latitude row,
+        constant along longitude, so longitude equivariance is kept) to the input
+        convolution's output. Zero at initialisation: a network given it starts as the same
+        function as one without it (the way a fine-tuning adds it).
 
     References
     ----------
@@ -138,6 +147,7 @@ class UNetConfig:
     eps: float = 1e-6
     lat_padding: str = "zeros"
     vector_channels: tuple[int, ...] = ()
+    lat_embedding: bool = False
 
     def __post_init__(self) -> None:
         res = self.img_resolution
@@ -171,6 +181,8 @@ class UNetConfig:
             raise ArgumentError(f"eps must be a positive float, got {self.eps!r}.")
         object.__setattr__(self, "eps", float(self.eps))
         self._check_padding()
+        if not isinstance(self.lat_embedding, bool):
+            raise ArgumentError(f"lat_embedding must be True or False, got {self.lat_embedding!r}.")
 
     def _check_padding(self) -> None:
         if self.lat_padding not in LAT_PADDINGS:
@@ -303,7 +315,8 @@ class SongUNet(nn.Module):
     Parameters
     ----------
     in_channels, out_channels, img_resolution, model_channels, channel_mult, channel_mult_emb,
-    channel_mult_noise, num_blocks, attn_levels, dropout, embedding_type, attn_head_channels, eps
+    channel_mult_noise, num_blocks, attn_levels, dropout, embedding_type, attn_head_channels, eps,
+    lat_padding, vector_channels, lat_embedding
         Architecture, as documented (with the same defaults) in :class:`UNetConfig`.
         ``img_resolution`` is ``(H, W)``, both divisible by ``2**(len(channel_mult)-1)``.
     checkpoint : bool, default False
@@ -348,6 +361,7 @@ class SongUNet(nn.Module):
         eps: float = 1e-6,
         lat_padding: str = "zeros",
         vector_channels: Sequence[int] = (),
+        lat_embedding: bool = False,
         checkpoint: bool = False,
     ) -> None:
         args = locals()
@@ -380,6 +394,8 @@ class SongUNet(nn.Module):
         last = cfg.num_levels - 1
         self.enc_in = LatLonConv2d(cfg.in_channels, cfg.model_channels, 3,
                                    lat_padding=cfg.lat_padding, pole_sign=cfg.pole_sign())
+        if cfg.lat_embedding:  # one bias per channel and row, zero: starts as the same function
+            self.lat_embed = nn.Parameter(torch.zeros(1, cfg.model_channels, h0, 1))
         self.enc = nn.ModuleDict()
         skips, cout = [cfg.model_channels], cfg.model_channels
         for lev, mult in enumerate(cfg.channel_mult):
@@ -457,6 +473,8 @@ class SongUNet(nn.Module):
         ckpt = self.checkpoint if checkpoint is None else bool(checkpoint)
         emb = self.embed_noise(noise_labels, x.shape[0])
         x = self.enc_in(x)
+        if cfg.lat_embedding:
+            x = x + self.lat_embed.to(x.dtype)
         skips = [x]
         for block in self.enc.values():
             x = self._block(block, x, emb, ckpt)

@@ -23,7 +23,7 @@ FORMAT_VERSION = "1"
 
 #: UNetConfig fields added after models were released, with the value older files mean: a model
 #: that keeps it has the fingerprint (and cached covariance) it had before the field existed.
-_LATER_UNET_FIELDS = {"lat_padding": "zeros", "vector_channels": []}
+_LATER_UNET_FIELDS = {"lat_padding": "zeros", "vector_channels": [], "lat_embedding": False}
 
 
 def fingerprint_unet_config(config: Mapping[str, Any] | None) -> Mapping[str, Any] | None:

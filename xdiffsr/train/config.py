@@ -139,7 +139,8 @@ class TrainConfig:
         Fine-tune: start from the weights of this model file or registered name (a
         :class:`~xdiffsr.DiffusionModel`), keeping its normalisation. Its grid, variables and
         network must match the run's; only ``unet`` fields ``lat_padding`` and
-        ``vector_channels`` may differ (the network is the same; its padding changes).
+        ``vector_channels`` may differ (the network is the same; its padding changes), and
+        ``lat_embedding`` may be added (a new parameter that starts at zero).
     val_every, log_every, ckpt_every : int
         Periods in steps of the validation loss, the log line and the checkpoint.
     keep_checkpoints : int, default 2

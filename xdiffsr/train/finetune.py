@@ -2,7 +2,10 @@
 
 A fine-tuning run (``TrainConfig.init_from``) starts from a :class:`~xdiffsr.DiffusionModel`'s
 weights and keeps its normalisation, grid, variables and network; only the latitude padding of
-the convolutions may change (zeros -> across the poles), since it changes no weight.
+the convolutions may change (zeros -> across the poles), since it changes no weight, and a
+latitude embedding may be added (``unet={"lat_embedding": True}``: a new parameter, zero at the
+start, so the run starts from the base model's function; never removed, which would drop
+learned weights).
 """
 
 from __future__ import annotations
@@ -21,10 +24,13 @@ from xdiffsr.models.diffusion import DiffusionModel
 from xdiffsr.train.augment import channels_of
 
 __all__ = ["base_unet_config", "check_base_model", "check_pole_grid", "lat_weights",
-           "pole_padding_config", "wind_channels"]
+           "load_base_weights", "network_config", "pole_padding_config", "wind_channels"]
 
-#: UNetConfig fields a fine-tuning run may change: they change no weight.
-FINETUNE_CHANGES = ("lat_padding", "vector_channels")
+#: UNetConfig fields a fine-tuning run may change: they change no weight of the base model
+#: (``lat_embedding`` only from False to True: it adds a parameter that starts at zero).
+FINETUNE_CHANGES = ("lat_padding", "vector_channels", "lat_embedding")
+#: Parameters a fine-tuning may add to the base model's, with the switch that adds them.
+_ADDED = {"net.lat_embed": "lat_embedding"}
 _WIND = ("eastward_wind", "northward_wind")
 
 
@@ -62,7 +68,39 @@ def base_unet_config(base: DiffusionModel, overrides: Mapping[str, Any],
                 f"{have.get(key)!r}, the config asks for {value!r}; fine-tuning keeps the "
                 f"network (only {list(FINETUNE_CHANGES)} may change): leave it out.")
     changes = {k: v for k, v in overrides.items() if k in FINETUNE_CHANGES}
+    if have.get("lat_embedding") and changes.get("lat_embedding", True) is not True:
+        raise ArgumentError(
+            f"init_from={init_from!r}: field 'unet.lat_embedding' differs: the model has a "
+            f"learned latitude embedding, the config asks for {changes['lat_embedding']!r}; "
+            "removing it would drop trained weights: leave it out.")
     return UNetConfig.from_dict({**have, **changes})
+
+
+def load_base_weights(precond: torch.nn.Module, base: DiffusionModel) -> None:
+    """Copy ``base``'s weights into ``precond``; parameters the fine-tuning added (a latitude
+    embedding) keep their initial zeros. Any other mismatch is an ArgumentError."""
+    result = precond.load_state_dict(base.precond.state_dict(), strict=False)
+    added = [k for k in result.missing_keys if k in _ADDED]
+    wrong = [k for k in result.missing_keys if k not in _ADDED] + list(result.unexpected_keys)
+    if wrong:
+        raise ArgumentError(f"the base model {base.name!r} and the fine-tuned network differ in "
+                            f"the weights {wrong}; fine-tuning keeps the network.")
+    for key in added:
+        if precond.get_parameter(key).detach().abs().max() != 0:
+            raise ArgumentError(f"the added parameter {key!r} must start at zero.")
+
+
+def network_config(config: Any, header: Mapping[str, Any] | None, base: DiffusionModel | None,
+                   variables: Sequence[str], grid: Grid) -> UNetConfig:
+    """The network of a training run: a checkpoint's (resuming), the base model's with the
+    allowed changes (fine-tuning), or ``config``'s; pole padding checked against ``grid``."""
+    if header is not None and "unet_config" in header:
+        cfg = UNetConfig.from_dict(header["unet_config"])
+    elif base is not None:
+        cfg = base_unet_config(base, config.unet, config.init_from)
+    else:
+        cfg = config.unet_config(len(variables), grid.shape)
+    return pole_padding_config(cfg, variables, grid, explicit="vector_channels" in config.unet)
 
 
 def wind_channels(variables: Sequence[str]) -> tuple[int, ...]:

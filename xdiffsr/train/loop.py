@@ -48,7 +48,7 @@ from torch import nn
 
 from xdiffsr.core.precond import EDMLoss, EDMPrecond
 from xdiffsr.core.runtime import bf16_supported
-from xdiffsr.core.unet import SongUNet, UNetConfig
+from xdiffsr.core.unet import SongUNet
 from xdiffsr.errors import ArgumentError, XDiffSRError
 from xdiffsr.grid import find_time, grid_of
 from xdiffsr.models.diffusion import DiffusionModel
@@ -67,7 +67,7 @@ from .data import (
     select_variables,
     split_by_time,
 )
-from .finetune import base_unet_config, check_base_model, lat_weights, pole_padding_config
+from .finetune import check_base_model, lat_weights, load_base_weights, network_config
 
 __all__ = ["Trainer", "derived_seed", "ema_beta", "learning_rate", "train"]
 
@@ -295,15 +295,7 @@ class Trainer:
 
     def _build_model(self, header: dict | None) -> None:
         cfg = self.config
-        C, (H, W) = len(self.variables), self.grid.shape
-        if header is not None and "unet_config" in header:
-            self.unet_config = UNetConfig.from_dict(header["unet_config"])
-        elif self.base is not None:
-            self.unet_config = base_unet_config(self.base, cfg.unet, cfg.init_from)
-        else:
-            self.unet_config = cfg.unet_config(C, (H, W))
-        self.unet_config = pole_padding_config(self.unet_config, self.variables, self.grid,
-                                               explicit="vector_channels" in cfg.unet)
+        self.unet_config = network_config(cfg, header, self.base, self.variables, self.grid)
         if cfg.batch_size % self.dist.world:
             raise ArgumentError(f"batch_size={cfg.batch_size} must be divisible by the number of "
                                 f"processes ({self.dist.world}).")
@@ -312,7 +304,7 @@ class Trainer:
         self.precond = EDMPrecond(net, sigma_data=cfg.sigma_data, sigma_min=cfg.sigma_min,
                                   sigma_max=cfg.sigma_max).to(self.device).train()
         if self.base is not None:  # the released (EMA) weights start both copies
-            self.precond.load_state_dict(self.base.precond.state_dict())
+            load_base_weights(self.precond, self.base)
         self.ema = copy.deepcopy(self.precond).eval().requires_grad_(False)
         self.optimizer = torch.optim.AdamW(self.precond.parameters(), lr=cfg.lr,
                                            betas=cfg.adam_betas, eps=cfg.adam_eps,
