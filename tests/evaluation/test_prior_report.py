@@ -77,6 +77,30 @@ def test_denoiser_roughness_of_a_known_denoiser():
         assert table.loc[(s, "t850"), "rmse"] == pytest.approx(rms_want, rel=0.03)
 
 
+def test_denoiser_roughness_with_the_samplers_band_limit():
+    """With the prior's zonal truncation (N = 8 here) the report measures the denoiser the
+    sampler uses, P D: the smooth truth passes P, the white noise keeps the wavenumbers
+    m <= ceil(N cos(lat)) + 1 of each row, whose second difference has the variance
+    (1/W) sum_m (2 - 2 cos(2 pi m / W))^2 over the kept m (both signs)."""
+    from xdiffsr.core.zonal import kept_wavenumbers
+
+    truth = smooth_truth(n=64)
+    model = _skip_only_model(truth)
+    model.zonal_truncation = 8
+    s = 1.0
+    table = denoiser_roughness(model, truth, sigmas=(s,), variables=("t850",))
+    x = (truth["t850"].values - 270.0) / 5.0
+    r_x = roughness(x, LAT)
+    rows = np.abs(LAT) <= 60
+    m = np.fft.fftfreq(W, 1 / W)
+    gain = (2 - 2 * np.cos(2 * np.pi * m / W)) ** 2
+    noise = np.mean([gain[np.abs(m) <= k].sum() / W for k in kept_wavenumbers(LAT[rows], 8)])
+    want = np.sqrt(r_x**2 + s**2 * noise) / (1 + s**2) / r_x
+    assert table.loc[(s, "t850"), "roughness_ratio"] == pytest.approx(want, rel=0.03)
+    off = denoiser_roughness(model, truth, sigmas=(s,), variables=("t850",), zonal_truncation=0)
+    assert off.loc[(s, "t850"), "roughness_ratio"] > 1.5 * want  # all 6 of white noise
+
+
 def test_high_wavenumber_ratio():
     truth = smooth_truth() + xr.DataArray(np.random.default_rng(1).normal(size=(3, H, W)) * 0.1,
                                           dims=("time", "lat", "lon"))

@@ -52,6 +52,7 @@ def test_defaults_are_unchanged():
         mmps_sigmas=(1.3, 3.0), cg_tol=1e-3, S_tmin=0.0, S_tmax=math.inf, S_noise=1.0,
         S_churn=None,  # issue 24: the prior's own (the packaged default model's: 10)
         corrector_guidance=True,
+        zonal_truncation=None,  # the prior's own (the packaged default model's: 42)
         sigma_min=None, sigma_max=None, batch_size=None, batch_times=False, max_memory=None,
         precision="auto",  # issue 28: bf16 where native (same quality, 0.71x the CPU time)
         channels_last="auto", compile=False, checkpoint=False,

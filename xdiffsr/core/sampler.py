@@ -59,6 +59,7 @@ def heun_sampler(
     generator: Generators = None,
     callback: Callback | None = None,
     divergence_bound: float | None = 50.0,
+    project: Callable[[torch.Tensor], torch.Tensor] | None = None,
 ) -> torch.Tensor:
     """Draw samples by integrating the probability-flow ODE with stochastic churn.
 
@@ -95,6 +96,11 @@ def heun_sampler(
         and an :class:`~xdiffsr.errors.XDiffSRWarning` names them, so a diverged guidance never
         returns silent non-finite or exploded members. The check adds no host synchronisation
         inside the loop (one at the end).
+    project : callable, optional
+        A linear projection applied to every denoiser output, guided or not (e.g. the band
+        limit of :class:`~xdiffsr.core.zonal.ZonalFilter`): where the data lie in its range,
+        so does every (posterior) mean ``E[x0 | x]``, and the projection removes only the
+        denoiser's error. The last step returns the denoised state, so samples lie in it too.
 
     Returns
     -------
@@ -117,7 +123,8 @@ def heun_sampler(
     batch = latents.shape[0]
 
     def D(den, x, t):
-        return den(x, torch.full((batch,), t, dtype=torch.float32, device=x.device)).float()
+        out = den(x, torch.full((batch,), t, dtype=torch.float32, device=x.device)).float()
+        return out if project is None else project(out)
 
     x_next = latents.float() * sig[0]
     first_bad = torch.full((batch,), n_steps, dtype=torch.long, device=latents.device)

@@ -34,6 +34,7 @@ import pandas as pd
 import torch
 import xarray as xr
 
+from xdiffsr.core.zonal import ZonalTruncation
 from xdiffsr.errors import ArgumentError
 from xdiffsr.evaluation.baselines import interpolation_baseline, unguided_baseline
 from xdiffsr.evaluation.datasets import load_heldout, load_stations
@@ -49,6 +50,7 @@ from xdiffsr.models.prior import Prior
 from xdiffsr.osse import COARSE_GRID, coarsen
 from xdiffsr.osse.stations import simulate_soundings
 from xdiffsr.reconstruct import super_resolve
+from xdiffsr.reconstruct.sample import truncation_of
 from xdiffsr.reconstruct.settings import SamplerSettings
 
 __all__ = ["REPORT_SIGMAS", "REPORT_VARIABLES", "PriorReport", "climate", "denoiser_roughness",
@@ -93,7 +95,8 @@ def _variables(prior: Prior, variables: Sequence[str]) -> list[str]:
 @torch.no_grad()
 def denoiser_roughness(prior: Prior, truth: xr.Dataset, *, sigmas: Sequence[float] = REPORT_SIGMAS,
                        variables: Sequence[str] = REPORT_VARIABLES, seed: int = 0,
-                       device: str | torch.device = "cpu") -> pd.DataFrame:
+                       device: str | torch.device = "cpu",
+                       zonal_truncation: int | None = None) -> pd.DataFrame:
     """Roughness and error of the denoiser's output on noisy held-out truth.
 
     Parameters
@@ -104,6 +107,9 @@ def denoiser_roughness(prior: Prior, truth: xr.Dataset, *, sigmas: Sequence[floa
         Held-out states (time, lat, lon) on the prior's grid.
     sigmas : sequence of float
         Noise levels (normalised units).
+    zonal_truncation : int, optional
+        The band limit of the denoiser the sampler uses (None: the prior's own; 0: none;
+        :class:`~xdiffsr.SamplerSettings`).
 
     Returns
     -------
@@ -115,6 +121,8 @@ def denoiser_roughness(prior: Prior, truth: xr.Dataset, *, sigmas: Sequence[floa
     x = torch.as_tensor(prior.normalise(_state(prior, truth)), dtype=torch.float32, device=device)
     den = prior.denoiser(device)
     lat = np.asarray(prior.grid.lat)
+    n = truncation_of(prior, SamplerSettings(zonal_truncation=zonal_truncation))
+    den = ZonalTruncation(den, lat, n) if n else den
     gen = torch.Generator(device).manual_seed(seed)
     idx = [prior.variables.index(v) for v in names]
     truth_r = {v: roughness(x[:, i].cpu().numpy(), lat) for v, i in zip(names, idx, strict=True)}
@@ -290,7 +298,8 @@ def prior_report(prior: Prior, truth: xr.Dataset, *, members: int = 4,
     names = _variables(prior, variables)
     truth = truth[list(prior.variables)]
     den = denoiser_roughness(prior, truth, sigmas=sigmas, variables=names, seed=seed,
-                             device=device)
+                             device=device,
+                             zonal_truncation=sampler_options.get("zonal_truncation"))
     sampler_options.setdefault("steps", SamplerSettings().steps)
     free = unguided_baseline(prior, truth["time"].values, members=members, seed=seed,
                              device=device, **sampler_options)

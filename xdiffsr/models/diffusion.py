@@ -46,6 +46,20 @@ def sampling_churn(metadata: Mapping[str, Any], name: str) -> float:
     return float(value)
 
 
+def sampling_truncation(metadata: Mapping[str, Any], name: str) -> int | None:
+    """The band limit a model file records for its states (``metadata["sampling"]
+    ["zonal_truncation"]``, a positive integer), None where it records none; ModelError
+    otherwise."""
+    value = (metadata.get("sampling") or {}).get("zonal_truncation")
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ModelError(f"model {name!r}: metadata['sampling']['zonal_truncation'] = {value!r} "
+                         "is not a positive integer; the file was edited or written by another "
+                         "tool.")
+    return int(value)
+
+
 class DiffusionModel(Prior):
     """A trained EDM diffusion prior: network, preconditioning and metadata.
 
@@ -83,6 +97,7 @@ class DiffusionModel(Prior):
         self.sigma_min = float(getattr(precond, "sigma_min", 0.002))
         self.sigma_max = float(getattr(precond, "sigma_max", 80.0))
         self.S_churn = sampling_churn(self.metadata, name)
+        self.zonal_truncation = sampling_truncation(self.metadata, name)
 
     def _build_denoiser(self) -> nn.Module:
         return self.precond

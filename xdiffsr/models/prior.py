@@ -22,6 +22,7 @@ from xdiffsr.core.covariance import SpectralCovariance
 from xdiffsr.core.gaussian import GaussianDenoiser, SpectralGaussianDenoiser
 from xdiffsr.core.sampler import heun_sampler
 from xdiffsr.core.schedule import karras_sigmas
+from xdiffsr.core.zonal import ZonalFilter
 from xdiffsr.errors import ArgumentError
 from xdiffsr.grid import Grid, grid_of
 from xdiffsr.models.spectral import SpectralFit, fit_spectral
@@ -62,6 +63,13 @@ class Prior:
         Default stochastic churn of the sampler (Karras et al. 2022, Algorithm 2) for this
         prior, used when the settings leave ``S_churn=None``: 0 (deterministic) unless a model
         file records the churn measured for it (``metadata["sampling"]["S_churn"]``).
+    zonal_truncation : int or None
+        Band limit of the prior's states, used when the settings leave
+        ``zonal_truncation=None``: the total wavenumber ``N`` of the triangular truncation the
+        training data have (the sampler's denoiser keeps zonal wavenumbers up to
+        ``ceil(N cos(lat)) + 1`` per row, :mod:`xdiffsr.core.zonal`), or None (no
+        truncation) unless a model file records it (``metadata["sampling"]
+        ["zonal_truncation"]``).
     reference : ModelRef or None
         The file the prior was loaded from (:class:`xdiffsr.ModelRef`: sha256, path, registered
         name), set by :func:`xdiffsr.load_model`; None for an in-memory prior. Lazy tasks carry
@@ -72,6 +80,7 @@ class Prior:
     sigma_min: float = 0.002
     sigma_max: float = 80.0
     S_churn: float = 0.0
+    zonal_truncation: int | None = None
     reference: Any = None
 
     def __init__(
@@ -159,10 +168,12 @@ class Prior:
     def _estimate_covariance(self, device, samples: int, steps: int) -> SpectralCovariance:
         gen = torch.Generator(device=device).manual_seed(0)
         den = self.denoiser(device)
+        project = (ZonalFilter(np.asarray(self.grid.lat), self.zonal_truncation)
+                   if self.zonal_truncation else None)  # the states the sampler draws
         x = torch.randn(int(samples), *self.sample_shape, generator=gen, device=device)
         sig = karras_sigmas(int(steps), sigma_min=self.sigma_min, sigma_max=self.sigma_max)
         with torch.no_grad():
-            x = heun_sampler(den, x, sig.to(device), generator=gen)
+            x = heun_sampler(den, x, sig.to(device), generator=gen, project=project)
         # per variable: a cross-spectral (multivariate) estimate was slower and no better
         # on the OSSE (benchmarks/RESULTS.md, issue 15)
         return SpectralCovariance.from_states(x.cpu(), isotropic=True)

@@ -17,6 +17,7 @@ from xdiffsr.errors import ArgumentError, CoordinateError, XDiffSRWarning
 from xdiffsr.grid import Grid, find_time, grid_of, has_latlon, to_datetime64
 from xdiffsr.models.prior import Prior
 from xdiffsr.observations.sources import Observations, as_source
+from xdiffsr.reconstruct.sample import truncation_of
 from xdiffsr.reconstruct.settings import SamplerSettings
 
 
@@ -248,6 +249,7 @@ def make_plan(
             f"settings={settings!r} is not a SamplerSettings; build one with "
             "xdiffsr.SamplerSettings.from_options(...)."
         )
+    truncation_of(model, settings)  # a band limit the prior cannot take: refused before work
     if isinstance(obs, pd.DataFrame | xr.Dataset | xr.DataArray | Observations):
         obs = [obs]
     if not isinstance(obs, Sequence) or isinstance(obs, str | bytes):

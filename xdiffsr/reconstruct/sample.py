@@ -16,6 +16,7 @@ from xdiffsr.core.memory import auto_budget, cuda_peak_probe, fit_batch_size, ho
 from xdiffsr.core.runtime import with_network_options
 from xdiffsr.core.sampler import heun_sampler, randn
 from xdiffsr.core.schedule import karras_sigmas
+from xdiffsr.core.zonal import ZonalFilter
 from xdiffsr.errors import ArgumentError, XDiffSRWarning
 from xdiffsr.models.prior import Prior
 from xdiffsr.observations.likelihood import likelihoods
@@ -101,6 +102,27 @@ def _network(prior: Prior, device, settings: SamplerSettings) -> torch.nn.Module
     return with_network_options(prior.denoiser(device), **settings.network_options())
 
 
+def truncation_of(prior: Prior, settings: SamplerSettings) -> int | None:
+    """The zonal truncation of ``settings`` (None: the prior's own, :attr:`Prior.
+    zonal_truncation`; 0: none), checked against the prior: a pixel prior on a global grid."""
+    n = prior.zonal_truncation if settings.zonal_truncation is None else settings.zonal_truncation
+    if not n:
+        return None
+    if prior.sample_shape != prior.state_shape or not prior.grid.is_global:
+        why = ("its samples are latents, not latitude-longitude states"
+               if prior.sample_shape != prior.state_shape else "its grid is not global")
+        raise ArgumentError(f"zonal_truncation={n!r} band-limits the denoiser's output along "
+                            f"full latitude circles; the prior {prior.name!r} cannot take it "
+                            f"({why}): use zonal_truncation=0.")
+    return int(n)
+
+
+def projection_of(prior: Prior, settings: SamplerSettings) -> ZonalFilter | None:
+    """The projection of the sampler's denoised states (:func:`truncation_of`), or None."""
+    n = truncation_of(prior, settings)
+    return ZonalFilter(np.asarray(prior.grid.lat), n) if n else None
+
+
 def churn_of(prior: Prior, settings: SamplerSettings) -> float:
     """The stochastic churn of ``settings`` (None: the prior's own, :attr:`Prior.S_churn`)."""
     return float(prior.S_churn if settings.S_churn is None else settings.S_churn)
@@ -184,6 +206,7 @@ def draw_members(
         raise ArgumentError(f"{len(times)} times of {members} members need one batch of "
                             f"{len(gens)} rows, got batch={batch}.")
     sigmas = _sigmas(prior, settings)
+    project = projection_of(prior, settings)
     out = np.empty((len(gens), *prior.sample_shape), dtype=np.float64)
     for b0 in range(0, len(gens), batch):
         g = gens[b0 : b0 + batch]
@@ -202,6 +225,7 @@ def draw_members(
                 corrector_guidance=settings.corrector_guidance,
                 generator=g,
                 callback=cb,
+                project=project,
             )
         out[rows] = x.double().cpu().numpy()
     return out

@@ -99,6 +99,15 @@ class SamplerSettings:
         held-out states; ``benchmarks/RESULTS.md``, "Stochastic churn"), else 0, the
         deterministic Heun sampler of the paper. Churn corrects part of a learned denoiser's
         error; with an exact denoiser (Gaussian priors) it only adds discretisation spread.
+    zonal_truncation : int, optional
+        Band limit of the denoiser's output: the total wavenumber ``N`` of the triangular
+        truncation the prior's training data have; each latitude row keeps the zonal
+        wavenumbers up to ``ceil(N cos(lat)) + 1`` (:mod:`xdiffsr.core.zonal`: fields of a
+        spectral model hold nothing above ``N cos(lat)``, and a learned denoiser's grid-scale
+        noise next to the poles is removed). ``None`` (the default) is the prior's own
+        (:attr:`Prior.zonal_truncation <xdiffsr.Prior.zonal_truncation>`, recorded in its
+        file; none for Gaussian priors and files that record none), 0 turns it off. Needs a
+        pixel-space prior on a global grid.
     corrector_guidance : bool
         Guide the Heun corrector evaluation too.
     sigma_min, sigma_max : float, optional
@@ -152,6 +161,9 @@ class SamplerSettings:
     S_noise: float = field(default=1.0, metadata=_help("noise inflation of the churn"))
     corrector_guidance: bool = field(default=True, metadata=_help(
         "guide the Heun corrector too"))
+    zonal_truncation: int | None = field(default=None, metadata=_help(
+        "band limit N of the denoiser's output, m <= ceil(N cos lat) + 1 (none: the prior's "
+        "own; 0: off)"))
     sigma_min: float | None = field(default=None, metadata=_help(
         "lowest noise level (none: the prior's)"))
     sigma_max: float | None = field(default=None, metadata=_help(
@@ -184,6 +196,9 @@ class SamplerSettings:
             self._set(name, _number(name, getattr(self, name), minimum=0.0))
         if self.S_churn is not None:
             self._set("S_churn", _number("S_churn", self.S_churn, minimum=0.0))
+        if self.zonal_truncation is not None:
+            self._set("zonal_truncation",
+                      _integer("zonal_truncation", self.zonal_truncation, minimum=0))
         self._set("S_tmax", _number("S_tmax", self.S_tmax, minimum=self.S_tmin, inf=True))
         self._set("cg_tol", _number("cg_tol", self.cg_tol, minimum=0.0))
         if self.cg_tol >= 1.0:
