@@ -17,8 +17,8 @@ onto the band-limited fields, keeping per row the zonal wavenumbers
 
 (one wavenumber of margin for the evanescent tail). Data that are band-limited pass unchanged,
 so for them the optimal denoiser ``E[x0 | x]`` is a fixed point of the projection and only the
-learned denoiser's error is removed. Pure torch; rows are latitudes in degrees, the last axis
-is a full circle of equally spaced longitudes.
+learned denoiser's error is removed. Torch and numpy only (no xarray); rows are latitudes in
+degrees (any order), the last axis is a full circle of equally spaced longitudes.
 """
 
 from __future__ import annotations
