@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from xdiffsr.core.zonal import ZonalTruncation, kept_wavenumbers, truncate_zonal, zonal_mask
+from xdiffsr.core.zonal import ZonalFilter, kept_wavenumbers, truncate_zonal, zonal_mask
 from xdiffsr.errors import ArgumentError
 
 LAT = np.linspace(-88.59375, 88.59375, 64)  # the default model's rows
@@ -30,9 +30,9 @@ def test_truncation_must_be_a_positive_integer(bad):
 def test_latitudes_are_checked():
     with pytest.raises(ArgumentError, match="latitudes in"):
         kept_wavenumbers([0.0, 95.0], 42)
-    den = ZonalTruncation(lambda x, s: x, LAT, 42)
+    project = ZonalFilter(LAT, 42)
     with pytest.raises(ArgumentError, match="built for 64 latitude rows, got a state with 32"):
-        den(torch.zeros(1, 1, 32, 128), torch.tensor(1.0))
+        project(torch.zeros(1, 1, 32, 128))
 
 
 def test_projection_properties():
@@ -102,14 +102,9 @@ def test_the_packaged_nature_run_state_is_band_limited():
         assert float((out - x).pow(2).mean().sqrt() / anomaly.pow(2).mean().sqrt()) < 3e-3, v
 
 
-def test_wrapper_passes_arguments_and_keeps_the_denoiser():
-    calls = []
-
-    def den(x, sigma, *args, **kw):
-        calls.append((args, kw))
-        return x * 2
-
-    wrapped = ZonalTruncation(den, LAT, 42)
-    x = torch.zeros(2, 3, 64, 128)
-    assert wrapped(x, torch.tensor(1.0), "a", k=1).shape == x.shape
-    assert calls == [(("a",), {"k": 1})] and wrapped.truncation == 42
+def test_filter_caches_one_mask_per_width_and_device():
+    project = ZonalFilter(LAT, 42)
+    x = torch.randn(2, 3, 64, 128, generator=torch.Generator().manual_seed(2))
+    torch.testing.assert_close(project(x), truncate_zonal(x, zonal_mask(LAT, 128, 42)))
+    project(torch.zeros(1, 1, 64, 64))
+    assert sorted(project._masks) == [(64, "cpu"), (128, "cpu")] and project.truncation == 42

@@ -10,8 +10,9 @@ isotropic-resolution argument behind the polar Fourier filters of grid-point mod
 On a regular latitude-longitude grid a learned denoiser is not told this: with zero padding at
 the edges it puts grid-scale zonal variance into the rows next to the poles (measured on the
 OSSE: 3-4x the truth's zonal standard deviation in the outermost row, almost all of it above
-wavenumber 3, where the truth has none). :class:`ZonalTruncation` projects a denoiser's output
-onto the band-limited fields, keeping per row the zonal wavenumbers
+wavenumber 3, where the truth has none). :class:`ZonalFilter`, the sampler's ``project``
+(:func:`xdiffsr.core.sampler.heun_sampler`), projects each denoised state onto the band-limited
+fields, keeping per row the zonal wavenumbers
 
     m <= ceil(N cos(lat)) + 1
 
@@ -27,11 +28,10 @@ from collections.abc import Sequence
 
 import numpy as np
 import torch
-from torch import nn
 
 from xdiffsr.errors import ArgumentError
 
-__all__ = ["ZonalFilter", "ZonalTruncation", "kept_wavenumbers", "truncate_zonal", "zonal_mask"]
+__all__ = ["ZonalFilter", "kept_wavenumbers", "truncate_zonal", "zonal_mask"]
 
 
 def kept_wavenumbers(lat: Sequence[float] | np.ndarray, truncation: int) -> np.ndarray:
@@ -90,6 +90,14 @@ class ZonalFilter:
         The H latitudes (degrees).
     truncation : int
         Total wavenumber ``N`` of the triangular truncation the data have (T42: 42).
+
+    Examples
+    --------
+    >>> import torch
+    >>> project = ZonalFilter(torch.linspace(-87.5, 87.5, 8).numpy(), 4)
+    >>> x = torch.cos(torch.arange(16.0) * 2 * torch.pi * 7 / 16).expand(1, 1, 8, 16)
+    >>> float(project(x).abs().max()) < 1e-6  # wave 7 exceeds every row's limit
+    True
     """
 
     def __init__(self, lat: Sequence[float] | np.ndarray, truncation: int) -> None:
@@ -109,37 +117,3 @@ class ZonalFilter:
 
     def __repr__(self) -> str:
         return f"ZonalFilter(T{self.truncation}, {self.lat.size} rows)"
-
-
-class ZonalTruncation(nn.Module):
-    """A denoiser whose output is band-limited per latitude row (module docstring).
-
-    Parameters
-    ----------
-    denoiser : torch.nn.Module
-        ``D(x, sigma)`` on (B, C, H, W) states of a global latitude-longitude grid.
-    lat : array_like
-        The H latitudes (degrees).
-    truncation : int
-        Total wavenumber ``N`` of the triangular truncation the data have (T42: 42).
-
-    Examples
-    --------
-    >>> import torch
-    >>> lat = torch.linspace(-87.5, 87.5, 8).numpy()
-    >>> den = ZonalTruncation(lambda x, s: x, lat, 4)
-    >>> x = torch.cos(torch.arange(16.0) * 2 * torch.pi * 7 / 16).expand(1, 1, 8, 16)
-    >>> float(den(x, torch.tensor(1.0)).abs().max()) < 1e-6  # wave 7 exceeds every row's limit
-    True
-    """
-
-    def __init__(self, denoiser, lat: Sequence[float] | np.ndarray, truncation: int) -> None:
-        super().__init__()
-        self.denoiser = denoiser
-        self.filter = ZonalFilter(lat, truncation)
-        self.truncation = self.filter.truncation
-
-    def forward(self, x: torch.Tensor, sigma: torch.Tensor, *args, **kwargs) -> torch.Tensor:
-        if x.shape[-2] != self.filter.lat.size:  # before the network runs
-            self.filter(x)
-        return self.filter(self.denoiser(x, sigma, *args, **kwargs))

@@ -34,7 +34,6 @@ import pandas as pd
 import torch
 import xarray as xr
 
-from xdiffsr.core.zonal import ZonalTruncation
 from xdiffsr.errors import ArgumentError
 from xdiffsr.evaluation.baselines import interpolation_baseline, unguided_baseline
 from xdiffsr.evaluation.datasets import load_heldout, load_stations
@@ -50,7 +49,7 @@ from xdiffsr.models.prior import Prior
 from xdiffsr.osse import COARSE_GRID, coarsen
 from xdiffsr.osse.stations import simulate_soundings
 from xdiffsr.reconstruct import super_resolve
-from xdiffsr.reconstruct.sample import truncation_of
+from xdiffsr.reconstruct.sample import projection_of
 from xdiffsr.reconstruct.settings import SamplerSettings
 
 __all__ = ["REPORT_SIGMAS", "REPORT_VARIABLES", "PriorReport", "climate", "denoiser_roughness",
@@ -121,8 +120,7 @@ def denoiser_roughness(prior: Prior, truth: xr.Dataset, *, sigmas: Sequence[floa
     x = torch.as_tensor(prior.normalise(_state(prior, truth)), dtype=torch.float32, device=device)
     den = prior.denoiser(device)
     lat = np.asarray(prior.grid.lat)
-    n = truncation_of(prior, SamplerSettings(zonal_truncation=zonal_truncation))
-    den = ZonalTruncation(den, lat, n) if n else den
+    project = projection_of(prior, SamplerSettings(zonal_truncation=zonal_truncation))
     gen = torch.Generator(device).manual_seed(seed)
     idx = [prior.variables.index(v) for v in names]
     truth_r = {v: roughness(x[:, i].cpu().numpy(), lat) for v, i in zip(names, idx, strict=True)}
@@ -130,7 +128,8 @@ def denoiser_roughness(prior: Prior, truth: xr.Dataset, *, sigmas: Sequence[floa
     for s in sigmas:
         noisy = x + s * torch.randn(x.shape, generator=gen, device=device)
         sig = torch.full((x.shape[0], 1, 1, 1), float(s), device=device)
-        d = den(noisy, sig).float().cpu().numpy()
+        d = den(noisy, sig).float()
+        d = (d if project is None else project(d)).cpu().numpy()
         for v, i in zip(names, idx, strict=True):
             err = np.sqrt(np.mean((d[:, i] - x[:, i].cpu().numpy()) ** 2))
             rows.append({"sigma": float(s), "variable": v,

@@ -22,6 +22,7 @@ from xdiffsr.errors import ArgumentError
 from xdiffsr.grid import Grid
 from xdiffsr.models.diffusion import DiffusionModel
 from xdiffsr.train.augment import channels_of
+from xdiffsr.train.config import TrainConfig
 
 __all__ = ["base_unet_config", "check_base_model", "check_pole_grid", "lat_weights",
            "load_base_weights", "network_config", "pole_padding_config", "wind_channels"]
@@ -29,8 +30,8 @@ __all__ = ["base_unet_config", "check_base_model", "check_pole_grid", "lat_weigh
 #: UNetConfig fields a fine-tuning run may change: they change no weight of the base model
 #: (``lat_embedding`` only from False to True: it adds a parameter that starts at zero).
 FINETUNE_CHANGES = ("lat_padding", "vector_channels", "lat_embedding")
-#: Parameters a fine-tuning may add to the base model's, with the switch that adds them.
-_ADDED = {"net.lat_embed": "lat_embedding"}
+#: Parameters a fine-tuning may add to the base model's (``lat_embedding=True``).
+_ADDED = ("net.lat_embed",)
 _WIND = ("eastward_wind", "northward_wind")
 
 
@@ -90,8 +91,9 @@ def load_base_weights(precond: torch.nn.Module, base: DiffusionModel) -> None:
             raise ArgumentError(f"the added parameter {key!r} must start at zero.")
 
 
-def network_config(config: Any, header: Mapping[str, Any] | None, base: DiffusionModel | None,
-                   variables: Sequence[str], grid: Grid) -> UNetConfig:
+def network_config(config: TrainConfig, header: Mapping[str, Any] | None,
+                   base: DiffusionModel | None, variables: Sequence[str],
+                   grid: Grid) -> UNetConfig:
     """The network of a training run: a checkpoint's (resuming), the base model's with the
     allowed changes (fine-tuning), or ``config``'s; pole padding checked against ``grid``."""
     if header is not None and "unet_config" in header:
